@@ -1,0 +1,2 @@
+#include <cstdio>
+int main() { std::puts("kvsync " KVSYNC_VERSION); return 0; }

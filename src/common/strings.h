@@ -1,0 +1,21 @@
+// Small string helpers for etcd key arithmetic. Pure functions; any thread.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace kvsync::common {
+
+// The smallest key greater than every key that starts with `prefix` (etcd's "range_end" for a
+// prefix). An empty prefix, or one made only of 0xff bytes, yields "\0": the whole keyspace.
+std::string PrefixEnd(std::string_view prefix);
+
+// True when `key` starts with `prefix` (byte-wise).
+inline bool HasPrefix(std::string_view key, std::string_view prefix) {
+  return key.substr(0, prefix.size()) == prefix;
+}
+
+// Renders a key for logs: printable ASCII as is, other bytes as \xNN, cut after 200 bytes.
+std::string PrintableKey(std::string_view key);
+
+}  // namespace kvsync::common

@@ -1,0 +1,535 @@
+#include "etcd/client.h"
+
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "common/status_macros.h"
+#include "etcd/convert.h"
+#include "etcd/etcdserver/api/v3election/v3electionpb/v3election.grpc.pb.h"
+#include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+
+namespace kvsync::etcd {
+
+namespace pb = ::etcdserverpb;
+namespace epb = ::v3electionpb;
+
+// One member endpoint: its channel and the stubs over it.
+class Endpoint {
+ public:
+  Endpoint(std::string address, std::shared_ptr<grpc::Channel> channel)
+      : address_(std::move(address)),
+        channel_(std::move(channel)),
+        kv_(pb::KV::NewStub(channel_)),
+        watch_(pb::Watch::NewStub(channel_)),
+        lease_(pb::Lease::NewStub(channel_)),
+        auth_(pb::Auth::NewStub(channel_)),
+        maintenance_(pb::Maintenance::NewStub(channel_)),
+        election_(epb::Election::NewStub(channel_)) {}
+
+  const std::string& address() const { return address_; }
+  pb::KV::Stub* kv() { return kv_.get(); }
+  pb::Watch::Stub* watch() { return watch_.get(); }
+  pb::Lease::Stub* lease() { return lease_.get(); }
+  pb::Auth::Stub* auth() { return auth_.get(); }
+  pb::Maintenance::Stub* maintenance() { return maintenance_.get(); }
+  epb::Election::Stub* election() { return election_.get(); }
+
+ private:
+  std::string address_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<pb::KV::Stub> kv_;
+  std::unique_ptr<pb::Watch::Stub> watch_;
+  std::unique_ptr<pb::Lease::Stub> lease_;
+  std::unique_ptr<pb::Auth::Stub> auth_;
+  std::unique_ptr<pb::Maintenance::Stub> maintenance_;
+  std::unique_ptr<epb::Election::Stub> election_;
+};
+
+namespace {
+
+absl::StatusOr<std::string> ReadFile(const std::string& path, absl::string_view what,
+                                     absl::string_view client) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(client, " ", what, " file \"", path, "\" cannot be read"));
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string data = ss.str();
+  if (!absl::StrContains(data, "-----BEGIN")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(client, " ", what, " file \"", path, "\" is not a PEM file"));
+  }
+  return data;
+}
+
+bool IsTokenError(const absl::Status& s) {
+  return absl::StrContains(s.message(), "invalid auth token") ||
+         absl::StrContains(s.message(), "user name is empty");
+}
+
+// A failure that says "this member cannot serve now": try another endpoint.
+bool IsEndpointFailure(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kUnavailable ||
+         s.code() == absl::StatusCode::kDeadlineExceeded;
+}
+
+}  // namespace
+
+std::vector<std::string> SplitEndpoints(const std::string& csv) {
+  std::vector<std::string> out;
+  for (absl::string_view part : absl::StrSplit(csv, ',', absl::SkipWhitespace())) {
+    out.emplace_back(absl::StripAsciiWhitespace(part));
+  }
+  return out;
+}
+
+absl::Status ValidateClientOptions(const ClientOptions& o) {
+  if (o.endpoints.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(o.name, " endpoints are empty"));
+  }
+  for (const auto& e : o.endpoints) {
+    absl::string_view host = e;
+    absl::ConsumePrefix(&host, "http://") || absl::ConsumePrefix(&host, "https://");
+    auto colon = host.rfind(':');
+    if (host.empty() || colon == absl::string_view::npos || colon + 1 == host.size() ||
+        host.find('/') != absl::string_view::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          o.name, " endpoint \"", e, "\" is not host:port (or http[s]://host:port)"));
+    }
+  }
+  if (o.cert_file.empty() != o.key_file.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(o.name, " client certificate and key must be given together"));
+  }
+  if (!o.ca_file.empty()) RETURN_IF_ERROR(ReadFile(o.ca_file, "CA", o.name).status());
+  if (!o.cert_file.empty()) RETURN_IF_ERROR(ReadFile(o.cert_file, "certificate", o.name).status());
+  if (!o.key_file.empty()) RETURN_IF_ERROR(ReadFile(o.key_file, "key", o.name).status());
+  if (o.user.empty() && !o.password.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(o.name, " password given without a user"));
+  }
+  return absl::OkStatus();
+}
+
+Client::Client(ClientOptions options) : options_(std::move(options)) {}
+Client::~Client() = default;
+
+absl::StatusOr<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
+  RETURN_IF_ERROR(ValidateClientOptions(options));
+  std::unique_ptr<Client> client(new Client(std::move(options)));
+  RETURN_IF_ERROR(client->Init());
+  return client;
+}
+
+absl::Status Client::Init() {
+  bool any_tls = !options_.ca_file.empty() || !options_.cert_file.empty();
+  grpc::SslCredentialsOptions ssl;
+  if (!options_.ca_file.empty()) {
+    ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadFile(options_.ca_file, "CA", options_.name));
+  }
+  if (!options_.cert_file.empty()) {
+    ASSIGN_OR_RETURN(ssl.pem_cert_chain,
+                     ReadFile(options_.cert_file, "certificate", options_.name));
+    ASSIGN_OR_RETURN(ssl.pem_private_key, ReadFile(options_.key_file, "key", options_.name));
+  }
+  for (const auto& e : options_.endpoints) {
+    absl::string_view host = e;
+    bool tls = any_tls;
+    if (absl::ConsumePrefix(&host, "https://")) tls = true;
+    absl::ConsumePrefix(&host, "http://");
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(options_.max_receive_bytes);
+    args.SetMaxSendMessageSize(options_.max_send_bytes);
+    // Keep-alive pings find a blackholed link within ~15 s even on an idle watch stream.
+    // etcd's default --grpc-keepalive-min-time is 5 s; pinging faster gets the channel closed.
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+    args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+    // Separate clients (source, destination) never share connections.
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    auto creds = tls ? grpc::SslCredentials(ssl) : grpc::InsecureChannelCredentials();
+    endpoints_.push_back(std::make_unique<Endpoint>(
+        std::string(host), grpc::CreateCustomChannel(std::string(host), creds, args)));
+  }
+  return absl::OkStatus();
+}
+
+std::string Client::current_endpoint() const {
+  absl::MutexLock lock(&mu_);
+  return endpoints_[current_]->address();
+}
+
+Endpoint* Client::Current(size_t* index) {
+  absl::MutexLock lock(&mu_);
+  *index = current_;
+  return endpoints_[current_].get();
+}
+
+void Client::MarkFailed(size_t index) {
+  absl::MutexLock lock(&mu_);
+  if (current_ == index) current_ = (current_ + 1) % endpoints_.size();
+}
+
+void Client::InvalidateToken() {
+  absl::MutexLock lock(&mu_);
+  token_.clear();
+}
+
+void Client::PrepareContext(grpc::ClientContext* ctx, bool with_deadline) {
+  if (with_deadline) {
+    ctx->set_deadline(std::chrono::system_clock::now() + options_.request_timeout);
+  }
+  absl::MutexLock lock(&mu_);
+  if (!token_.empty()) ctx->AddMetadata("token", token_);
+}
+
+absl::Status Client::EnsureToken(Endpoint* endpoint) {
+  if (options_.user.empty()) return absl::OkStatus();
+  {
+    absl::MutexLock lock(&mu_);
+    if (!token_.empty()) return absl::OkStatus();
+  }
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + options_.request_timeout);
+  pb::AuthenticateRequest req;
+  req.set_name(options_.user);
+  req.set_password(options_.password);
+  pb::AuthenticateResponse resp;
+  absl::Status s = FromGrpc(endpoint->auth()->Authenticate(&ctx, req, &resp),
+                            options_.name + " " + endpoint->address() + " authenticate");
+  if (!s.ok()) {
+    if (s.code() == absl::StatusCode::kInvalidArgument ||
+        s.code() == absl::StatusCode::kFailedPrecondition) {
+      return absl::PermissionDeniedError(s.message());
+    }
+    return s;
+  }
+  absl::MutexLock lock(&mu_);
+  token_ = resp.token();
+  return absl::OkStatus();
+}
+
+template <typename Call>
+auto Client::Invoke(bool retry_other_endpoints, Call&& call) -> decltype(call(nullptr, nullptr)) {
+  size_t attempts = retry_other_endpoints ? endpoints_.size() : 1;
+  absl::Status last = absl::UnavailableError("no endpoint");
+  bool token_refreshed = false;
+  for (size_t i = 0; i < attempts; ++i) {
+    size_t index;
+    Endpoint* endpoint = Current(&index);
+    absl::Status token = EnsureToken(endpoint);
+    if (!token.ok()) {
+      if (!IsEndpointFailure(token)) return token;
+      MarkFailed(index);
+      last = token;
+      continue;
+    }
+    grpc::ClientContext ctx;
+    PrepareContext(&ctx, true);
+    auto result = call(endpoint, &ctx);
+    if (result.ok()) return result;
+    last = result.status();
+    if (IsTokenError(last) && !token_refreshed) {
+      token_refreshed = true;
+      InvalidateToken();
+      ++attempts;
+      continue;
+    }
+    if (!IsEndpointFailure(last)) return result;
+    MarkFailed(index);
+  }
+  return last;
+}
+
+absl::StatusOr<Header> Client::Connect() {
+  std::vector<std::string> failures;
+  for (size_t i = 0; i < endpoints_.size(); ++i) {
+    Endpoint* endpoint = endpoints_[i].get();
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + options_.dial_timeout);
+    ctx.set_wait_for_ready(true);
+    pb::StatusRequest req;
+    pb::StatusResponse resp;
+    absl::Status s = FromGrpc(endpoint->maintenance()->Status(&ctx, req, &resp),
+                              endpoint->address());
+    if (s.ok()) s = EnsureToken(endpoint);
+    if (s.ok()) {
+      absl::MutexLock lock(&mu_);
+      current_ = i;
+      return FromPb(resp.header());
+    }
+    if (s.code() == absl::StatusCode::kPermissionDenied) {
+      return absl::PermissionDeniedError(
+          absl::StrCat(options_.name, " etcd rejected user \"", options_.user, "\": ",
+                       s.message()));
+    }
+    if (s.code() == absl::StatusCode::kDeadlineExceeded) {
+      failures.push_back(absl::StrCat(endpoint->address(), " (no answer within ",
+                                      options_.dial_timeout.count(), " ms)"));
+    } else {
+      failures.push_back(absl::StrCat(endpoint->address(), " (", s.message(), ")"));
+    }
+  }
+  return absl::UnavailableError(absl::StrCat("cannot reach ", options_.name, " etcd at ",
+                                             absl::StrJoin(failures, ", ")));
+}
+
+absl::StatusOr<RangeResponse> Client::Range(const RangeRequest& request) {
+  pb::RangeRequest req = ToPb(request);
+  return Invoke(true, [&](Endpoint* e, grpc::ClientContext* ctx) -> absl::StatusOr<RangeResponse> {
+    pb::RangeResponse resp;
+    absl::Status s = FromGrpc(e->kv()->Range(ctx, req, &resp), options_.name + " range");
+    if (!s.ok()) return s;
+    return FromPb(std::move(resp));
+  });
+}
+
+absl::StatusOr<TxnResponse> Client::Txn(const TxnRequest& request) {
+  pb::TxnRequest req = ToPb(request);
+  return Invoke(false, [&](Endpoint* e, grpc::ClientContext* ctx) -> absl::StatusOr<TxnResponse> {
+    pb::TxnResponse resp;
+    absl::Status s = FromGrpc(e->kv()->Txn(ctx, req, &resp), options_.name + " txn");
+    if (!s.ok()) return s;
+    TxnResponse out;
+    out.header = FromPb(resp.header());
+    out.succeeded = resp.succeeded();
+    return out;
+  });
+}
+
+absl::StatusOr<Header> Client::Put(const std::string& key, const std::string& value,
+                                   int64_t lease) {
+  pb::PutRequest req;
+  req.set_key(key);
+  req.set_value(value);
+  req.set_lease(lease);
+  return Invoke(false, [&](Endpoint* e, grpc::ClientContext* ctx) -> absl::StatusOr<Header> {
+    pb::PutResponse resp;
+    absl::Status s = FromGrpc(e->kv()->Put(ctx, req, &resp), options_.name + " put");
+    if (!s.ok()) return s;
+    return FromPb(resp.header());
+  });
+}
+
+absl::StatusOr<Header> Client::Delete(const std::string& key, const std::string& range_end) {
+  pb::DeleteRangeRequest req;
+  req.set_key(key);
+  req.set_range_end(range_end);
+  return Invoke(false, [&](Endpoint* e, grpc::ClientContext* ctx) -> absl::StatusOr<Header> {
+    pb::DeleteRangeResponse resp;
+    absl::Status s = FromGrpc(e->kv()->DeleteRange(ctx, req, &resp), options_.name + " delete");
+    if (!s.ok()) return s;
+    return FromPb(resp.header());
+  });
+}
+
+absl::Status Client::Compact(int64_t revision) {
+  pb::CompactionRequest req;
+  req.set_revision(revision);
+  req.set_physical(true);
+  return Invoke(false, [&](Endpoint* e, grpc::ClientContext* ctx) -> absl::StatusOr<bool> {
+           pb::CompactionResponse resp;
+           absl::Status s =
+               FromGrpc(e->kv()->Compact(ctx, req, &resp), options_.name + " compact");
+           if (!s.ok()) return s;
+           return true;
+         })
+      .status();
+}
+
+absl::StatusOr<int64_t> Client::LeaseGrant(std::chrono::seconds ttl) {
+  pb::LeaseGrantRequest req;
+  req.set_ttl(ttl.count());
+  return Invoke(false, [&](Endpoint* e, grpc::ClientContext* ctx) -> absl::StatusOr<int64_t> {
+    pb::LeaseGrantResponse resp;
+    absl::Status s = FromGrpc(e->lease()->LeaseGrant(ctx, req, &resp), options_.name + " lease");
+    if (!s.ok()) return s;
+    if (!resp.error().empty()) return absl::UnavailableError(resp.error());
+    return resp.id();
+  });
+}
+
+absl::Status Client::LeaseRevoke(int64_t lease_id) {
+  pb::LeaseRevokeRequest req;
+  req.set_id(lease_id);
+  return Invoke(false, [&](Endpoint* e, grpc::ClientContext* ctx) -> absl::StatusOr<bool> {
+           pb::LeaseRevokeResponse resp;
+           absl::Status s =
+               FromGrpc(e->lease()->LeaseRevoke(ctx, req, &resp), options_.name + " revoke");
+           if (!s.ok()) return s;
+           return true;
+         })
+      .status();
+}
+
+absl::StatusOr<int64_t> Client::LeaseKeepAliveOnce(int64_t lease_id) {
+  return Invoke(false, [&](Endpoint* e, grpc::ClientContext* ctx) -> absl::StatusOr<int64_t> {
+    auto stream = e->lease()->LeaseKeepAlive(ctx);
+    pb::LeaseKeepAliveRequest req;
+    req.set_id(lease_id);
+    pb::LeaseKeepAliveResponse resp;
+    bool ok = stream->Write(req) && stream->Read(&resp);
+    stream->WritesDone();
+    absl::Status s = FromGrpc(stream->Finish(), options_.name + " keepalive");
+    if (!s.ok()) return s;
+    if (!ok) return absl::UnavailableError(options_.name + " keepalive: stream closed");
+    return resp.ttl();
+  });
+}
+
+absl::StatusOr<Client::LeaderKey> Client::Campaign(const std::string& name, int64_t lease,
+                                                   const std::string& value,
+                                                   std::chrono::milliseconds timeout) {
+  epb::CampaignRequest req;
+  req.set_name(name);
+  req.set_lease(lease);
+  req.set_value(value);
+  size_t index;
+  Endpoint* e = Current(&index);
+  RETURN_IF_ERROR(EnsureToken(e));
+  grpc::ClientContext ctx;
+  PrepareContext(&ctx, false);
+  ctx.set_deadline(std::chrono::system_clock::now() + timeout);
+  epb::CampaignResponse resp;
+  absl::Status s = FromGrpc(e->election()->Campaign(&ctx, req, &resp), options_.name + " campaign");
+  if (!s.ok()) {
+    if (IsEndpointFailure(s) && s.code() != absl::StatusCode::kDeadlineExceeded) MarkFailed(index);
+    return s;
+  }
+  LeaderKey out;
+  out.name = resp.leader().name();
+  out.key = resp.leader().key();
+  out.revision = resp.leader().rev();
+  out.lease = resp.leader().lease();
+  return out;
+}
+
+absl::StatusOr<KeyValue> Client::Leader(const std::string& name) {
+  epb::LeaderRequest req;
+  req.set_name(name);
+  return Invoke(true, [&](Endpoint* e, grpc::ClientContext* ctx) -> absl::StatusOr<KeyValue> {
+    epb::LeaderResponse resp;
+    absl::Status s = FromGrpc(e->election()->Leader(ctx, req, &resp), options_.name + " leader");
+    if (!s.ok()) return s;
+    return FromPb(resp.kv());
+  });
+}
+
+absl::Status Client::Resign(const LeaderKey& leader) {
+  epb::ResignRequest req;
+  req.mutable_leader()->set_name(leader.name);
+  req.mutable_leader()->set_key(leader.key);
+  req.mutable_leader()->set_rev(leader.revision);
+  req.mutable_leader()->set_lease(leader.lease);
+  return Invoke(false, [&](Endpoint* e, grpc::ClientContext* ctx) -> absl::StatusOr<bool> {
+           epb::ResignResponse resp;
+           absl::Status s =
+               FromGrpc(e->election()->Resign(ctx, req, &resp), options_.name + " resign");
+           if (!s.ok()) return s;
+           return true;
+         })
+      .status();
+}
+
+namespace {
+
+class GrpcWatchStream : public WatchStream {
+ public:
+  GrpcWatchStream(std::string label, std::function<void()> on_transport_failure)
+      : label_(std::move(label)), on_transport_failure_(std::move(on_transport_failure)) {}
+
+  ~GrpcWatchStream() override {
+    if (stream_) {
+      ctx_.TryCancel();
+      pb::WatchResponse ignored;
+      while (stream_->Read(&ignored)) {
+      }
+      stream_->Finish().ok();
+    }
+  }
+
+  absl::Status Start(pb::Watch::Stub* stub, const pb::WatchRequest& create) {
+    stream_ = stub->Watch(&ctx_);
+    absl::MutexLock lock(&write_mu_);
+    if (!stream_->Write(create)) return Finish();
+    return absl::OkStatus();
+  }
+
+  grpc::ClientContext* context() { return &ctx_; }
+
+  absl::StatusOr<WatchResponse> Next() override {
+    pb::WatchResponse resp;
+    if (!stream_->Read(&resp)) return Finish();
+    if (resp.canceled()) {
+      if (resp.compact_revision() > 0) {
+        return CompactedError(resp.compact_revision(), label_ + " watch");
+      }
+      return absl::AbortedError(
+          absl::StrCat(label_, " watch canceled by server: ", resp.cancel_reason()));
+    }
+    return FromPb(std::move(resp));
+  }
+
+  absl::Status RequestProgress() override {
+    pb::WatchRequest req;
+    req.mutable_progress_request();
+    absl::MutexLock lock(&write_mu_);
+    if (!stream_->Write(req)) return absl::UnavailableError(label_ + " watch stream closed");
+    return absl::OkStatus();
+  }
+
+  void Cancel() override { ctx_.TryCancel(); }
+
+ private:
+  absl::Status Finish() {
+    absl::Status s = FromGrpc(stream_->Finish(), label_ + " watch");
+    stream_.reset();
+    if (s.ok()) s = absl::UnavailableError(label_ + " watch stream ended");
+    if (s.code() == absl::StatusCode::kUnavailable) on_transport_failure_();
+    return s;
+  }
+
+  std::string label_;
+  std::function<void()> on_transport_failure_;
+  grpc::ClientContext ctx_;
+  absl::Mutex write_mu_;
+  std::unique_ptr<grpc::ClientReaderWriter<pb::WatchRequest, pb::WatchResponse>> stream_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<WatchStream>> Client::Watch(const WatchOptions& options) {
+  size_t index;
+  Endpoint* e = Current(&index);
+  absl::Status token = EnsureToken(e);
+  if (!token.ok()) {
+    if (IsEndpointFailure(token)) MarkFailed(index);
+    return token;
+  }
+  auto stream = std::make_unique<GrpcWatchStream>(
+      absl::StrCat(options_.name, " ", e->address()), [this, index] { MarkFailed(index); });
+  PrepareContext(stream->context(), false);
+  if (options.require_leader) stream->context()->AddMetadata("hasleader", "true");
+  pb::WatchRequest req;
+  auto* create = req.mutable_create_request();
+  create->set_key(options.key);
+  create->set_range_end(options.range_end);
+  create->set_start_revision(options.start_revision);
+  create->set_progress_notify(options.progress_notify);
+  create->set_prev_kv(options.prev_kv);
+  RETURN_IF_ERROR(stream->Start(e->watch(), req));
+  return std::unique_ptr<WatchStream>(std::move(stream));
+}
+
+}  // namespace kvsync::etcd

@@ -1,0 +1,148 @@
+// etcd v3 client over gRPC, shared by every engine and tool.
+//
+// One Client per cluster. It keeps one gRPC channel per endpoint and a "current" endpoint; a
+// transport failure rotates to the next endpoint, so a dead member is skipped by the next call.
+// Reads are retried once on each endpoint within a call; writes are never retried inside the
+// client (the caller knows whether a write is idempotent). Every unary call carries a deadline
+// (ClientOptions::request_timeout). With a user set, an auth token is fetched on first use and
+// refreshed when the server rejects it.
+//
+// Thread-safety: all methods may be called concurrently from any thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "etcd/types.h"
+
+namespace grpc {
+class Channel;
+class ClientContext;
+}  // namespace grpc
+
+namespace kvsync::etcd {
+
+struct ClientOptions {
+  // host:port, http://host:port or https://host:port. https, or a CA file, selects TLS.
+  std::vector<std::string> endpoints;
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+  std::string user;
+  std::string password;
+  std::chrono::milliseconds dial_timeout{5000};
+  std::chrono::milliseconds request_timeout{15000};
+  // Client-side gRPC message limits. Receives are large so that big range pages fit; the
+  // server enforces its own --max-request-bytes on sends.
+  int max_receive_bytes = 512 << 20;
+  int max_send_bytes = 64 << 20;
+  // Label used in error messages and logs ("source", "destination").
+  std::string name = "etcd";
+};
+
+// Validates options (endpoints present, TLS files readable, cert and key given together) and
+// returns InvalidArgument with one clear sentence otherwise.
+absl::Status ValidateClientOptions(const ClientOptions& options);
+
+class WatchStream;
+class Endpoint;
+
+class Client {
+ public:
+  // Builds channels; does not connect. Fails on invalid options or unreadable TLS files.
+  static absl::StatusOr<std::unique_ptr<Client>> Create(ClientOptions options);
+  ~Client();
+
+  // Waits up to dial_timeout for any endpoint to answer a status request (and, with a user,
+  // to authenticate). Returns Unavailable naming every endpoint tried when none answers.
+  absl::StatusOr<Header> Connect();
+
+  absl::StatusOr<RangeResponse> Range(const RangeRequest& request);
+  absl::StatusOr<TxnResponse> Txn(const TxnRequest& request);
+  absl::StatusOr<Header> Put(const std::string& key, const std::string& value, int64_t lease = 0);
+  absl::StatusOr<Header> Delete(const std::string& key, const std::string& range_end = "");
+  // Compacts the key-value history up to `revision` (physical compaction waited for).
+  absl::Status Compact(int64_t revision);
+
+  absl::StatusOr<int64_t> LeaseGrant(std::chrono::seconds ttl);
+  absl::Status LeaseRevoke(int64_t lease_id);
+  // Sends one keep-alive; returns the remaining TTL in seconds (<= 0: the lease is gone).
+  absl::StatusOr<int64_t> LeaseKeepAliveOnce(int64_t lease_id);
+
+  // Election API (v3election): Campaign blocks until this candidate leads or the deadline
+  // passes; returns the leader key (name/<lease hex>) and its create revision.
+  struct LeaderKey {
+    std::string name;
+    std::string key;
+    int64_t revision = 0;
+    int64_t lease = 0;
+  };
+  absl::StatusOr<LeaderKey> Campaign(const std::string& name, int64_t lease,
+                                     const std::string& value,
+                                     std::chrono::milliseconds timeout);
+  absl::StatusOr<KeyValue> Leader(const std::string& name);
+  absl::Status Resign(const LeaderKey& leader);
+
+  // Opens a watch stream on the current endpoint. `require_leader` makes the server cancel
+  // the stream when its member loses the leader, instead of silently stalling.
+  struct WatchOptions {
+    std::string key;
+    std::string range_end;
+    int64_t start_revision = 0;
+    bool progress_notify = true;
+    bool prev_kv = false;
+    bool require_leader = true;
+  };
+  absl::StatusOr<std::unique_ptr<WatchStream>> Watch(const WatchOptions& options);
+
+  const ClientOptions& options() const { return options_; }
+  // The endpoint the next call goes to (for logs).
+  std::string current_endpoint() const;
+
+ private:
+  explicit Client(ClientOptions options);
+  absl::Status Init();
+
+  // Runs `call` against the current endpoint; on a transport failure rotates endpoints and,
+  // when `retry_other_endpoints` is set, tries each remaining endpoint once.
+  template <typename Call>
+  auto Invoke(bool retry_other_endpoints, Call&& call) -> decltype(call(nullptr, nullptr));
+
+  void PrepareContext(grpc::ClientContext* ctx, bool with_deadline);
+  absl::Status EnsureToken(Endpoint* endpoint);
+  void InvalidateToken();
+  void MarkFailed(size_t index);
+  Endpoint* Current(size_t* index);
+
+  ClientOptions options_;
+  std::vector<std::unique_ptr<Endpoint>> endpoints_;
+  mutable absl::Mutex mu_;
+  size_t current_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string token_ ABSL_GUARDED_BY(mu_);
+};
+
+// A bidirectional watch stream carrying one watcher. Next() is called by one reader thread;
+// RequestProgress() and Cancel() may be called from another thread concurrently. After
+// Cancel(), Next() returns Cancelled promptly.
+class WatchStream {
+ public:
+  virtual ~WatchStream() = default;
+  // Blocks for the next response. Errors: compacted start revision (IsCompacted), a
+  // server-side cancel (Aborted with the reason), transport failure (Unavailable).
+  virtual absl::StatusOr<WatchResponse> Next() = 0;
+  // Asks the server for a progress notification (etcd >= 3.4).
+  virtual absl::Status RequestProgress() = 0;
+  virtual void Cancel() = 0;
+};
+
+// Splits "a:1,b:2" into endpoints, trimming blanks.
+std::vector<std::string> SplitEndpoints(const std::string& csv);
+
+}  // namespace kvsync::etcd

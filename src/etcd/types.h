@@ -1,0 +1,115 @@
+// Plain value types exchanged with the etcd client (no protobuf leaks past src/etcd/).
+// Copyable, no threading concerns.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace kvsync::etcd {
+
+struct KeyValue {
+  std::string key;
+  std::string value;
+  int64_t create_revision = 0;
+  int64_t mod_revision = 0;
+  int64_t version = 0;
+  int64_t lease = 0;
+};
+
+// Identity and position of the member that answered.
+struct Header {
+  uint64_t cluster_id = 0;
+  uint64_t member_id = 0;
+  int64_t revision = 0;
+  uint64_t raft_term = 0;
+};
+
+struct RangeRequest {
+  std::string key;
+  std::string range_end;  // empty: the single key; "\0": all keys >= key
+  int64_t limit = 0;      // 0: no limit
+  int64_t revision = 0;   // 0: current
+  bool keys_only = false;
+  bool count_only = false;
+  bool serializable = false;
+};
+
+struct RangeResponse {
+  Header header;
+  std::vector<KeyValue> kvs;
+  bool more = false;
+  int64_t count = 0;
+};
+
+// One write inside a transaction.
+struct Op {
+  enum class Type { kPut, kDelete };
+  Type type = Type::kPut;
+  std::string key;
+  std::string value;      // kPut only
+  std::string range_end;  // kDelete only; empty deletes the single key
+  int64_t lease = 0;      // kPut only
+
+  static Op Put(std::string key, std::string value) {
+    return Op{Type::kPut, std::move(key), std::move(value), {}, 0};
+  }
+  static Op Delete(std::string key) { return Op{Type::kDelete, std::move(key), {}, {}, 0}; }
+  // Approximate encoded size, used to keep a txn under --max-request-bytes.
+  size_t ByteSize() const { return key.size() + value.size() + range_end.size() + 16; }
+};
+
+struct Compare {
+  enum class Target { kVersion, kCreateRevision, kModRevision, kValue };
+  enum class Result { kEqual, kGreater, kLess, kNotEqual };
+  std::string key;
+  Target target = Target::kCreateRevision;
+  Result result = Result::kEqual;
+  int64_t number = 0;  // for revision/version targets
+  std::string value;   // for kValue
+};
+
+struct TxnRequest {
+  std::vector<Compare> compares;
+  std::vector<Op> success;
+  std::vector<Op> failure;
+};
+
+struct TxnResponse {
+  Header header;
+  bool succeeded = false;
+};
+
+struct Event {
+  enum class Type { kPut, kDelete };
+  Type type = Type::kPut;
+  KeyValue kv;       // for kDelete: key and mod_revision (the delete's revision)
+  KeyValue prev_kv;  // only when requested
+  bool has_prev_kv = false;
+};
+
+struct WatchResponse {
+  Header header;
+  std::vector<Event> events;
+  bool created = false;
+  bool canceled = false;
+  int64_t compact_revision = 0;
+  std::string cancel_reason;
+  // True for a progress notification: no events, header.revision is a lower bound for every
+  // future event on this stream.
+  bool IsProgressNotify() const { return events.empty() && !created && !canceled; }
+};
+
+// Status helpers. A compacted revision becomes one recognisable status (OutOfRange with a
+// payload) so that callers can switch to a full resync.
+absl::Status CompactedError(int64_t compact_revision, const std::string& context);
+bool IsCompacted(const absl::Status& status);
+int64_t CompactRevision(const absl::Status& status);
+// The request exceeded the server's --max-request-bytes (or --max-txn-ops).
+bool IsRequestTooLarge(const absl::Status& status);
+// Transport-level faults worth retrying (unavailable, deadline, no leader, aborted...).
+bool IsTransient(const absl::Status& status);
+
+}  // namespace kvsync::etcd
