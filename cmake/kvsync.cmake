@@ -30,4 +30,8 @@ function(kvsync_cc_test)
   endif()
   set_tests_properties(${ARG_NAME} PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS "${ARG_LABELS}"
     ENVIRONMENT "KVSYNC_BINARY=$<TARGET_FILE:kvsync>")
+  # Tests that start servers run alone: on two cores, parallel etcd clusters make them slow.
+  if("integration" IN_LIST ARG_LABELS)
+    set_tests_properties(${ARG_NAME} PROPERTIES RUN_SERIAL TRUE)
+  endif()
 endfunction()

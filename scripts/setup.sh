@@ -9,7 +9,7 @@ PACKAGES=(
   libabsl-dev libspdlog-dev libfmt-dev libcli11-dev libyaml-cpp-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   golang-etcd-server-dev etcd-server etcd-client
-  procps python3 time
+  procps time openssl clang-format
 )
 
 missing=()

@@ -1,2 +1,44 @@
+// kvsync: keeps service-registry data consistent across data centers.
+// main() parses the command line and dispatches to one subcommand; see src/cli/README.md.
 #include <cstdio>
-int main() { std::puts("kvsync " KVSYNC_VERSION); return 0; }
+#include <functional>
+#include <map>
+
+#include "CLI/CLI.hpp"
+#include "cli/command.h"
+#include "cli/etcd2etcd.h"
+#include "config/yaml_config.h"
+
+int main(int argc, char** argv) {
+  kvsync::cli::BlockStopSignals();
+  CLI::App app("kvsync " KVSYNC_VERSION
+               ": keep service registries consistent across data centers\n"
+               "(etcd -> etcd hot standby; ZooKeeper -> etcd migration in later versions)",
+               "kvsync");
+  app.config_formatter(std::make_shared<kvsync::config::YamlConfig>());
+  app.set_version_flag("--version", "kvsync " KVSYNC_VERSION);
+  app.require_subcommand(1);
+  std::map<std::string, std::function<int()>> commands;
+  commands["etcd2etcd"] = kvsync::cli::AddEtcd2EtcdCommand(&app);
+  app.footer("Run 'kvsync <command> --help' for a command's flags.");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::string sub = app.get_subcommands().empty() ? "" : app.get_subcommands()[0]->get_name();
+    std::fprintf(stderr, "kvsync%s%s: error: %s (see --help)\n", sub.empty() ? "" : " ",
+                 sub.c_str(), e.what());
+    return kvsync::cli::kExitConfig;
+  }
+  for (CLI::App* sub : app.get_subcommands()) {
+    auto it = commands.find(sub->get_name());
+    if (it != commands.end()) return it->second();
+  }
+  return kvsync::cli::kExitConfig;
+}

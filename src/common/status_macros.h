@@ -9,9 +9,9 @@
 #define KVSYNC_CONCAT_INNER(a, b) a##b
 #define KVSYNC_CONCAT(a, b) KVSYNC_CONCAT_INNER(a, b)
 
-#define RETURN_IF_ERROR(expr)                  \
-  do {                                         \
-    ::absl::Status kvsync_status_ = (expr);    \
+#define RETURN_IF_ERROR(expr)                        \
+  do {                                               \
+    ::absl::Status kvsync_status_ = (expr);          \
     if (!kvsync_status_.ok()) return kvsync_status_; \
   } while (0)
 

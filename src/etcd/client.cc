@@ -102,8 +102,8 @@ absl::Status ValidateClientOptions(const ClientOptions& o) {
     auto colon = host.rfind(':');
     if (host.empty() || colon == absl::string_view::npos || colon + 1 == host.size() ||
         host.find('/') != absl::string_view::npos) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          o.name, " endpoint \"", e, "\" is not host:port (or http[s]://host:port)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(o.name, " endpoint \"", e, "\" is not host:port (or http[s]://host:port)"));
     }
   }
   if (o.cert_file.empty() != o.key_file.empty()) {
@@ -261,8 +261,8 @@ absl::StatusOr<Header> Client::Connect() {
     ctx.set_wait_for_ready(true);
     pb::StatusRequest req;
     pb::StatusResponse resp;
-    absl::Status s = FromGrpc(endpoint->maintenance()->Status(&ctx, req, &resp),
-                              endpoint->address());
+    absl::Status s =
+        FromGrpc(endpoint->maintenance()->Status(&ctx, req, &resp), endpoint->address());
     if (s.ok()) s = EnsureToken(endpoint);
     if (s.ok()) {
       absl::MutexLock lock(&mu_);
@@ -270,9 +270,8 @@ absl::StatusOr<Header> Client::Connect() {
       return FromPb(resp.header());
     }
     if (s.code() == absl::StatusCode::kPermissionDenied) {
-      return absl::PermissionDeniedError(
-          absl::StrCat(options_.name, " etcd rejected user \"", options_.user, "\": ",
-                       s.message()));
+      return absl::PermissionDeniedError(absl::StrCat(options_.name, " etcd rejected user \"",
+                                                      options_.user, "\": ", s.message()));
     }
     if (s.code() == absl::StatusCode::kDeadlineExceeded) {
       failures.push_back(absl::StrCat(endpoint->address(), " (no answer within ",
@@ -281,8 +280,8 @@ absl::StatusOr<Header> Client::Connect() {
       failures.push_back(absl::StrCat(endpoint->address(), " (", s.message(), ")"));
     }
   }
-  return absl::UnavailableError(absl::StrCat("cannot reach ", options_.name, " etcd at ",
-                                             absl::StrJoin(failures, ", ")));
+  return absl::UnavailableError(
+      absl::StrCat("cannot reach ", options_.name, " etcd at ", absl::StrJoin(failures, ", ")));
 }
 
 absl::StatusOr<RangeResponse> Client::Range(const RangeRequest& request) {
@@ -338,13 +337,14 @@ absl::Status Client::Compact(int64_t revision) {
   pb::CompactionRequest req;
   req.set_revision(revision);
   req.set_physical(true);
-  return Invoke(false, [&](Endpoint* e, grpc::ClientContext* ctx) -> absl::StatusOr<bool> {
-           pb::CompactionResponse resp;
-           absl::Status s =
-               FromGrpc(e->kv()->Compact(ctx, req, &resp), options_.name + " compact");
-           if (!s.ok()) return s;
-           return true;
-         })
+  return Invoke(false,
+                [&](Endpoint* e, grpc::ClientContext* ctx) -> absl::StatusOr<bool> {
+                  pb::CompactionResponse resp;
+                  absl::Status s =
+                      FromGrpc(e->kv()->Compact(ctx, req, &resp), options_.name + " compact");
+                  if (!s.ok()) return s;
+                  return true;
+                })
       .status();
 }
 
@@ -363,13 +363,14 @@ absl::StatusOr<int64_t> Client::LeaseGrant(std::chrono::seconds ttl) {
 absl::Status Client::LeaseRevoke(int64_t lease_id) {
   pb::LeaseRevokeRequest req;
   req.set_id(lease_id);
-  return Invoke(false, [&](Endpoint* e, grpc::ClientContext* ctx) -> absl::StatusOr<bool> {
-           pb::LeaseRevokeResponse resp;
-           absl::Status s =
-               FromGrpc(e->lease()->LeaseRevoke(ctx, req, &resp), options_.name + " revoke");
-           if (!s.ok()) return s;
-           return true;
-         })
+  return Invoke(false,
+                [&](Endpoint* e, grpc::ClientContext* ctx) -> absl::StatusOr<bool> {
+                  pb::LeaseRevokeResponse resp;
+                  absl::Status s =
+                      FromGrpc(e->lease()->LeaseRevoke(ctx, req, &resp), options_.name + " revoke");
+                  if (!s.ok()) return s;
+                  return true;
+                })
       .status();
 }
 
@@ -432,13 +433,14 @@ absl::Status Client::Resign(const LeaderKey& leader) {
   req.mutable_leader()->set_key(leader.key);
   req.mutable_leader()->set_rev(leader.revision);
   req.mutable_leader()->set_lease(leader.lease);
-  return Invoke(false, [&](Endpoint* e, grpc::ClientContext* ctx) -> absl::StatusOr<bool> {
-           epb::ResignResponse resp;
-           absl::Status s =
-               FromGrpc(e->election()->Resign(ctx, req, &resp), options_.name + " resign");
-           if (!s.ok()) return s;
-           return true;
-         })
+  return Invoke(false,
+                [&](Endpoint* e, grpc::ClientContext* ctx) -> absl::StatusOr<bool> {
+                  epb::ResignResponse resp;
+                  absl::Status s =
+                      FromGrpc(e->election()->Resign(ctx, req, &resp), options_.name + " resign");
+                  if (!s.ok()) return s;
+                  return true;
+                })
       .status();
 }
 
@@ -517,8 +519,8 @@ absl::StatusOr<std::unique_ptr<WatchStream>> Client::Watch(const WatchOptions& o
     if (IsEndpointFailure(token)) MarkFailed(index);
     return token;
   }
-  auto stream = std::make_unique<GrpcWatchStream>(
-      absl::StrCat(options_.name, " ", e->address()), [this, index] { MarkFailed(index); });
+  auto stream = std::make_unique<GrpcWatchStream>(absl::StrCat(options_.name, " ", e->address()),
+                                                  [this, index] { MarkFailed(index); });
   PrepareContext(stream->context(), false);
   if (options.require_leader) stream->context()->AddMetadata("hasleader", "true");
   pb::WatchRequest req;

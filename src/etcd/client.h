@@ -85,8 +85,7 @@ class Client {
     int64_t lease = 0;
   };
   absl::StatusOr<LeaderKey> Campaign(const std::string& name, int64_t lease,
-                                     const std::string& value,
-                                     std::chrono::milliseconds timeout);
+                                     const std::string& value, std::chrono::milliseconds timeout);
   absl::StatusOr<KeyValue> Leader(const std::string& name);
   absl::Status Resign(const LeaderKey& leader);
 

@@ -11,9 +11,8 @@ constexpr char kCompactedPayload[] = "kvsync.etcd/compacted";
 }  // namespace
 
 absl::Status CompactedError(int64_t compact_revision, const std::string& context) {
-  absl::Status status = absl::OutOfRangeError(
-      absl::StrCat(context, ": required revision has been compacted (compact revision ",
-                   compact_revision, ")"));
+  absl::Status status = absl::OutOfRangeError(absl::StrCat(
+      context, ": required revision has been compacted (compact revision ", compact_revision, ")"));
   status.SetPayload(kCompactedPayload, absl::Cord(absl::StrCat(compact_revision)));
   return status;
 }

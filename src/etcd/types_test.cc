@@ -1,5 +1,6 @@
-#include "etcd/client.h"
 #include "etcd/types.h"
+
+#include "etcd/client.h"
 #include "gtest/gtest.h"
 
 namespace kvsync::etcd {

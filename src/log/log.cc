@@ -96,8 +96,8 @@ absl::Status Init(std::string_view level, std::string_view format) {
   } else if (level == "error") {
     g_level = Level::kError;
   } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--log-level must be debug, info, warn or error, got \"", std::string(level), "\""));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--log-level must be debug, info, warn or error, got \"", std::string(level), "\""));
   }
   if (format == "json") {
     g_format = Format::kJson;

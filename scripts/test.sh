@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole test suite from a fresh Debian 12 machine: installs packages, checks formatting,
+# builds, runs unit tests and the integration tests (real etcd servers on loopback), then a
+# short non-interactive run of the sandbox quick start.
+#   BUILD_DIR=build (cached between runs)   KVSYNC_SANITIZE=ON for ASan/UBSan
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BUILD_DIR=${BUILD_DIR:-$ROOT/build}
+
+bash scripts/setup.sh
+
+echo "== format check"
+files=$(git ls-files 'src/*.cc' 'src/*.h' 'tests/*.cc' 'tests/*.h' 'tools/*.cc' 'tools/*.h' 2>/dev/null || true)
+if [ -n "$files" ]; then
+  # shellcheck disable=SC2086
+  clang-format --dry-run --Werror $files
+fi
+
+echo "== build"
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DKVSYNC_SANITIZE="${KVSYNC_SANITIZE:-OFF}" >/dev/null
+cmake --build "$BUILD_DIR" -j2
+
+echo "== sandbox smoke run (the README's first command, non-interactive)"
+BUILD_DIR="$BUILD_DIR" bash scripts/sandbox.sh --duration 8 --no-setup
+
+echo "== unit and integration tests (integration tests start real etcd servers, one at a time)"
+ctest --test-dir "$BUILD_DIR" --output-on-failure -j2

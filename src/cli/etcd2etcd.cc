@@ -1,0 +1,174 @@
+#include "cli/etcd2etcd.h"
+
+#include <chrono>
+#include <memory>
+#include <thread>
+
+#include "absl/strings/str_format.h"
+#include "cli/command.h"
+#include "common/status_macros.h"
+#include "config/config.h"
+#include "etcd/client.h"
+#include "log/log.h"
+#include "mirror/mirror.h"
+
+namespace kvsync::cli {
+namespace {
+
+struct Flags {
+  config::MirrorConfig config;
+  std::string src_dial = "5s", src_command = "15s", dst_dial = "5s", dst_command = "15s";
+  std::string progress_interval = "5s";
+  std::string status_interval = "10s";
+};
+
+absl::Status Finalise(Flags* f) {
+  RETURN_IF_ERROR(ParseDuration("--src-dial-timeout", f->src_dial, &f->config.src.dial_timeout));
+  RETURN_IF_ERROR(
+      ParseDuration("--src-command-timeout", f->src_command, &f->config.src.command_timeout));
+  RETURN_IF_ERROR(ParseDuration("--dst-dial-timeout", f->dst_dial, &f->config.dst.dial_timeout));
+  RETURN_IF_ERROR(
+      ParseDuration("--dst-command-timeout", f->dst_command, &f->config.dst.command_timeout));
+  RETURN_IF_ERROR(
+      ParseDuration("--progress-interval", f->progress_interval, &f->config.progress_interval));
+  RETURN_IF_ERROR(
+      ParseDuration("--status-interval", f->status_interval, &f->config.status_interval));
+  RETURN_IF_ERROR(log::Init(f->config.log_level, f->config.log_format));
+  return config::ValidateMirrorConfig(&f->config);
+}
+
+// Prints one progress line every --status-interval until `done`.
+void ReportStatus(const mirror::Stats& s, const std::string& task,
+                  std::chrono::milliseconds interval, const common::StopToken& done) {
+  while (!done.WaitFor(interval)) {
+    int64_t checkpoint = s.last_synced_revision.load();
+    int64_t head = s.source_head_revision.load();
+    int64_t pending = s.oldest_pending_ms.load();
+    double lag_seconds = 0;
+    if (pending > 0) {
+      auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::system_clock::now().time_since_epoch())
+                     .count();
+      lag_seconds = static_cast<double>(now - pending) / 1000.0;
+    }
+    auto phase = static_cast<mirror::Phase>(s.phase.load());
+    log::Info("status", "progress",
+              {{"task", task},
+               {"phase", mirror::PhaseName(phase)},
+               {"synced_revision", checkpoint},
+               {"source_revision", head},
+               {"lag_revisions", head > checkpoint ? head - checkpoint : int64_t{0}},
+               {"lag_seconds", lag_seconds},
+               {"full_sync_scanned", s.full_sync_scanned.load()},
+               {"puts", s.puts.load()},
+               {"deletes", s.deletes.load()},
+               {"events", s.events_applied.load()},
+               {"txns", s.txns.load()},
+               {"retries", s.retries.load()}});
+  }
+}
+
+}  // namespace
+
+std::function<int()> AddEtcd2EtcdCommand(CLI::App* app) {
+  auto flags = std::make_shared<Flags>();
+  config::MirrorConfig& c = flags->config;
+  CLI::App* cmd = app->add_subcommand(
+      "etcd2etcd",
+      "Mirror a key prefix from a source etcd cluster to a destination cluster, live.\n"
+      "Full sync (only differences written) when there is no usable checkpoint, then\n"
+      "incremental sync from the source's watch history; the checkpoint lives in the\n"
+      "destination under --meta-prefix, written atomically with the data.");
+  cmd->set_config("--config", "", "YAML file setting any of these flags (flags win)");
+  AddConnectionFlags(cmd, "src", "source", &c.src, &flags->src_dial, &flags->src_command);
+  AddConnectionFlags(cmd, "dst", "destination", &c.dst, &flags->dst_dial, &flags->dst_command);
+  cmd->add_option("--prefix", c.prefix, "source key prefix to mirror (required; / for all)")
+      ->group("What to sync");
+  cmd->add_option_function<std::string>(
+         "--dst-prefix",
+         [&c](const std::string& v) {
+           c.dst_prefix = v;
+           c.dst_prefix_set = true;
+         },
+         "destination prefix replacing --prefix in every key (default: same as --prefix)")
+      ->group("What to sync");
+  cmd->add_option("--exclude-prefix", c.exclude_prefixes,
+                  "source prefix to leave alone on both sides (repeatable)")
+      ->group("What to sync");
+  cmd->add_option("--name", c.name, "task name, namespaces the checkpoint (default: from --prefix)")
+      ->group("What to sync");
+  cmd->add_option("--meta-prefix", c.meta_prefix,
+                  "where kvsync keeps its checkpoints in the destination; never synced")
+      ->default_val(c.meta_prefix)
+      ->group("What to sync");
+  cmd->add_option("--max-txn-ops", c.max_txn_ops,
+                  "ops per destination txn (etcd's --max-txn-ops, default 128)")
+      ->default_val(c.max_txn_ops)
+      ->group("Throughput");
+  cmd->add_option("--max-request-bytes", c.max_request_bytes,
+                  "bytes per destination txn (etcd's --max-request-bytes, default 1.5 MiB)")
+      ->default_val(c.max_request_bytes)
+      ->group("Throughput");
+  cmd->add_option("--inflight", c.inflight, "concurrent txns during a full sync")
+      ->default_val(c.inflight)
+      ->group("Throughput");
+  cmd->add_option("--page-size", c.page_size,
+                  "keys per range page in a full sync (large pages are much faster on etcd 3.4)")
+      ->default_val(c.page_size)
+      ->group("Throughput");
+  cmd->add_flag("--reset-last-synced-rev", c.reset_last_synced_rev,
+                "ignore the checkpoint and run a full sync")
+      ->group("Behaviour");
+  cmd->add_flag("--once", c.once,
+                "sync until the destination matches the source at the start revision, then "
+                "exit 0 (one-shot migration)")
+      ->group("Behaviour");
+  cmd->add_option("--progress-interval", flags->progress_interval,
+                  "how often an idle watch asks for progress to advance the checkpoint")
+      ->default_val("5s")
+      ->group("Behaviour");
+  cmd->add_option("--status-interval", flags->status_interval,
+                  "how often a progress line is logged (0 = never)")
+      ->default_val("10s")
+      ->group("Behaviour");
+  AddLogFlags(cmd, &c.log_level, &c.log_format);
+
+  return [flags, cmd]() -> int {
+    if (cmd->remaining_size() > 0) {
+      return ReportAndExit(
+          "etcd2etcd", absl::InvalidArgumentError("unexpected argument " + cmd->remaining()[0]));
+    }
+    absl::Status valid = Finalise(flags.get());
+    if (!valid.ok()) return ReportAndExit("etcd2etcd", valid);
+    const config::MirrorConfig& c = flags->config;
+
+    auto src = etcd::Client::Create(c.src.ToClientOptions("source"));
+    if (!src.ok()) return ReportAndExit("etcd2etcd", src.status());
+    auto dst = etcd::Client::Create(c.dst.ToClientOptions("destination"));
+    if (!dst.ok()) return ReportAndExit("etcd2etcd", dst.status());
+
+    common::StopToken stop;
+    StartSignalThread(&stop);
+    log::Info("main", "started",
+              {{"command", "etcd2etcd"},
+               {"version", KVSYNC_VERSION},
+               {"task", c.name},
+               {"prefix", c.prefix},
+               {"dst_prefix", c.dst_prefix},
+               {"once", c.once}});
+    mirror::Mirror engine(c, std::move(*src), std::move(*dst), &stop);
+    common::StopToken status_done;
+    std::thread status;
+    if (c.status_interval.count() > 0) {
+      status = std::thread(ReportStatus, std::cref(engine.stats()), c.name, c.status_interval,
+                           std::cref(status_done));
+    }
+    absl::Status result = engine.Run();
+    status_done.RequestStop();
+    if (status.joinable()) status.join();
+    if (!result.ok()) log::Error("main", "exiting on error", {{"error", result}});
+    return ReportAndExit("etcd2etcd", result);
+  };
+}
+
+}  // namespace kvsync::cli

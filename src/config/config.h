@@ -1,0 +1,59 @@
+// Configuration of the sync tasks, filled by the CLI (flags and YAML) and checked by
+// Validate*(), which also derives defaults (task name, destination prefix). Plain structs;
+// built on the main thread, then read-only.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "etcd/client.h"
+
+namespace kvsync::config {
+
+// How to reach one etcd cluster (etcdctl's flags, per side).
+struct EtcdConnection {
+  std::string endpoints;  // comma-separated
+  std::string cacert;
+  std::string cert;
+  std::string key;
+  std::string user;  // "name" or "name:password" as etcdctl accepts
+  std::string password;
+  std::chrono::milliseconds dial_timeout{5000};
+  std::chrono::milliseconds command_timeout{15000};
+
+  // `side` names the cluster in messages ("source", "destination").
+  etcd::ClientOptions ToClientOptions(const std::string& side) const;
+};
+
+struct MirrorConfig {
+  EtcdConnection src;
+  EtcdConnection dst;
+  std::string prefix;
+  std::string dst_prefix;  // empty after parsing means "same as prefix"
+  bool dst_prefix_set = false;
+  std::vector<std::string> exclude_prefixes;
+  std::string name;  // derived from prefix when empty
+  std::string meta_prefix = "/kvsync/meta/";
+  int max_txn_ops = 128;
+  int64_t max_request_bytes = 1536 * 1024;
+  int inflight = 16;
+  int page_size = 10000;
+  bool reset_last_synced_rev = false;
+  bool once = false;
+  std::chrono::milliseconds progress_interval{5000};
+  std::chrono::milliseconds status_interval{10000};
+  std::string log_level = "info";
+  std::string log_format = "json";
+};
+
+// "/registry/services/" -> "registry-services"; "" or "/" -> "root".
+std::string DeriveTaskName(const std::string& prefix);
+
+// Checks every field and fills derived defaults. Errors are InvalidArgument with one sentence
+// naming the flag.
+absl::Status ValidateMirrorConfig(MirrorConfig* config);
+
+}  // namespace kvsync::config

@@ -1,0 +1,62 @@
+#include "mirror/txn_writer.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "common/strings.h"
+#include "log/log.h"
+#include "mirror/retry.h"
+
+namespace kvsync::mirror {
+
+TxnWriter::TxnWriter(etcd::Client* dst, std::string checkpoint_key, const common::StopToken* stop,
+                     Stats* stats)
+    : dst_(dst), checkpoint_key_(std::move(checkpoint_key)), stop_(stop), stats_(stats) {}
+
+absl::Status TxnWriter::CommitOnce(const std::vector<etcd::Op>& ops,
+                                   const std::optional<Checkpoint>& checkpoint) {
+  etcd::TxnRequest txn;
+  txn.compares = fence_;
+  txn.success = ops;
+  if (checkpoint)
+    txn.success.push_back(etcd::Op::Put(checkpoint_key_, EncodeCheckpoint(*checkpoint)));
+  auto resp =
+      RetryTransient(*stop_, "destination txn", &stats_->retries, [&] { return dst_->Txn(txn); });
+  if (!resp.ok()) return resp.status();
+  if (!resp->succeeded) {
+    return absl::FailedPreconditionError("destination txn fenced: this instance is not leader");
+  }
+  stats_->txns.fetch_add(1, std::memory_order_relaxed);
+  for (const auto& op : ops) {
+    (op.type == etcd::Op::Type::kPut ? stats_->puts : stats_->deletes)
+        .fetch_add(1, std::memory_order_relaxed);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TxnWriter::Commit(std::vector<etcd::Op> ops, std::optional<Checkpoint> checkpoint) {
+  absl::Status s = CommitOnce(ops, checkpoint);
+  if (s.ok() || !etcd::IsRequestTooLarge(s)) return s;
+  if (ops.size() <= 1 && !checkpoint) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "destination refuses key \"", common::PrintableKey(ops.empty() ? "" : ops[0].key),
+        "\" as too large (", ops.empty() ? 0 : ops[0].ByteSize(),
+        " bytes): raise the destination's --max-request-bytes to at least the source's"));
+  }
+  // Too large: write the data in halves, then the checkpoint alone. Not atomic any more, but a
+  // crash in between only makes the next start replay from the older checkpoint.
+  log::Warn("mirror", "txn too large for destination, splitting",
+            {{"ops", static_cast<int64_t>(ops.size())}});
+  if (ops.size() > 1) {
+    std::vector<etcd::Op> second(std::make_move_iterator(ops.begin() + ops.size() / 2),
+                                 std::make_move_iterator(ops.end()));
+    ops.resize(ops.size() / 2);
+    RETURN_IF_ERROR(Commit(std::move(ops), std::nullopt));
+    RETURN_IF_ERROR(Commit(std::move(second), std::nullopt));
+  } else if (!ops.empty()) {
+    RETURN_IF_ERROR(Commit(std::move(ops), std::nullopt));
+  }
+  if (checkpoint) return CommitOnce({}, checkpoint);
+  return absl::OkStatus();
+}
+
+}  // namespace kvsync::mirror
