@@ -452,25 +452,33 @@ class GrpcWatchStream : public WatchStream {
       : label_(std::move(label)), on_transport_failure_(std::move(on_transport_failure)) {}
 
   ~GrpcWatchStream() override {
-    if (stream_) {
-      ctx_.TryCancel();
+    ctx_.TryCancel();
+    if (stream_ && !finished_) {
       pb::WatchResponse ignored;
       while (stream_->Read(&ignored)) {
       }
-      stream_->Finish().ok();
+      Finish().IgnoreError();
     }
   }
 
   absl::Status Start(pb::Watch::Stub* stub, const pb::WatchRequest& create) {
     stream_ = stub->Watch(&ctx_);
-    absl::MutexLock lock(&write_mu_);
-    if (!stream_->Write(create)) return Finish();
+    bool written;
+    {
+      absl::MutexLock lock(&mu_);
+      written = stream_->Write(create);
+    }
+    if (!written) return Finish();
     return absl::OkStatus();
   }
 
   grpc::ClientContext* context() { return &ctx_; }
 
   absl::StatusOr<WatchResponse> Next() override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return final_;
+    }
     pb::WatchResponse resp;
     if (!stream_->Read(&resp)) return Finish();
     if (resp.canceled()) {
@@ -486,7 +494,8 @@ class GrpcWatchStream : public WatchStream {
   absl::Status RequestProgress() override {
     pb::WatchRequest req;
     req.mutable_progress_request();
-    absl::MutexLock lock(&write_mu_);
+    absl::MutexLock lock(&mu_);
+    if (finished_) return final_;
     if (!stream_->Write(req)) return absl::UnavailableError(label_ + " watch stream closed");
     return absl::OkStatus();
   }
@@ -494,18 +503,24 @@ class GrpcWatchStream : public WatchStream {
   void Cancel() override { ctx_.TryCancel(); }
 
  private:
+  // Called once reads are over. Holding mu_ keeps Finish from overlapping a Write, which
+  // gRPC forbids; later calls get the stored status.
   absl::Status Finish() {
-    absl::Status s = FromGrpc(stream_->Finish(), label_ + " watch");
-    stream_.reset();
-    if (s.ok()) s = absl::UnavailableError(label_ + " watch stream ended");
-    if (s.code() == absl::StatusCode::kUnavailable) on_transport_failure_();
-    return s;
+    absl::MutexLock lock(&mu_);
+    if (finished_) return final_;
+    finished_ = true;
+    final_ = FromGrpc(stream_->Finish(), label_ + " watch");
+    if (final_.ok()) final_ = absl::UnavailableError(label_ + " watch stream ended");
+    if (final_.code() == absl::StatusCode::kUnavailable) on_transport_failure_();
+    return final_;
   }
 
   std::string label_;
   std::function<void()> on_transport_failure_;
   grpc::ClientContext ctx_;
-  absl::Mutex write_mu_;
+  absl::Mutex mu_;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status final_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<grpc::ClientReaderWriter<pb::WatchRequest, pb::WatchResponse>> stream_;
 };
 

@@ -129,7 +129,8 @@ class Client {
 
 // A bidirectional watch stream carrying one watcher. Next() is called by one reader thread;
 // RequestProgress() and Cancel() may be called from another thread concurrently. After
-// Cancel(), Next() returns Cancelled promptly.
+// Cancel(), Next() returns Cancelled promptly; after any error, every call returns that error.
+// A stream must be destroyed before the Client that opened it.
 class WatchStream {
  public:
   virtual ~WatchStream() = default;

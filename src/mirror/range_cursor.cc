@@ -34,6 +34,7 @@ void RangeCursor::StartPrefetch() {
 
 absl::StatusOr<const etcd::KeyValue*> RangeCursor::Current() {
   while (pos_ >= page_.size()) {
+    if (stop_->stopped()) return absl::CancelledError("stop requested");
     absl::StatusOr<etcd::RangeResponse> resp;
     if (!started_) {
       started_ = true;

@@ -91,7 +91,8 @@ void PutMany(etcd::Client* c, const std::string& prefix, int n, const std::strin
       t.success.push_back(
           etcd::Op::Put(absl::StrFormat("%s%05d", prefix, j), absl::StrCat(value_tag, "-", j)));
     }
-    ASSERT_TRUE(c->Txn(t).ok());
+    // The puts are idempotent: retry through leader changes and failover.
+    ASSERT_TRUE(WaitFor([&] { return c->Txn(t).ok(); }, seconds(20)));
   }
 }
 

@@ -1,0 +1,173 @@
+// The etcd client layer against a real etcd 3.4: paging, watch resume and compaction
+// detection, progress requests, leases, election, endpoint failover.
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "etcd/client.h"
+#include "gtest/gtest.h"
+#include "tests/harness/etcd_cluster.h"
+#include "tests/harness/wait.h"
+
+namespace kvsync::etcd {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+class EtcdClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto c = kvsync::testing::EtcdCluster::Start({});
+    ASSERT_TRUE(c.ok()) << c.status();
+    cluster_ = std::move(*c);
+    client_ = Make(cluster_->endpoints());
+  }
+  std::unique_ptr<Client> Make(std::vector<std::string> endpoints) {
+    ClientOptions o;
+    o.endpoints = std::move(endpoints);
+    o.request_timeout = milliseconds(3000);
+    o.dial_timeout = milliseconds(2000);
+    auto c = Client::Create(o);
+    EXPECT_TRUE(c.ok()) << c.status();
+    return std::move(*c);
+  }
+  std::unique_ptr<kvsync::testing::EtcdCluster> cluster_;
+  std::unique_ptr<Client> client_;
+};
+
+// Paged ranges at one revision see the snapshot even while keys change.
+TEST_F(EtcdClientTest, PagedRangeAtPinnedRevision) {
+  for (int i = 0; i < 25; ++i) ASSERT_TRUE(client_->Put(absl::StrFormat("/p/%02d", i), "v").ok());
+  RangeRequest r;
+  r.key = "/p/";
+  r.range_end = "/p0";
+  r.limit = 10;
+  auto first = client_->Range(r);
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->kvs.size(), 10u);
+  EXPECT_TRUE(first->more);
+  ASSERT_TRUE(client_->Delete("/p/24").ok());
+  r.revision = first->header.revision;
+  r.limit = 0;
+  r.key = first->kvs.back().key + std::string(1, '\0');
+  auto rest = client_->Range(r);
+  ASSERT_TRUE(rest.ok());
+  EXPECT_EQ(rest->kvs.size(), 15u);  // the deleted key is still in the pinned snapshot
+  EXPECT_EQ(rest->kvs.back().key, "/p/24");
+}
+
+// A watch resumes from a past revision, and a compacted start revision is recognisable.
+TEST_F(EtcdClientTest, WatchResumesAndDetectsCompaction) {
+  auto h1 = client_->Put("/w/a", "1");
+  ASSERT_TRUE(h1.ok());
+  ASSERT_TRUE(client_->Put("/w/b", "2").ok());
+  ASSERT_TRUE(client_->Delete("/w/a").ok());
+  Client::WatchOptions wo;
+  wo.key = "/w/";
+  wo.range_end = "/w0";
+  wo.start_revision = h1->revision;
+  auto watch = client_->Watch(wo);
+  ASSERT_TRUE(watch.ok());
+  std::vector<std::pair<Event::Type, std::string>> seen;
+  while (seen.size() < 3) {
+    auto resp = (*watch)->Next();
+    ASSERT_TRUE(resp.ok()) << resp.status();
+    for (auto& e : resp->events) seen.emplace_back(e.type, e.kv.key);
+  }
+  EXPECT_EQ(seen[0].second, "/w/a");
+  EXPECT_EQ(seen[2].first, Event::Type::kDelete);
+
+  auto head = client_->Put("/w/c", "3");
+  ASSERT_TRUE(head.ok());
+  ASSERT_TRUE(client_->Compact(head->revision).ok());
+  auto old = client_->Watch(wo);
+  ASSERT_TRUE(old.ok());
+  absl::Status s;
+  while (s.ok()) {
+    auto resp = (*old)->Next();
+    s = resp.status();
+  }
+  EXPECT_TRUE(IsCompacted(s)) << s;
+  EXPECT_EQ(CompactRevision(s), head->revision);
+  RangeRequest r;
+  r.key = "/w/";
+  r.range_end = "/w0";
+  r.revision = h1->revision;
+  EXPECT_TRUE(IsCompacted(client_->Range(r).status()));
+}
+
+// A requested progress notification reports a revision at or past the last write.
+TEST_F(EtcdClientTest, ProgressRequestReportsHeadRevision) {
+  Client::WatchOptions wo;
+  wo.key = "/quiet/";
+  wo.range_end = "/quiet0";
+  auto watch = client_->Watch(wo);
+  ASSERT_TRUE(watch.ok());
+  auto created = (*watch)->Next();
+  ASSERT_TRUE(created.ok() && created->created);
+  auto other = client_->Put("/elsewhere", "x");
+  ASSERT_TRUE(other.ok());
+  ASSERT_TRUE((*watch)->RequestProgress().ok());
+  auto progress = (*watch)->Next();
+  ASSERT_TRUE(progress.ok()) << progress.status();
+  EXPECT_TRUE(progress->IsProgressNotify());
+  EXPECT_GE(progress->header.revision, other->revision);
+}
+
+// Leases: grant, keep alive, revoke deletes attached keys.
+TEST_F(EtcdClientTest, LeaseLifecycle) {
+  auto lease = client_->LeaseGrant(seconds(10));
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  ASSERT_TRUE(client_->Put("/lease/k", "v", *lease).ok());
+  auto ttl = client_->LeaseKeepAliveOnce(*lease);
+  ASSERT_TRUE(ttl.ok()) << ttl.status();
+  EXPECT_GT(*ttl, 0);
+  ASSERT_TRUE(client_->LeaseRevoke(*lease).ok());
+  RangeRequest r;
+  r.key = "/lease/k";
+  auto resp = client_->Range(r);
+  ASSERT_TRUE(resp.ok());
+  EXPECT_TRUE(resp->kvs.empty());
+}
+
+// Election: the first campaigner leads, a second waits until the first resigns.
+TEST_F(EtcdClientTest, ElectionCampaignLeaderResign) {
+  auto l1 = client_->LeaseGrant(seconds(10));
+  auto l2 = client_->LeaseGrant(seconds(10));
+  ASSERT_TRUE(l1.ok() && l2.ok());
+  auto leader = client_->Campaign("/kvsync/meta/t/election", *l1, "a", seconds(5));
+  ASSERT_TRUE(leader.ok()) << leader.status();
+  auto current = client_->Leader("/kvsync/meta/t/election");
+  ASSERT_TRUE(current.ok());
+  EXPECT_EQ(current->value, "a");
+  EXPECT_EQ(current->create_revision, leader->revision);
+  // While "a" leads, "b" cannot win within a short deadline.
+  EXPECT_FALSE(client_->Campaign("/kvsync/meta/t/election", *l2, "b", milliseconds(300)).ok());
+  ASSERT_TRUE(client_->Resign(*leader).ok());
+  auto second = client_->Campaign("/kvsync/meta/t/election", *l2, "b", seconds(5));
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(client_->Leader("/kvsync/meta/t/election")->value, "b");
+}
+
+// A dead endpoint listed first is skipped: calls fail over to the live one.
+TEST_F(EtcdClientTest, FailsOverFromDeadEndpoint) {
+  int dead = kvsync::testing::FreePort();
+  auto c = Make({absl::StrCat("127.0.0.1:", dead), cluster_->endpoint(0)});
+  auto header = c->Connect();
+  ASSERT_TRUE(header.ok()) << header.status();
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(c->Put(absl::StrCat("/f/", i), "v").ok());
+  RangeRequest r;
+  r.key = "/f/";
+  r.range_end = "/f0";
+  EXPECT_EQ(c->Range(r)->kvs.size(), 5u);
+
+  auto only_dead = Make({absl::StrCat("127.0.0.1:", dead)});
+  auto s = only_dead->Connect();
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(s.status().message().find("cannot reach etcd etcd at 127.0.0.1:"), std::string::npos)
+      << s.status();
+}
+
+}  // namespace
+}  // namespace kvsync::etcd
