@@ -1,7 +1,7 @@
 # Helpers that keep every library and test declared the same way:
 #   kvsync_cc_library(NAME <name> SRCS ... DEPS ...)  -> target kvsync_<name>
 #   kvsync_cc_test(NAME <name> SRCS ... DEPS ... [LABELS ...]) -> registered with CTest
-set(KVSYNC_WARNINGS -Wall -Wextra -Wno-unused-parameter)
+set(KVSYNC_WARNINGS -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers)
 if(KVSYNC_WERROR)
   list(APPEND KVSYNC_WARNINGS -Werror)
 endif()

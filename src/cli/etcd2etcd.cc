@@ -8,6 +8,7 @@
 #include "cli/command.h"
 #include "common/status_macros.h"
 #include "config/config.h"
+#include "config/yaml_config.h"
 #include "etcd/client.h"
 #include "log/log.h"
 #include "mirror/mirror.h"
@@ -17,6 +18,7 @@ namespace {
 
 struct Flags {
   config::MirrorConfig config;
+  std::string config_file;
   std::string src_dial = "5s", src_command = "15s", dst_dial = "5s", dst_command = "15s";
   std::string progress_interval = "5s";
   std::string status_interval = "10s";
@@ -79,7 +81,8 @@ std::function<int()> AddEtcd2EtcdCommand(CLI::App* app) {
       "Full sync (only differences written) when there is no usable checkpoint, then\n"
       "incremental sync from the source's watch history; the checkpoint lives in the\n"
       "destination under --meta-prefix, written atomically with the data.");
-  cmd->set_config("--config", "", "YAML file setting any of these flags (flags win)");
+  cmd->add_option("--config", flags->config_file,
+                  "YAML file setting any of these flags (flags and environment win)");
   AddConnectionFlags(cmd, "src", "source", &c.src, &flags->src_dial, &flags->src_command);
   AddConnectionFlags(cmd, "dst", "destination", &c.dst, &flags->dst_dial, &flags->dst_command);
   cmd->add_option("--prefix", c.prefix, "source key prefix to mirror (required; / for all)")
@@ -137,6 +140,10 @@ std::function<int()> AddEtcd2EtcdCommand(CLI::App* app) {
     if (cmd->remaining_size() > 0) {
       return ReportAndExit(
           "etcd2etcd", absl::InvalidArgumentError("unexpected argument " + cmd->remaining()[0]));
+    }
+    if (!flags->config_file.empty()) {
+      absl::Status loaded = config::ApplyYamlFlags(cmd, flags->config_file);
+      if (!loaded.ok()) return ReportAndExit("etcd2etcd", loaded);
     }
     absl::Status valid = Finalise(flags.get());
     if (!valid.ok()) return ReportAndExit("etcd2etcd", valid);

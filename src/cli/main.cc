@@ -7,7 +7,6 @@
 #include "CLI/CLI.hpp"
 #include "cli/command.h"
 #include "cli/etcd2etcd.h"
-#include "config/yaml_config.h"
 
 int main(int argc, char** argv) {
   kvsync::cli::BlockStopSignals();
@@ -15,7 +14,6 @@ int main(int argc, char** argv) {
                ": keep service registries consistent across data centers\n"
                "(etcd -> etcd hot standby; ZooKeeper -> etcd migration in later versions)",
                "kvsync");
-  app.config_formatter(std::make_shared<kvsync::config::YamlConfig>());
   app.set_version_flag("--version", "kvsync " KVSYNC_VERSION);
   app.require_subcommand(1);
   std::map<std::string, std::function<int()>> commands;

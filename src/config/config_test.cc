@@ -1,5 +1,6 @@
 #include "config/config.h"
 
+#include <fstream>
 #include <sstream>
 
 #include "config/yaml_config.h"
@@ -62,19 +63,46 @@ TEST(Config, UserWithPasswordIsSplit) {
 TEST(YamlConfig, FlattensKeys) {
   std::istringstream in(
       "src:\n  endpoints: a:1\nmax_txn_ops: 64\nexclude-prefix: [/a/x, /a/y]\nonce: true\n");
-  auto items = YamlConfig().from_config(in);
-  ASSERT_EQ(items.size(), 4u);
-  EXPECT_EQ(items[0].name, "src-endpoints");
-  EXPECT_EQ(items[0].inputs[0], "a:1");
-  EXPECT_EQ(items[1].name, "max-txn-ops");
-  EXPECT_EQ(items[2].inputs.size(), 2u);
-  EXPECT_EQ(items[3].inputs[0], "true");
+  auto flags = ReadYamlFlags(in);
+  ASSERT_TRUE(flags.ok());
+  ASSERT_EQ(flags->size(), 4u);
+  EXPECT_EQ((*flags)[0].name, "src-endpoints");
+  EXPECT_EQ((*flags)[0].values[0], "a:1");
+  EXPECT_EQ((*flags)[1].name, "max-txn-ops");
+  EXPECT_EQ((*flags)[2].values.size(), 2u);
+  EXPECT_EQ((*flags)[3].values[0], "true");
 }
 
-// Malformed YAML is reported, not crashed on.
-TEST(YamlConfig, MalformedYamlThrowsParseError) {
+// Malformed YAML is an error, not a crash.
+TEST(YamlConfig, MalformedYamlIsAnError) {
   std::istringstream in("a: [unclosed\n");
-  EXPECT_THROW(YamlConfig().from_config(in), CLI::ParseError);
+  auto flags = ReadYamlFlags(in);
+  ASSERT_FALSE(flags.ok());
+  EXPECT_NE(flags.status().message().find("is not valid YAML"), std::string::npos);
+}
+
+// Values from the file fill unset flags only; unknown keys are refused.
+TEST(YamlConfig, AppliesToUnsetFlagsAndRefusesUnknownKeys) {
+  CLI::App app;
+  std::string prefix, name;
+  int ops = 0;
+  bool once = false;
+  app.add_option("--prefix", prefix);
+  app.add_option("--name", name);
+  app.add_option("--max-txn-ops", ops);
+  app.add_flag("--once", once);
+  const char* argv[] = {"x", "--name", "cli"};
+  app.parse(3, argv);
+  std::string path = ::testing::TempDir() + "/c.yaml";
+  std::ofstream(path) << "prefix: /p/\nname: yaml\nmax_txn_ops: 7\nonce: true\n";
+  ASSERT_TRUE(ApplyYamlFlags(&app, path).ok());
+  EXPECT_EQ(prefix, "/p/");
+  EXPECT_EQ(name, "cli");
+  EXPECT_EQ(ops, 7);
+  EXPECT_TRUE(once);
+  std::ofstream(path) << "nosuchflag: 1\n";
+  EXPECT_EQ(ApplyYamlFlags(&app, path).message(),
+            "config file \"" + path + "\": unknown key \"nosuchflag\"");
 }
 
 }  // namespace

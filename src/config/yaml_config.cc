@@ -1,6 +1,7 @@
 #include "config/yaml_config.h"
 
 #include <algorithm>
+#include <fstream>
 
 #include "yaml-cpp/yaml.h"
 
@@ -12,65 +13,65 @@ std::string NormaliseKey(std::string key) {
   return key;
 }
 
-void Flatten(const YAML::Node& node, const std::string& prefix, std::vector<CLI::ConfigItem>* out) {
+void Flatten(const YAML::Node& node, const std::string& prefix, std::vector<YamlFlag>* out) {
   for (const auto& entry : node) {
     std::string key = NormaliseKey(entry.first.as<std::string>());
     std::string name = prefix.empty() ? key : prefix + "-" + key;
     const YAML::Node& value = entry.second;
-    CLI::ConfigItem item;
-    item.name = name;
     if (value.IsMap()) {
       Flatten(value, name, out);
       continue;
     }
+    if (value.IsNull()) continue;
+    YamlFlag flag{name, {}};
     if (value.IsSequence()) {
-      for (const auto& v : value) item.inputs.push_back(v.as<std::string>());
-    } else if (value.IsNull()) {
-      continue;
+      for (const auto& v : value) flag.values.push_back(v.as<std::string>());
     } else {
-      item.inputs.push_back(value.as<std::string>());
+      flag.values.push_back(value.as<std::string>());
     }
-    out->push_back(std::move(item));
+    out->push_back(std::move(flag));
   }
 }
 
 }  // namespace
 
-std::string YamlConfig::to_config(const CLI::App* app, bool default_also, bool write_description,
-                                  std::string prefix) const {
-  YAML::Emitter out;
-  out << YAML::BeginMap;
-  for (const CLI::Option* opt : app->get_options()) {
-    if (opt->get_lnames().empty() || !opt->get_configurable()) continue;
-    std::string name = opt->get_lnames().front();
-    if (name == "help" || name == "config") continue;
-    std::vector<std::string> values = opt->results();
-    if (values.empty() && default_also && !opt->get_default_str().empty()) {
-      values.push_back(opt->get_default_str());
-    }
-    if (values.empty()) continue;
-    out << YAML::Key << name << YAML::Value;
-    if (values.size() == 1 && opt->get_items_expected_max() <= 1) {
-      out << values.front();
-    } else {
-      out << YAML::Flow << values;
-    }
-  }
-  out << YAML::EndMap;
-  return out.c_str();
-}
-
-std::vector<CLI::ConfigItem> YamlConfig::from_config(std::istream& input) const {
-  std::vector<CLI::ConfigItem> items;
+absl::StatusOr<std::vector<YamlFlag>> ReadYamlFlags(std::istream& input) {
+  std::vector<YamlFlag> flags;
   try {
     YAML::Node root = YAML::Load(input);
-    if (root.IsNull()) return items;
-    if (!root.IsMap()) throw CLI::ConversionError("config file must be a YAML mapping of flags");
-    Flatten(root, "", &items);
+    if (root.IsNull()) return flags;
+    if (!root.IsMap()) return absl::InvalidArgumentError("must be a YAML mapping of flags");
+    Flatten(root, "", &flags);
   } catch (const YAML::Exception& e) {
-    throw CLI::ConversionError(std::string("config file is not valid YAML: ") + e.what());
+    return absl::InvalidArgumentError(std::string("is not valid YAML: ") + e.what());
   }
-  return items;
+  return flags;
+}
+
+absl::Status ApplyYamlFlags(CLI::App* app, const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::InvalidArgumentError("config file \"" + path + "\" cannot be read");
+  absl::StatusOr<std::vector<YamlFlag>> flags = ReadYamlFlags(in);
+  if (!flags.ok()) {
+    return absl::InvalidArgumentError("config file \"" + path + "\" " +
+                                      std::string(flags.status().message()));
+  }
+  for (const YamlFlag& flag : *flags) {
+    CLI::Option* opt = app->get_option_no_throw("--" + flag.name);
+    if (opt == nullptr || flag.name == "config" || flag.name == "help") {
+      return absl::InvalidArgumentError("config file \"" + path + "\": unknown key \"" + flag.name +
+                                        "\"");
+    }
+    if (opt->count() > 0) continue;  // the command line or the environment wins
+    try {
+      opt->add_result(flag.values);
+      opt->run_callback();
+    } catch (const CLI::Error& e) {
+      return absl::InvalidArgumentError("config file \"" + path + "\": key \"" + flag.name +
+                                        "\": " + e.what());
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace kvsync::config

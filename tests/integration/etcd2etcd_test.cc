@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 #include <thread>
@@ -417,6 +418,85 @@ TEST_F(Etcd2EtcdTest, ThreeMemberSourceLosesLeader) {
       seconds(20)));
   PutMany(src_.get(), "/l/b", 100, "v");
   ExpectSynced("/l/", kvsync.get());
+}
+
+// Every flag can come from a YAML --config file (nested maps flatten); flags given on the
+// command line win over the file.
+TEST_F(Etcd2EtcdTest, ConfigFileSetsFlags) {
+  StartClusters();
+  PutMany(src_.get(), "/y/", 10, "v");
+  std::string path = dir_ + "/task.yaml";
+  {
+    std::ofstream f(path);
+    f << "name: from-yaml\nprefix: /y/\ndst-prefix: /wrong/\nonce: true\n"
+      << "src:\n  endpoints: " << src_cluster_->endpoints_csv() << "\n"
+      << "dst_endpoints: " << dst_cluster_->endpoints_csv() << "\n"
+      << "exclude-prefix: [/y/00001, /y/00002]\n";
+  }
+  auto p = Subprocess::Start({Binary(), "etcd2etcd", "--config", path, "--dst-prefix", "/z/"},
+                             dir_ + "/yaml.log");
+  ASSERT_TRUE(p.ok());
+  ASSERT_EQ((*p)->Wait(seconds(60)), std::optional<int>(0)) << (*p)->LogTail();
+  KvMap expected = Rewrite(Dump(src_.get(), "/y/"), "/y/", "/z/");
+  expected.erase("/z/00001");
+  expected.erase("/z/00002");
+  EXPECT_EQ(Dump(dst_.get(), "/z/"), expected);
+  EXPECT_TRUE(ReadCheckpoint(dst_.get(), "from-yaml").has_value());
+
+  std::ofstream(dir_ + "/bad.yaml") << "prefix: [unclosed\n";
+  auto bad =
+      Subprocess::Start({Binary(), "etcd2etcd", "--config", dir_ + "/bad.yaml"}, dir_ + "/bad.log");
+  ASSERT_TRUE(bad.ok());
+  EXPECT_EQ((*bad)->Wait(seconds(20)), std::optional<int>(2)) << (*bad)->LogTail();
+  EXPECT_NE((*bad)->LogTail().find("not valid YAML"), std::string::npos) << (*bad)->LogTail();
+}
+
+// On a quiet prefix, progress notifications advance the checkpoint past writes elsewhere, so
+// a later compaction of those revisions does not force a full sync on restart.
+TEST_F(Etcd2EtcdTest, ProgressAdvancesCheckpointOfQuietPrefix) {
+  StartClusters();
+  ASSERT_TRUE(src_->Put("/quiet/k", "v").ok());
+  auto kvsync = StartKvsync({"--prefix", "/quiet/"});
+  ExpectSynced("/quiet/", kvsync.get());
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(src_->Put(absl::StrCat("/busy/", i), "v").ok());
+  int64_t head = Revision(src_.get());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto cp = ReadCheckpoint(dst_.get(), "quiet");
+        return cp && cp->revision >= head;
+      },
+      seconds(20)))
+      << kvsync->LogTail();
+  kvsync->Stop();
+  ASSERT_TRUE(src_->Compact(head).ok());
+  auto again = StartKvsync({"--prefix", "/quiet/"});
+  ASSERT_TRUE(src_->Put("/quiet/k2", "v").ok());
+  ExpectSynced("/quiet/", again.get());
+  again->Stop();
+  EXPECT_NE(again->LogTail(20000).find("fast path chosen"), std::string::npos);
+  EXPECT_EQ(again->LogTail(20000).find("full sync started"), std::string::npos);
+}
+
+// Chained mirrors A -> B -> C over the whole keyspace: B holds the A->B task's meta key, which
+// the B->C task must neither copy to C nor delete; C ends up with A's data only.
+TEST_F(Etcd2EtcdTest, ChainedMirrorsNeverCopyMetaKeys) {
+  StartClusters();
+  auto c_cluster = EtcdCluster::Start({.name = "third"});
+  ASSERT_TRUE(c_cluster.ok()) << c_cluster.status();
+  auto c = Connect((*c_cluster)->endpoints_csv());
+  PutMany(src_.get(), "/svc/", 30, "v");
+  auto ab = StartKvsync({"--prefix", "/", "--name", "ab"});
+  auto bc = StartKvsync({"--prefix", "/", "--name", "bc"}, dst_cluster_->endpoints_csv(),
+                        (*c_cluster)->endpoints_csv());
+  ASSERT_TRUE(
+      WaitFor([&] { return Dump(c.get(), "/svc/") == Dump(src_.get(), "/svc/"); }, seconds(30)))
+      << ab->LogTail() << bc->LogTail();
+  ASSERT_TRUE(src_->Put("/svc/late", "l").ok());
+  ASSERT_TRUE(WaitFor([&] { return Dump(c.get(), "/svc/").count("/svc/late") == 1; }, seconds(30)));
+  KvMap meta_c = Dump(c.get(), "/kvsync/meta/");
+  EXPECT_EQ(meta_c.size(), 1u);
+  EXPECT_EQ(meta_c.count("/kvsync/meta/bc/checkpoint"), 1u);
+  EXPECT_EQ(Dump(dst_.get(), "/kvsync/meta/").count("/kvsync/meta/ab/checkpoint"), 1u);
 }
 
 // SIGTERM finishes the in-flight work and exits 0.
