@@ -1,0 +1,506 @@
+#!/usr/bin/env bash
+# kvsync etcd2etcd against `etcdctl make-mirror` and against the ideal-copier ceiling, on the
+# same data, on this machine. Starts its own single-member etcd servers (loopback, free ports,
+# a temp dir) and measures:
+#   (a) kvsync --once full copy into an empty destination: wall time, keys/s, peak RSS
+#   (b) make-mirror full copy (capped; the rate is extrapolated to all keys)
+#   (c) the ceilings: kvsync-bench ideal-copy and the destination's raw ingest rate
+#   (d) live replication lag at 1,000 and 5,000 puts/s, kvsync vs make-mirror
+#   (e) full copy through a 30 ms RTT link (kvsync-bench delay-proxy, 15 ms each way)
+#   (f) restart catch-up: kill -9 kvsync, 1,000 source changes, restart, time to caught up
+#   (g) kvsync --once at --rss-keys (default 10 x --keys; 0 skips): keys/s and peak RSS
+# and writes a markdown results section into --out (default docs/benchmarks.md), replacing
+# the previous one.
+#
+# Usage: bench/etcd2etcd.sh [--keys N] [--value-size 256] [--lag-seconds 20] [--out FILE]
+#                           [--rss-keys N] [--no-build] [--keep]
+# Environment: BUILD_DIR (default ./build-bench), ETCD (default etcd), ETCDCTL (etcdctl).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD_DIR=${BUILD_DIR:-$ROOT/build-bench}
+ETCD=${ETCD:-etcd}
+ETCDCTL=${ETCDCTL:-etcdctl}
+COMMAND_LINE="bench/etcd2etcd.sh${*:+ $*}"
+
+KEYS=100000
+VALUE_SIZE=256
+LAG_SECONDS=20
+OUT=$ROOT/docs/benchmarks.md
+RSS_KEYS=""
+BUILD=1
+KEEP=0
+MM_MAX_KEYS=20000      # make-mirror full copy: stop after this many keys...
+MM_MAX_SECONDS=60      # ...or this many seconds, and extrapolate
+WAN_KEYS=10000
+WAN_DELAY_MS=15
+RESTART_CHANGES=1000
+REPEAT=3               # runs of (a) and (c); medians reported
+LAG_RATES=(1000 5000)
+
+usage() {
+  sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+}
+
+die_usage() {
+  echo "etcd2etcd.sh: error: $*" >&2
+  exit 2
+}
+
+is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
+
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --keys) is_uint "${2:-}" && [[ $2 -gt 0 ]] || die_usage "--keys needs a positive integer"
+      KEYS=$2; shift 2 ;;
+    --value-size) is_uint "${2:-}" || die_usage "--value-size needs an integer"
+      VALUE_SIZE=$2; shift 2 ;;
+    --lag-seconds) is_uint "${2:-}" && [[ $2 -gt 0 ]] || die_usage "--lag-seconds needs a positive integer"
+      LAG_SECONDS=$2; shift 2 ;;
+    --out) [[ -n ${2:-} ]] || die_usage "--out needs a file"
+      OUT=$2; shift 2 ;;
+    --rss-keys) is_uint "${2:-}" || die_usage "--rss-keys needs an integer"
+      RSS_KEYS=$2; shift 2 ;;
+    --no-build) BUILD=0; shift ;;
+    --keep) KEEP=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) die_usage "unknown argument $1 (see --help)" ;;
+  esac
+done
+
+RSS_KEYS=${RSS_KEYS:-$((10 * KEYS))}
+
+for tool in "$ETCD" "$ETCDCTL" /usr/bin/time awk; do
+  command -v "$tool" >/dev/null || { echo "etcd2etcd.sh: error: $tool not found" >&2; exit 2; }
+done
+
+if [[ $BUILD == 1 ]]; then
+  if [[ ! -f $BUILD_DIR/build.ninja ]]; then
+    cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+  fi
+  ninja -C "$BUILD_DIR" -j2 kvsync kvsync-bench >/dev/null
+fi
+# The revision the binaries were built from (src/ may change while the benchmark runs).
+GIT_REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+[[ -n $(git -C "$ROOT" status --porcelain -- src 2>/dev/null) ]] && GIT_REV="$GIT_REV + uncommitted src/ changes"
+KVSYNC=$BUILD_DIR/src/cli/kvsync
+BENCH=$BUILD_DIR/tools/kvsync-bench
+[[ -x $KVSYNC && -x $BENCH ]] || { echo "etcd2etcd.sh: error: binaries missing in $BUILD_DIR" >&2; exit 1; }
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/kvsync-bench.XXXXXX")
+PIDS=()
+OK=0
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+stop_pid() {  # stop_pid PID [SIGNAL]: signal (TERM), wait up to 10 s, then KILL.
+  local pid=$1 sig=${2:-TERM} i
+  {  # Also silences bash's "Killed" job report.
+    if kill -0 "$pid"; then
+      kill -"$sig" "$pid" || true
+      for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" || break
+        sleep 0.1
+      done
+      kill -KILL "$pid" || true
+    fi
+    wait "$pid" || true
+  } 2>/dev/null
+}
+
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+  if [[ $OK == 1 && $KEEP == 0 ]]; then
+    rm -rf "$WORK"
+  else
+    echo "etcd2etcd.sh: logs and data kept in $WORK" >&2
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+now() { date +%s.%N; }
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+maximum() { printf '%s\n' "$@" | sort -g | tail -1; }
+calc() { awk "BEGIN { printf \"%.${2:-3}f\", $1 }"; }
+# json FIELD LINE: the value of a top-level field of a flat JSON line.
+json() { sed -n "s/.*\"$1\":\"\{0,1\}\([^,\"}]*\).*/\1/p" <<<"$2"; }
+
+USED_PORTS=" "
+free_port() {
+  local port
+  while true; do
+    port=$((20000 + RANDOM % 40000))
+    [[ $USED_PORTS == *" $port "* ]] && continue
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      USED_PORTS+="$port "
+      echo "$port"
+      return
+    fi
+  done
+}
+
+ETCD_SEQ=0
+# start_etcd NAME VAR: starts a fresh single-member etcd; sets VAR_EP and VAR_PID.
+start_etcd() {
+  local name=$1 var=$2 cport pport dir i
+  ETCD_SEQ=$((ETCD_SEQ + 1))
+  cport=$(free_port)
+  pport=$(free_port)
+  dir=$WORK/etcd-$ETCD_SEQ-$name
+  mkdir -p "$dir"
+  "$ETCD" --name "$name" --data-dir "$dir/data" \
+    --listen-client-urls "http://127.0.0.1:$cport" --advertise-client-urls "http://127.0.0.1:$cport" \
+    --listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
+    --initial-cluster "$name=http://127.0.0.1:$pport" --initial-cluster-state new \
+    --quota-backend-bytes 8589934592 --auto-compaction-retention 0 \
+    --logger zap --log-outputs "$dir/etcd.log" >"$dir/stdout.log" 2>&1 &
+  local pid=$!
+  PIDS+=("$pid")
+  for ((i = 0; i < 200; i++)); do
+    if "$ETCDCTL" --endpoints "127.0.0.1:$cport" --dial-timeout 1s endpoint health >/dev/null 2>&1; then
+      printf -v "${var}_EP" '%s' "127.0.0.1:$cport"
+      printf -v "${var}_PID" '%s' "$pid"
+      printf -v "${var}_DIR" '%s' "$dir"
+      return 0
+    fi
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "etcd2etcd.sh: error: etcd $name did not become healthy; see $dir" >&2
+  exit 1
+}
+
+# fresh_dst: replaces the destination with a new, empty etcd (the old one's data is deleted,
+# its log kept).
+fresh_dst() {
+  if [[ -n ${DST_PID:-} ]]; then
+    stop_pid "$DST_PID"
+    rm -rf "$DST_DIR/data"
+  fi
+  start_etcd dst DST
+}
+
+# start_bg VAR LOG CMD...: runs CMD in the background with output to LOG; sets VAR to its pid.
+start_bg() {
+  local var=$1 logfile=$2
+  shift 2
+  "$@" >"$logfile" 2>&1 &
+  PIDS+=("$!")
+  printf -v "$var" '%s' "$!"
+}
+
+vm_hwm_mb() {  # peak RSS of a running process, MB
+  awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo "?"
+}
+
+RESULTS=$WORK/results.jsonl
+record() { echo "$1" >>"$RESULTS"; }
+
+# make_mirror_copy PREFIX SRC DST TARGET_KEYS MAX_SECONDS COUNT_EP: runs make-mirror until the
+# destination (counted at COUNT_EP) holds TARGET_KEYS keys or MAX_SECONDS pass; sets MM_KEYS,
+# MM_SECONDS, MM_RSS_MB.
+make_mirror_copy() {
+  local prefix=$1 src=$2 dst=$3 target=$4 max=$5 count_ep=$6 t0 t1 out pid
+  t0=$(now)
+  start_bg pid "$WORK/make-mirror-$ETCD_SEQ.log" "$ETCDCTL" --endpoints "$src" make-mirror --prefix "$prefix" "$dst"
+  out=$("$BENCH" wait --endpoints "$count_ep" --prefix "$prefix" --count "$target" --timeout "$max" --interval-ms 100 || true)
+  t1=$(now)
+  MM_RSS_MB=$(vm_hwm_mb "$pid")
+  stop_pid "$pid"
+  MM_KEYS=$(json count "$out")
+  MM_SECONDS=$(calc "$t1 - $t0")
+}
+
+# kvsync_once PREFIX SRC DST TAG: kvsync etcd2etcd --once; sets KV_SECONDS, KV_RSS_MB.
+kvsync_once() {
+  local prefix=$1 src=$2 dst=$3 tag=$4 t0 t1
+  t0=$(now)
+  if ! /usr/bin/time -f %M -o "$WORK/$tag.rss" "$KVSYNC" etcd2etcd --src-endpoints "$src" \
+      --dst-endpoints "$dst" --prefix "$prefix" --once 2>"$WORK/$tag.log"; then
+    echo "etcd2etcd.sh: error: kvsync --once failed ($tag); last lines of its log:" >&2
+    tail -5 "$WORK/$tag.log" >&2
+    exit 1
+  fi
+  t1=$(now)
+  KV_SECONDS=$(calc "$t1 - $t0")
+  KV_RSS_MB=$(awk '{ v = $1 } END { printf "%.1f", v / 1024 }' "$WORK/$tag.rss")
+}
+
+# compare_prefix PREFIX SRC DST: fails the run when the copy differs from the source.
+compare_prefix() {
+  local out
+  if ! out=$("$BENCH" compare --src "$2" --dst "$3" --prefix "$1"); then
+    echo "etcd2etcd.sh: error: destination differs from source under $1: $out" >&2
+    exit 1
+  fi
+}
+
+log "work dir $WORK; keys=$KEYS value-size=$VALUE_SIZE lag-seconds=$LAG_SECONDS"
+start_etcd src SRC
+fresh_dst
+
+# Source data: N keys under /bench/.
+out=$("$BENCH" load --endpoints "$SRC_EP" --prefix /bench/ --keys "$KEYS" --value-size "$VALUE_SIZE")
+record "$out"
+log "loaded $KEYS keys into the source at $(json keys_per_sec "$out") keys/s"
+
+# (a) kvsync --once full copy; the ideal copier and the raw ingest (c) run interleaved with it,
+# each on a fresh destination, REPEAT times; medians are reported (single runs vary by ~10%).
+A_TIMES=() A_RSSES=() C_IDEAL_RATES=() C_IDEAL_TIMES=() C_INGEST_RATES=()
+for ((run = 1; run <= REPEAT; run++)); do
+  [[ $run == 1 ]] || fresh_dst
+  kvsync_once /bench/ "$SRC_EP" "$DST_EP" full-copy-$run
+  compare_prefix /bench/ "$SRC_EP" "$DST_EP"
+  A_TIMES+=("$KV_SECONDS")
+  A_RSSES+=("$KV_RSS_MB")
+  record "{\"step\":\"a\",\"run\":$run,\"seconds\":$KV_SECONDS,\"keys_per_sec\":$(calc "$KEYS / $KV_SECONDS" 0),\"rss_mb\":$KV_RSS_MB}"
+  log "(a) kvsync --once run $run: $KEYS keys in $KV_SECONDS s = $(calc "$KEYS / $KV_SECONDS" 0) keys/s, peak RSS $KV_RSS_MB MB"
+  fresh_dst
+  out=$("$BENCH" ideal-copy --src "$SRC_EP" --dst "$DST_EP" --prefix /bench/)
+  record "$out"
+  C_IDEAL_RATES+=("$(json keys_per_sec "$out")")
+  C_IDEAL_TIMES+=("$(json seconds "$out")")
+  fresh_dst
+  out=$("$BENCH" ingest --endpoints "$DST_EP" --prefix /bench/ --keys "$KEYS" --value-size "$VALUE_SIZE")
+  record "$out"
+  C_INGEST_RATES+=("$(json keys_per_sec "$out")")
+  log "(c) run $run: ideal copier ${C_IDEAL_RATES[-1]} keys/s; destination raw ingest ${C_INGEST_RATES[-1]} keys/s"
+done
+A_SECONDS=$(median "${A_TIMES[@]}")
+A_RSS=$(maximum "${A_RSSES[@]}")
+A_RATE=$(calc "$KEYS / $A_SECONDS" 0)
+C_IDEAL_RATE=$(median "${C_IDEAL_RATES[@]}")
+C_IDEAL_SECONDS=$(median "${C_IDEAL_TIMES[@]}")
+C_INGEST_RATE=$(median "${C_INGEST_RATES[@]}")
+log "(a) median $A_RATE keys/s; (c) median ideal $C_IDEAL_RATE keys/s, ingest $C_INGEST_RATE keys/s"
+
+# (b) make-mirror full copy, capped.
+fresh_dst
+MM_TARGET=$((KEYS < MM_MAX_KEYS ? KEYS : MM_MAX_KEYS))
+make_mirror_copy /bench/ "$SRC_EP" "$DST_EP" "$MM_TARGET" "$MM_MAX_SECONDS" "$DST_EP"
+B_KEYS=$MM_KEYS
+B_SECONDS=$MM_SECONDS
+B_RSS=$MM_RSS_MB
+B_RATE=$(calc "$B_KEYS / $B_SECONDS" 0)
+B_EXTRAPOLATED=$([[ $B_KEYS -lt $KEYS ]] && echo 1 || echo 0)
+B_FULL_SECONDS=$(calc "$KEYS / ($B_KEYS > 0 ? $B_KEYS / $B_SECONDS : 1e-9)" 1)
+record "{\"step\":\"b\",\"keys\":$B_KEYS,\"seconds\":$B_SECONDS,\"keys_per_sec\":$B_RATE,\"rss_mb\":$B_RSS}"
+log "(b) make-mirror: $B_KEYS keys in $B_SECONDS s = $B_RATE keys/s, peak RSS $B_RSS MB$([[ $B_EXTRAPOLATED == 1 ]] && echo " (capped; $KEYS keys would take ~$B_FULL_SECONDS s, extrapolated)")"
+
+# (d) live lag.
+declare -A LAG
+for rate in "${LAG_RATES[@]}"; do
+  for tool in kvsync make-mirror; do
+    fresh_dst
+    prefix=/lag-$tool-$rate/
+    if [[ $tool == kvsync ]]; then
+      start_bg syncer "$WORK/lag-$tool-$rate.log" "$KVSYNC" etcd2etcd --src-endpoints "$SRC_EP" \
+        --dst-endpoints "$DST_EP" --prefix "$prefix"
+    else
+      start_bg syncer "$WORK/lag-$tool-$rate.log" "$ETCDCTL" --endpoints "$SRC_EP" make-mirror \
+        --prefix "$prefix" "$DST_EP"
+    fi
+    out=$("$BENCH" lag --src "$SRC_EP" --dst "$DST_EP" --prefix "$prefix" --rate "$rate" \
+      --seconds "$LAG_SECONDS" --value-size "$VALUE_SIZE")
+    stop_pid "$syncer"
+    record "$out"
+    for f in p50_ms p99_ms max_ms missing sent send_rate lower_bound; do
+      LAG[$tool,$rate,$f]=$(json "$f" "$out")
+    done
+    log "(d) $tool at $rate puts/s: $out"
+  done
+done
+
+# (e) full copy through a 30 ms RTT link (delay proxy between the syncer and the destination).
+out=$("$BENCH" load --endpoints "$SRC_EP" --prefix /wan/ --keys "$WAN_KEYS" --value-size "$VALUE_SIZE")
+# start_proxy: a delay proxy in front of the current destination; sets PROXY_EP, PROXY_PID.
+start_proxy() {
+  local port i
+  port=$(free_port)
+  start_bg PROXY_PID "$WORK/proxy-$ETCD_SEQ.log" "$BENCH" delay-proxy --listen "127.0.0.1:$port" \
+    --upstream "$DST_EP" --delay-ms "$WAN_DELAY_MS"
+  for ((i = 0; i < 100; i++)); do
+    grep -q listen_port "$WORK/proxy-$ETCD_SEQ.log" 2>/dev/null && break
+    sleep 0.05
+  done
+  PROXY_EP=127.0.0.1:$port
+}
+fresh_dst
+start_proxy
+kvsync_once /wan/ "$SRC_EP" "$PROXY_EP" wan-kvsync
+compare_prefix /wan/ "$SRC_EP" "$DST_EP"
+E_KV_SECONDS=$KV_SECONDS
+E_KV_RATE=$(calc "$WAN_KEYS / $E_KV_SECONDS" 0)
+stop_pid "$PROXY_PID"
+fresh_dst
+start_proxy
+out=$("$BENCH" ideal-copy --src "$SRC_EP" --dst "$PROXY_EP" --prefix /wan/)
+record "$out"
+E_IDEAL_RATE=$(json keys_per_sec "$out")
+stop_pid "$PROXY_PID"
+fresh_dst
+start_proxy
+make_mirror_copy /wan/ "$SRC_EP" "$PROXY_EP" "$WAN_KEYS" "$MM_MAX_SECONDS" "$DST_EP"
+stop_pid "$PROXY_PID"
+E_MM_KEYS=$MM_KEYS
+E_MM_SECONDS=$MM_SECONDS
+E_MM_RATE=$(calc "$E_MM_KEYS / $E_MM_SECONDS" 1)
+record "{\"step\":\"e\",\"kvsync_keys_per_sec\":$E_KV_RATE,\"ideal_keys_per_sec\":$E_IDEAL_RATE,\"make_mirror_keys\":$E_MM_KEYS,\"make_mirror_seconds\":$E_MM_SECONDS}"
+log "(e) 30 ms RTT, $WAN_KEYS keys: kvsync $E_KV_RATE keys/s, ideal $E_IDEAL_RATE keys/s, make-mirror $E_MM_KEYS keys in $E_MM_SECONDS s = $E_MM_RATE keys/s"
+
+# (f) restart catch-up.
+fresh_dst
+start_bg syncer "$WORK/restart-1.log" "$KVSYNC" etcd2etcd --src-endpoints "$SRC_EP" \
+  --dst-endpoints "$DST_EP" --prefix /bench/
+"$ETCDCTL" --endpoints "$SRC_EP" put /bench/~marker-synced "$(date +%s%N)" >/dev/null
+"$BENCH" wait --endpoints "$DST_EP" --prefix /bench/ --count $((KEYS + 1)) --key /bench/~marker-synced \
+  --timeout 300 --interval-ms 200 >/dev/null
+# Let a checkpoint cover the marker before the crash, as in a steady state.
+sleep 1
+stop_pid "$syncer" KILL
+"$BENCH" load --endpoints "$SRC_EP" --prefix /bench/ --keys "$RESTART_CHANGES" --txn-ops 1 \
+  --value-size "$VALUE_SIZE" >/dev/null
+marker=$(date +%s%N)
+"$ETCDCTL" --endpoints "$SRC_EP" put /bench/~marker-restart "$marker" >/dev/null
+t0=$(now)
+start_bg syncer "$WORK/restart-2.log" "$KVSYNC" etcd2etcd --src-endpoints "$SRC_EP" \
+  --dst-endpoints "$DST_EP" --prefix /bench/
+"$BENCH" wait --endpoints "$DST_EP" --key /bench/~marker-restart --value "$marker" --timeout 120 \
+  --interval-ms 10 >/dev/null
+t1=$(now)
+F_SECONDS=$(calc "$t1 - $t0")
+compare_prefix /bench/ "$SRC_EP" "$DST_EP"
+stop_pid "$syncer"
+if grep -q '"fast path chosen"' "$WORK/restart-2.log"; then
+  F_PATH="resumed from its checkpoint"
+else
+  F_PATH="did NOT resume from its checkpoint (see the log)"
+fi
+record "{\"step\":\"f\",\"catch_up_seconds\":$F_SECONDS}"
+log "(f) restart after kill -9 and $RESTART_CHANGES changes: caught up in $F_SECONDS s; $F_PATH"
+
+# (g) full copy at --rss-keys: throughput and peak RSS at scale.
+G_RSS=""
+if [[ $RSS_KEYS -gt 0 ]]; then
+  out=$("$BENCH" load --endpoints "$SRC_EP" --prefix /rss/ --keys "$RSS_KEYS" --value-size "$VALUE_SIZE")
+  log "loaded $RSS_KEYS keys under /rss/ at $(json keys_per_sec "$out") keys/s"
+  fresh_dst
+  kvsync_once /rss/ "$SRC_EP" "$DST_EP" rss-copy
+  compare_prefix /rss/ "$SRC_EP" "$DST_EP"
+  G_RSS=$KV_RSS_MB
+  G_SECONDS=$KV_SECONDS
+  G_RATE=$(calc "$RSS_KEYS / $G_SECONDS" 0)
+  record "{\"step\":\"g\",\"keys\":$RSS_KEYS,\"seconds\":$G_SECONDS,\"keys_per_sec\":$G_RATE,\"rss_mb\":$G_RSS}"
+  log "(g) kvsync --once $RSS_KEYS keys: $G_SECONDS s = $G_RATE keys/s, peak RSS $G_RSS MB"
+fi
+
+# Report.
+ge() { awk "BEGIN { exit !($1 >= $2) }"; }
+le() { awk "BEGIN { exit !($1 <= $2) }"; }
+verdict() { if "$@"; then echo "met"; else echo "**missed**"; fi; }
+fmt() {  # fmt NUMBER [DECIMALS]: with thousands separators
+  awk -v v="$1" -v d="${2:-0}" 'BEGIN {
+    s = sprintf("%." d "f", v); n = split(s, part, "."); i = part[1]; sign = ""
+    if (substr(i, 1, 1) == "-") { sign = "-"; i = substr(i, 2) }
+    out = ""
+    while (length(i) > 3) { out = "," substr(i, length(i) - 2) out; i = substr(i, 1, length(i) - 3) }
+    printf "%s%s%s%s", sign, i, out, (n > 1 ? "." part[2] : "")
+  }'
+}
+ratio() { awk "BEGIN { if ($2 > 0) printf \"%.${3:-1}f\", $1 / $2; else print \"n/a\" }"; }
+lagcell() {  # lagcell TOOL RATE: "p50 / p99 / max ms", with missing events flagged
+  local t=$1 r=$2 cell
+  cell="$(fmt "${LAG[$t,$r,p50_ms]}") / $(fmt "${LAG[$t,$r,p99_ms]}") / $(fmt "${LAG[$t,$r,max_ms]}")"
+  if [[ ${LAG[$t,$r,missing]} != 0 ]]; then
+    cell="≥ $cell ($(fmt "${LAG[$t,$r,missing]}") of $(fmt "${LAG[$t,$r,sent]}") never arrived)"
+  fi
+  echo "$cell"
+}
+
+MM_NOTE=""
+[[ $B_EXTRAPOLATED == 1 ]] && MM_NOTE=" (extrapolated from $(fmt "$B_KEYS") keys in ${B_SECONDS} s)"
+E_MM_NOTE=""
+[[ $E_MM_KEYS -lt $WAN_KEYS ]] && E_MM_NOTE=" (extrapolated from $(fmt "$E_MM_KEYS") keys in ${E_MM_SECONDS} s)"
+A_VS_MM=$(ratio "$A_RATE" "$B_RATE")
+A_VS_IDEAL=$(awk "BEGIN { printf \"%.0f\", 100 * $A_RATE / $C_IDEAL_RATE }")
+E_VS_MM=$(ratio "$E_KV_RATE" "$E_MM_RATE" 0)
+E_VS_IDEAL=$(awk "BEGIN { printf \"%.0f\", 100 * $E_KV_RATE / $E_IDEAL_RATE }")
+LAG_TOP=${LAG_RATES[-1]}
+MEM_GB=$(awk '/^MemTotal:/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
+CPU=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+ETCD_VERSION=$("$ETCD" --version | awk '/^etcd Version/ { print $3 }')
+
+SECTION=$WORK/section.md
+{
+  echo "<!-- etcd2etcd-results:begin (generated by bench/etcd2etcd.sh; edits here are overwritten) -->"
+  echo "## Results"
+  echo
+  echo "- Command: \`$COMMAND_LINE\`"
+  echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "- Machine: $(nproc) CPUs ($CPU), $MEM_GB GiB RAM, $(uname -sr); both etcd servers, the"
+  echo "  syncer and the load generator share it"
+  echo "- etcd $ETCD_VERSION (single member each, \`--quota-backend-bytes 8589934592\`, no auto-compaction);"
+  echo "  etcdctl $("$ETCDCTL" version | awk '/etcdctl version/ { print $3 }'); kvsync at $GIT_REV"
+  echo "- Data: $(fmt "$KEYS") keys × $VALUE_SIZE B values; kvsync with default flags (\`--inflight 16 --page-size 10000\`);"
+  echo "  (a) and (c) are medians of $REPEAT runs (peak RSS: the largest), each into a fresh destination"
+  echo
+  echo "| Measurement | kvsync | make-mirror | Ceiling | kvsync ÷ make-mirror | kvsync ÷ ceiling |"
+  echo "|---|---|---|---|---|---|"
+  echo "| (a,b,c) Full copy of $(fmt "$KEYS") keys, keys/s | $(fmt "$A_RATE") | $(fmt "$B_RATE")$MM_NOTE | $(fmt "$C_IDEAL_RATE") (ideal copier) | ${A_VS_MM}× | ${A_VS_IDEAL}% |"
+  echo "| (a,b,c) Full copy wall time, s | $A_SECONDS | ≈ $B_FULL_SECONDS$([[ $B_EXTRAPOLATED == 1 ]] && echo " (extrapolated)") | $C_IDEAL_SECONDS | | |"
+  echo "| (a,b) Peak RSS during the full copy, MB | $A_RSS | $B_RSS$([[ $B_EXTRAPOLATED == 1 ]] && echo " (at $(fmt "$B_KEYS") keys)") | | | |"
+  echo "| (c) Destination raw ingest from memory, keys/s | | | $(fmt "$C_INGEST_RATE") | | $(awk "BEGIN { printf \"%.0f\", 100 * $A_RATE / $C_INGEST_RATE }")% |"
+  for r in "${LAG_RATES[@]}"; do
+    echo "| (d) Live lag at $(fmt "$r") puts/s for $LAG_SECONDS s, p50 / p99 / max ms | $(lagcell kvsync "$r") | $(lagcell make-mirror "$r") | | | |"
+  done
+  echo "| (e) Full copy of $(fmt "$WAN_KEYS") keys through a $((2 * WAN_DELAY_MS)) ms RTT link, keys/s | $(fmt "$E_KV_RATE") | $(fmt "$E_MM_RATE" 1)$E_MM_NOTE | $(fmt "$E_IDEAL_RATE") (ideal copier) | ${E_VS_MM}× | ${E_VS_IDEAL}% |"
+  echo "| (f) Catch-up after kill -9 + $(fmt "$RESTART_CHANGES") source changes, s | $F_SECONDS ($F_PATH) | | | | |"
+  if [[ -n $G_RSS ]]; then
+    echo "| (g) Full copy of $(fmt "$RSS_KEYS") keys: keys/s, peak RSS MB | $(fmt "$G_RATE") keys/s, $G_RSS MB | | | | |"
+  fi
+  echo
+  echo "Targets (from the issue):"
+  echo
+  echo "- Full copy ≥ 25× make-mirror: ${A_VS_MM}× — $(verdict ge "$A_RATE" "25 * $B_RATE")"
+  echo "- Full copy ≥ 80% of the ideal copier: ${A_VS_IDEAL}% — $(verdict ge "$A_RATE" "0.8 * $C_IDEAL_RATE")"
+  echo "- p99 lag ≤ 100 ms at $(fmt "$LAG_TOP") puts/s: $(fmt "${LAG[kvsync,$LAG_TOP,p99_ms]}") ms — $(verdict eval "le ${LAG[kvsync,$LAG_TOP,p99_ms]} 100 && [[ ${LAG[kvsync,$LAG_TOP,missing]} == 0 ]]")"
+  echo "- Through a 30 ms RTT link ≥ 300× make-mirror: ${E_VS_MM}× — $(verdict ge "$E_KV_RATE" "300 * $E_MM_RATE")"
+  echo "- Restart catch-up < 2 s: $F_SECONDS s — $(verdict le "$F_SECONDS" 2)"
+  if [[ -n $G_RSS ]]; then
+    if [[ $RSS_KEYS -ge 1000000 ]]; then
+      echo "- Peak RSS ≤ 150 MB at $(fmt "$RSS_KEYS") keys: $G_RSS MB — $(verdict le "$G_RSS" 150)"
+    else
+      echo "- Peak RSS ≤ 150 MB at 1,000,000 keys: not measured (this run: $G_RSS MB at $(fmt "$RSS_KEYS") keys)"
+    fi
+  else
+    echo "- Peak RSS ≤ 150 MB at 1,000,000 keys: not measured in this run (use --rss-keys 1000000); at $(fmt "$KEYS") keys: $A_RSS MB"
+  fi
+  echo
+  echo "Notes: lag is measured from just before the source put is sent to the moment the"
+  echo "destination watch delivers the event, so it includes the source put's own latency."
+  echo "\"≥\" marks lag figures where some events had not arrived $((30)) s after the writes"
+  echo "ended; those events count as arriving at that deadline, so the figures are lower bounds."
+  echo "make-mirror copies are capped at $(fmt "$MM_MAX_KEYS") keys or $MM_MAX_SECONDS s and their rate extrapolated."
+  echo "<!-- etcd2etcd-results:end -->"
+} >"$SECTION"
+
+echo
+cat "$SECTION"
+
+# Replace the previous results section in --out, or append one.
+mkdir -p "$(dirname "$OUT")"
+touch "$OUT"
+if grep -q '^<!-- etcd2etcd-results:begin' "$OUT"; then
+  awk -v section="$SECTION" '
+    /^<!-- etcd2etcd-results:begin/ { while ((getline line < section) > 0) print line; skip = 1; next }
+    /^<!-- etcd2etcd-results:end/ { skip = 0; next }
+    !skip { print }
+  ' "$OUT" >"$WORK/out.md"
+else
+  { cat "$OUT"; [[ -s $OUT ]] && echo; cat "$SECTION"; } >"$WORK/out.md"
+fi
+cp "$WORK/out.md" "$OUT"
+log "results written to $OUT"
+OK=1
