@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
@@ -70,10 +71,11 @@ void AddConnectionFlags(CLI::App* app, const std::string& side, const std::strin
   app->add_option("--" + side + "-key", conn->key, what + " client TLS key file")->group(group);
   app->add_option("--" + side + "-user", conn->user, what + " username, or username:password")
       ->group(group);
+  std::string env = "KVSYNC_" + side + "_PASSWORD";
+  for (char& ch : env) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
   app->add_option("--" + side + "-password", conn->password,
-                  what + " password (prefer the config file or KVSYNC_" +
-                      std::string(side == "src" ? "SRC" : "DST") + "_PASSWORD)")
-      ->envname(side == "src" ? "KVSYNC_SRC_PASSWORD" : "KVSYNC_DST_PASSWORD")
+                  what + " password (prefer the config file or " + env + ")")
+      ->envname(env)
       ->group(group);
   app->add_option("--" + side + "-dial-timeout", *dial_timeout,
                   "give up on reaching the " + what + " at start-up after this long")

@@ -1,14 +1,19 @@
 #include "cli/etcd2etcd.h"
 
+#include <unistd.h>
+
 #include <chrono>
 #include <memory>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "cli/command.h"
 #include "common/status_macros.h"
 #include "config/config.h"
 #include "config/yaml_config.h"
+#include "election/elector.h"
+#include "election/leader_loop.h"
 #include "etcd/client.h"
 #include "log/log.h"
 #include "mirror/mirror.h"
@@ -20,6 +25,8 @@ struct Flags {
   config::MirrorConfig config;
   std::string config_file;
   std::string src_dial = "5s", src_command = "15s", dst_dial = "5s", dst_command = "15s";
+  std::string election_dial = "5s", election_command = "15s";
+  std::string lease_ttl = "5s";
   std::string progress_interval = "5s";
   std::string status_interval = "10s";
 };
@@ -31,6 +38,18 @@ absl::Status Finalise(Flags* f) {
   RETURN_IF_ERROR(ParseDuration("--dst-dial-timeout", f->dst_dial, &f->config.dst.dial_timeout));
   RETURN_IF_ERROR(
       ParseDuration("--dst-command-timeout", f->dst_command, &f->config.dst.command_timeout));
+  RETURN_IF_ERROR(
+      ParseDuration("--election-dial-timeout", f->election_dial, &f->config.election.dial_timeout));
+  RETURN_IF_ERROR(ParseDuration("--election-command-timeout", f->election_command,
+                                &f->config.election.command_timeout));
+  std::chrono::milliseconds ttl;
+  RETURN_IF_ERROR(ParseDuration("--lease-ttl", f->lease_ttl, &ttl));
+  f->config.lease_ttl = std::chrono::duration_cast<std::chrono::seconds>(ttl);
+  if (f->config.instance_id.empty()) {
+    char host[256] = {0};
+    gethostname(host, sizeof(host) - 1);
+    f->config.instance_id = absl::StrFormat("%s-%d", host, getpid());
+  }
   RETURN_IF_ERROR(
       ParseDuration("--progress-interval", f->progress_interval, &f->config.progress_interval));
   RETURN_IF_ERROR(
@@ -134,6 +153,19 @@ std::function<int()> AddEtcd2EtcdCommand(CLI::App* app) {
                   "how often a progress line is logged (0 = never)")
       ->default_val("10s")
       ->group("Behaviour");
+  cmd->add_flag("--ha", c.ha,
+                "active/standby: run several replicas; only the elected leader writes, its "
+                "txns fenced on its election key")
+      ->group("High availability");
+  cmd->add_option("--lease-ttl", flags->lease_ttl,
+                  "leadership lease; a dead leader is replaced within about this long")
+      ->default_val("5s")
+      ->group("High availability");
+  cmd->add_option("--instance-id", c.instance_id,
+                  "this replica's name in the election (default: <hostname>-<pid>)")
+      ->group("High availability");
+  AddConnectionFlags(cmd, "election", "election", &c.election, &flags->election_dial,
+                     &flags->election_command);
   AddLogFlags(cmd, &c.log_level, &c.log_format);
 
   return [flags, cmd]() -> int {
@@ -154,6 +186,13 @@ std::function<int()> AddEtcd2EtcdCommand(CLI::App* app) {
     auto dst = etcd::Client::Create(c.dst.ToClientOptions("destination"));
     if (!dst.ok()) return ReportAndExit("etcd2etcd", dst.status());
 
+    std::unique_ptr<etcd::Client> election_client;
+    if (c.ha) {
+      auto created = etcd::Client::Create(c.election.ToClientOptions("election"));
+      if (!created.ok()) return ReportAndExit("etcd2etcd", created.status());
+      election_client = std::move(*created);
+    }
+
     common::StopToken stop;
     StartSignalThread(&stop);
     log::Info("main", "started",
@@ -163,14 +202,29 @@ std::function<int()> AddEtcd2EtcdCommand(CLI::App* app) {
                {"prefix", c.prefix},
                {"dst_prefix", c.dst_prefix},
                {"once", c.once}});
-    mirror::Mirror engine(c, std::move(*src), std::move(*dst), &stop);
+    mirror::Stats stats;
     common::StopToken status_done;
     std::thread status;
     if (c.status_interval.count() > 0) {
-      status = std::thread(ReportStatus, std::cref(engine.stats()), c.name, c.status_interval,
+      status = std::thread(ReportStatus, std::cref(stats), c.name, c.status_interval,
                            std::cref(status_done));
     }
-    absl::Status result = engine.Run();
+    absl::Status result;
+    if (!c.ha) {
+      mirror::Mirror engine(c, src->get(), dst->get(), &stop, &stats);
+      result = engine.Run();
+    } else {
+      election::Elector elector(
+          election_client.get(),
+          {absl::StrCat(c.meta_prefix, c.name, "/election"), c.instance_id, c.lease_ttl}, &stop);
+      result = election::RunWhileLeader(
+          &elector, &stop,
+          [&](const common::StopToken& term_stop, std::vector<etcd::Compare> fence) {
+            mirror::Mirror engine(c, src->get(), dst->get(), &term_stop, &stats);
+            engine.set_fence(std::move(fence));
+            return engine.Run();
+          });
+    }
     status_done.RequestStop();
     if (status.joinable()) status.join();
     if (!result.ok()) log::Error("main", "exiting on error", {{"error", result}});

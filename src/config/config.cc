@@ -94,6 +94,14 @@ absl::Status ValidateMirrorConfig(MirrorConfig* c) {
     return absl::InvalidArgumentError("--inflight must be between 1 and 1024");
   }
   if (c->page_size < 1) return absl::InvalidArgumentError("--page-size must be positive");
+  if (c->ha) {
+    if (c->lease_ttl.count() < 1) return absl::InvalidArgumentError("--lease-ttl must be >= 1s");
+    if (c->election.endpoints.empty()) {
+      c->election = c->dst;
+    } else {
+      RETURN_IF_ERROR(etcd::ValidateClientOptions(c->election.ToClientOptions("election")));
+    }
+  }
   if (c->progress_interval.count() <= 0) {
     return absl::InvalidArgumentError("--progress-interval must be positive");
   }

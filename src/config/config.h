@@ -43,6 +43,11 @@ struct MirrorConfig {
   int page_size = 10000;
   bool reset_last_synced_rev = false;
   bool once = false;
+  // Active/standby: only the elected leader writes (--ha).
+  bool ha = false;
+  std::chrono::seconds lease_ttl{5};
+  EtcdConnection election;  // empty endpoints: the destination cluster
+  std::string instance_id;  // default: <hostname>-<pid>
   std::chrono::milliseconds progress_interval{5000};
   std::chrono::milliseconds status_interval{10000};
   std::string log_level = "info";

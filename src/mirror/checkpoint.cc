@@ -16,6 +16,7 @@ std::string EncodeCheckpoint(const Checkpoint& cp) {
   j["revision"] = cp.revision;
   j["source_cluster_id"] = absl::StrFormat("%x", cp.source_cluster_id);
   j["full_sync_pending"] = cp.full_sync_pending;
+  if (!cp.writer.empty()) j["writer"] = cp.writer;
   return j.dump();
 }
 
@@ -35,6 +36,7 @@ absl::StatusOr<Checkpoint> DecodeCheckpoint(const std::string& value) {
   if (j.contains("full_sync_pending") && j["full_sync_pending"].is_boolean()) {
     cp.full_sync_pending = j["full_sync_pending"].get<bool>();
   }
+  if (j.contains("writer") && j["writer"].is_string()) cp.writer = j["writer"].get<std::string>();
   return cp;
 }
 

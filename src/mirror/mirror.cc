@@ -146,19 +146,20 @@ struct Mirror::WatchQueue {
   }
 };
 
-Mirror::Mirror(config::MirrorConfig config, std::unique_ptr<etcd::Client> src,
-               std::unique_ptr<etcd::Client> dst, const common::StopToken* stop)
+Mirror::Mirror(config::MirrorConfig config, etcd::Client* src, etcd::Client* dst,
+               const common::StopToken* stop, Stats* stats)
     : config_(std::move(config)),
-      src_(std::move(src)),
-      dst_(std::move(dst)),
+      src_(src),
+      dst_(dst),
       stop_(stop),
       mapper_(config_.prefix, config_.dst_prefix, config_.exclude_prefixes, config_.meta_prefix),
-      writer_(dst_.get(), CheckpointKey(config_.meta_prefix, config_.name), stop, &stats_) {}
+      stats_(*stats),
+      writer_(dst_, CheckpointKey(config_.meta_prefix, config_.name), stop, stats) {}
 
 Mirror::~Mirror() = default;
 
 Checkpoint Mirror::MakeCheckpoint(int64_t revision, bool pending) const {
-  return Checkpoint{revision, source_cluster_id_, pending};
+  return Checkpoint{revision, source_cluster_id_, pending, config_.instance_id};
 }
 
 absl::StatusOr<std::optional<Checkpoint>> Mirror::LoadCheckpoint() {
@@ -288,10 +289,10 @@ absl::Status Mirror::FullSync() {
   // or destination keys deleted at the source would never be removed.
   RETURN_IF_ERROR(writer_.Commit({}, MakeCheckpoint(persisted_, true)));
 
-  RangeCursor src(src_.get(),
+  RangeCursor src(src_,
                   {mapper_.src_prefix(), mapper_.src_range_end(), revision, config_.page_size},
                   stop_, &stats_.retries);
-  RangeCursor dst(dst_.get(), {mapper_.dst_prefix(), mapper_.dst_range_end(), 0, config_.page_size},
+  RangeCursor dst(dst_, {mapper_.dst_prefix(), mapper_.dst_range_end(), 0, config_.page_size},
                   stop_, &stats_.retries);
   WriterPool pool(config_.inflight, &writer_);
   TxnBatcher batcher(config_.max_txn_ops, config_.max_request_bytes, 0, 0);

@@ -28,17 +28,22 @@ namespace kvsync::mirror {
 
 class Mirror {
  public:
-  Mirror(config::MirrorConfig config, std::unique_ptr<etcd::Client> src,
-         std::unique_ptr<etcd::Client> dst, const common::StopToken* stop);
+  // The clients and `stats` must outlive the Mirror; `stats` may be shared by successive
+  // Mirrors of one task (one per leadership term) so that counters keep counting.
+  Mirror(config::MirrorConfig config, etcd::Client* src, etcd::Client* dst,
+         const common::StopToken* stop, Stats* stats);
   ~Mirror();
+
+  // Compares added to every destination txn (the leader's fence); a failed compare makes
+  // Run() return election::IsFenced.
+  void set_fence(std::vector<etcd::Compare> fence) { writer_.set_fence(std::move(fence)); }
 
   // Returns OK when stopped or, with --once, when the destination matched the source at the
   // start revision. Errors: Unavailable (a cluster unreachable at start-up), FailedPrecondition
   // (the source is not the cluster the checkpoint was taken from, or is behind it; a key the
-  // destination refuses), other permanent etcd errors. Transient faults are retried inside.
+  // destination refuses; election::IsFenced when a fence compare failed), other permanent etcd
+  // errors. Transient faults are retried inside.
   absl::Status Run();
-
-  const Stats& stats() const { return stats_; }
 
  private:
   struct WatchQueue;
@@ -55,11 +60,11 @@ class Mirror {
   bool OnceDone() const;
 
   config::MirrorConfig config_;
-  std::unique_ptr<etcd::Client> src_;
-  std::unique_ptr<etcd::Client> dst_;
+  etcd::Client* src_;
+  etcd::Client* dst_;
   const common::StopToken* stop_;
   KeyMapper mapper_;
-  Stats stats_;
+  Stats& stats_;
   TxnWriter writer_;
 
   uint64_t source_cluster_id_ = 0;

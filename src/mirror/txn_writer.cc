@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
+#include "election/elector.h"
 #include "log/log.h"
 #include "mirror/retry.h"
 
@@ -23,7 +24,7 @@ absl::Status TxnWriter::CommitOnce(const std::vector<etcd::Op>& ops,
       RetryTransient(*stop_, "destination txn", &stats_->retries, [&] { return dst_->Txn(txn); });
   if (!resp.ok()) return resp.status();
   if (!resp->succeeded) {
-    return absl::FailedPreconditionError("destination txn fenced: this instance is not leader");
+    return election::FencedError("destination txn");
   }
   stats_->txns.fetch_add(1, std::memory_order_relaxed);
   for (const auto& op : ops) {

@@ -1,0 +1,141 @@
+#include "election/elector.h"
+
+#include "absl/strings/cord.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "log/log.h"
+
+namespace kvsync::election {
+namespace {
+constexpr char kLog[] = "election";
+// One Campaign RPC waits at most this long, so that a stop is noticed while standing by.
+constexpr std::chrono::milliseconds kCampaignSlice{2000};
+}  // namespace
+
+absl::Status FencedError(const std::string& context) {
+  absl::Status s = absl::FailedPreconditionError(
+      absl::StrCat(context, ": fenced, this instance is no longer the leader"));
+  s.SetPayload("kvsync.election/fenced", absl::Cord("1"));
+  return s;
+}
+
+bool IsFenced(const absl::Status& status) {
+  return status.GetPayload("kvsync.election/fenced").has_value();
+}
+
+Elector::Elector(etcd::Client* client, ElectorOptions options, const common::StopToken* stop)
+    : client_(client), options_(std::move(options)), stop_(stop) {}
+
+Elector::~Elector() { StopKeepAlive(); }
+
+void Elector::StopKeepAlive() {
+  if (keepalive_stop_ != nullptr) keepalive_stop_->RequestStop();
+  if (keepalive_.joinable()) keepalive_.join();
+  delete keepalive_stop_;
+  keepalive_stop_ = nullptr;
+}
+
+bool Elector::leading() const {
+  absl::MutexLock lock(&mu_);
+  return leader_.has_value() && !lost_.load();
+}
+
+std::vector<etcd::Compare> Elector::Fence() const {
+  absl::MutexLock lock(&mu_);
+  if (!leader_) return {};
+  etcd::Compare c;
+  c.key = leader_->key;
+  c.target = etcd::Compare::Target::kCreateRevision;
+  c.result = etcd::Compare::Result::kEqual;
+  c.number = leader_->revision;
+  return {c};
+}
+
+void Elector::KeepAlive(int64_t lease, std::chrono::steady_clock::time_point granted) {
+  const auto ttl = std::chrono::duration_cast<std::chrono::milliseconds>(options_.lease_ttl);
+  auto last_ok = granted;
+  bool failing = false;
+  while (!keepalive_stop_->WaitFor(ttl / 3)) {
+    auto sent = std::chrono::steady_clock::now();
+    auto remaining = client_->LeaseKeepAliveOnce(lease);
+    if (remaining.ok() && *remaining > 0) {
+      // The lease now lives until `sent + remaining` at the earliest.
+      last_ok = sent;
+      if (failing) log::Info(kLog, "lease keep-alive recovered");
+      failing = false;
+      continue;
+    }
+    if (remaining.ok()) {
+      log::Warn(kLog, "lease expired", {{"lease", lease}});
+      lost_.store(true);
+      return;
+    }
+    if (!failing) {
+      log::Warn(kLog, "lease keep-alive failing", {{"error", remaining.status()}});
+      failing = true;
+    }
+    if (std::chrono::steady_clock::now() - last_ok >= ttl) {
+      log::Warn(kLog, "lease keep-alive failed for a whole TTL, giving up leadership");
+      lost_.store(true);
+      return;
+    }
+  }
+}
+
+absl::Status Elector::Campaign() {
+  StopKeepAlive();
+  lost_.store(false);
+  {
+    absl::MutexLock lock(&mu_);
+    leader_.reset();
+  }
+  auto granted = std::chrono::steady_clock::now();
+  ASSIGN_OR_RETURN(lease_, client_->LeaseGrant(options_.lease_ttl));
+  keepalive_stop_ = new common::StopToken();
+  keepalive_ = std::thread([this, lease = lease_, granted] { KeepAlive(lease, granted); });
+  log::Info(kLog, "campaigning",
+            {{"election", options_.election_name}, {"identity", options_.identity}});
+  while (!stop_->stopped()) {
+    if (lost_.load()) return absl::UnavailableError("lease lost while campaigning");
+    auto won = client_->Campaign(options_.election_name, lease_, options_.identity, kCampaignSlice);
+    if (won.ok()) {
+      absl::MutexLock lock(&mu_);
+      leader_ = *won;
+      log::Info(kLog, "became leader",
+                {{"identity", options_.identity}, {"revision", won->revision}});
+      return absl::OkStatus();
+    }
+    if (won.status().code() != absl::StatusCode::kDeadlineExceeded) return won.status();
+  }
+  return absl::CancelledError("stop requested");
+}
+
+void Elector::Resign() {
+  std::optional<etcd::Client::LeaderKey> leader;
+  {
+    absl::MutexLock lock(&mu_);
+    leader.swap(leader_);
+  }
+  StopKeepAlive();
+  if (leader) {
+    absl::Status s = client_->Resign(*leader);
+    log::Info(kLog, "resigned", {{"identity", options_.identity}, {"ok", s.ok()}});
+  }
+  if (lease_ != 0) {
+    client_->LeaseRevoke(lease_).IgnoreError();
+    lease_ = 0;
+  }
+}
+
+absl::StatusOr<std::string> Elector::CurrentLeader() {
+  auto kv = client_->Leader(options_.election_name);
+  if (!kv.ok()) {
+    if (kv.status().message().find("election: no leader") != std::string::npos) {
+      return std::string();
+    }
+    return kv.status();
+  }
+  return kv->value;
+}
+
+}  // namespace kvsync::election

@@ -1,0 +1,76 @@
+#include "election/leader_loop.h"
+
+#include <thread>
+
+#include "common/backoff.h"
+#include "etcd/types.h"
+#include "log/log.h"
+
+namespace kvsync::election {
+namespace {
+constexpr char kLog[] = "election";
+}  // namespace
+
+absl::Status RunWhileLeader(Elector* elector, const common::StopToken* stop, const TermFn& term,
+                            const LeaderLoopObserver& observer) {
+  common::Backoff backoff(std::chrono::milliseconds(200), std::chrono::milliseconds(5000));
+  while (!stop->stopped()) {
+    absl::Status campaigned = elector->Campaign();
+    if (absl::IsCancelled(campaigned)) break;
+    if (!campaigned.ok()) {
+      if (backoff.attempt() == 0) {
+        log::Warn(kLog, "campaign failed, retrying", {{"error", campaigned}});
+      }
+      if (stop->WaitFor(backoff.Next())) break;
+      continue;
+    }
+    backoff.Reset();
+    if (observer.on_role) observer.on_role(true);
+
+    // The term ends on a stop request or a lost lease; a watcher turns either into term_stop.
+    common::StopToken term_stop;
+    common::StopToken watcher_done;
+    std::thread watcher([&] {
+      while (!watcher_done.WaitFor(std::chrono::milliseconds(50))) {
+        if (stop->stopped() || elector->lost()) {
+          term_stop.RequestStop();
+          return;
+        }
+      }
+    });
+    absl::Status result = term(term_stop, elector->Fence());
+    watcher_done.RequestStop();
+    watcher.join();
+    if (observer.on_role) observer.on_role(false);
+
+    if (IsFenced(result)) {
+      log::Warn(kLog, "fenced: a write was rejected, stepping down", {{"error", result}});
+      if (observer.on_fenced) observer.on_fenced();
+      elector->Resign();
+      continue;
+    }
+    if (!stop->stopped() && etcd::IsTransient(result)) {
+      // E.g. the source is unreachable: let another replica try while this one backs off.
+      log::Warn(kLog, "term failed, stepping down", {{"error", result}});
+      elector->Resign();
+      if (stop->WaitFor(backoff.Next())) break;
+      continue;
+    }
+    if (stop->stopped() || !result.ok()) {
+      elector->Resign();
+      if (!result.ok()) return result;
+      break;
+    }
+    if (elector->lost()) {
+      log::Warn(kLog, "lost leadership, campaigning again");
+      elector->Resign();
+      continue;
+    }
+    // The engine finished on its own (e.g. --once): hand over and return.
+    elector->Resign();
+    return absl::OkStatus();
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace kvsync::election

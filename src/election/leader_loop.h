@@ -1,0 +1,32 @@
+// Runs an engine only while this instance leads its task (active/standby replicas).
+//
+// RunWhileLeader campaigns; once leading it calls `term(term_stop, fence)`. The term ends when
+// the process is asked to stop, when the lease is lost (keep-alives failed for a TTL), or when
+// the engine returns (a fenced write returns IsFenced). Then: on a stop request the instance
+// resigns, so a standby takes over at once, and the function returns OK; on lost leadership or
+// a fenced write it logs, counts, and campaigns again; on a transient engine error (a cluster
+// unreachable) it resigns, backs off and campaigns again, so another replica may try. Any
+// other engine error ends the loop with that error (after resigning). Engine thread only.
+#pragma once
+
+#include <functional>
+
+#include "absl/status/status.h"
+#include "common/stop_token.h"
+#include "election/elector.h"
+
+namespace kvsync::election {
+
+struct LeaderLoopObserver {
+  std::function<void(bool leading)> on_role;  // after winning and after losing a term
+  std::function<void()> on_fenced;            // a write was rejected by the fence
+};
+
+// `term` must return soon after `term_stop` is stopped; it returns OK when stopped or done.
+using TermFn = std::function<absl::Status(const common::StopToken& term_stop,
+                                          std::vector<etcd::Compare> fence)>;
+
+absl::Status RunWhileLeader(Elector* elector, const common::StopToken* stop, const TermFn& term,
+                            const LeaderLoopObserver& observer = {});
+
+}  // namespace kvsync::election
