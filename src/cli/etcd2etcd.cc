@@ -85,7 +85,7 @@ void ReportStatus(const mirror::Stats& s, const std::string& task,
                {"deletes", s.deletes.load()},
                {"events", s.events_applied.load()},
                {"txns", s.txns.load()},
-               {"retries", s.retries.load()}});
+               {"retries", s.retries.total()}});
   }
 }
 

@@ -319,6 +319,7 @@ absl::Status Mirror::FullSync() {
   stats_.last_synced_revision.store(revision);
   double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  stats_.last_full_sync_ms.store(static_cast<int64_t>(seconds * 1000));
   log::Info(kLog, "full sync done",
             {{"revision", revision},
              {"source_keys", counts.source_keys},

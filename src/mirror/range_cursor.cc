@@ -5,7 +5,7 @@
 namespace kvsync::mirror {
 
 RangeCursor::RangeCursor(etcd::Client* client, Options options, const common::StopToken* stop,
-                         std::atomic<int64_t>* retries)
+                         RetryCounters* retries)
     : client_(client), options_(std::move(options)), stop_(stop), retries_(retries) {}
 
 RangeCursor::~RangeCursor() {

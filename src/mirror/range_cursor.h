@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "common/stop_token.h"
 #include "etcd/client.h"
+#include "mirror/stats.h"
 
 namespace kvsync::mirror {
 
@@ -37,7 +38,7 @@ class RangeCursor : public KvCursor {
     bool serializable = false;
   };
   RangeCursor(etcd::Client* client, Options options, const common::StopToken* stop,
-              std::atomic<int64_t>* retries);
+              RetryCounters* retries);
   ~RangeCursor() override;
 
   absl::StatusOr<const etcd::KeyValue*> Current() override;
@@ -54,7 +55,7 @@ class RangeCursor : public KvCursor {
   etcd::Client* client_;
   Options options_;
   const common::StopToken* stop_;
-  std::atomic<int64_t>* retries_;
+  RetryCounters* retries_;
   std::vector<etcd::KeyValue> page_;
   size_t pos_ = 0;
   bool more_ = true;  // more pages after page_

@@ -12,12 +12,13 @@
 #include "common/stop_token.h"
 #include "etcd/types.h"
 #include "log/log.h"
+#include "mirror/stats.h"
 
 namespace kvsync::mirror {
 
 template <typename F>
 auto RetryTransient(const common::StopToken& stop, const std::string& what,
-                    std::atomic<int64_t>* retries, F&& f) -> decltype(f()) {
+                    RetryCounters* retries, F&& f) -> decltype(f()) {
   common::Backoff backoff(std::chrono::milliseconds(100), std::chrono::milliseconds(5000));
   while (true) {
     auto result = f();
@@ -30,7 +31,7 @@ auto RetryTransient(const common::StopToken& stop, const std::string& what,
     if (backoff.attempt() == 0) {
       log::Warn("mirror", "transient failure, retrying", {{"op", what}, {"error", status}});
     }
-    if (retries) retries->fetch_add(1, std::memory_order_relaxed);
+    if (retries) retries->Count(status);
     if (stop.WaitFor(backoff.Next())) return absl::CancelledError("stop requested");
   }
 }

@@ -5,7 +5,22 @@
 #include <atomic>
 #include <cstdint>
 
+#include "absl/status/status.h"
+
+namespace kvsync::metrics {
+class Histogram;
+}  // namespace kvsync::metrics
+
 namespace kvsync::mirror {
+
+// Retries of transient failures by bounded reason.
+struct RetryCounters {
+  std::atomic<int64_t> unavailable{0};
+  std::atomic<int64_t> deadline{0};
+  std::atomic<int64_t> other{0};
+  void Count(const absl::Status& status);
+  int64_t total() const { return unavailable.load() + deadline.load() + other.load(); }
+};
 
 enum class Phase { kStarting = 0, kFullSync = 1, kIncremental = 2, kStopped = 3 };
 
@@ -20,7 +35,7 @@ struct Stats {
   std::atomic<int64_t> puts{0};
   std::atomic<int64_t> deletes{0};
   std::atomic<int64_t> txns{0};
-  std::atomic<int64_t> retries{0};
+  RetryCounters retries;
   std::atomic<int64_t> split_revisions{0};
   std::atomic<int64_t> watch_restarts{0};
   std::atomic<int64_t> full_syncs{0};
@@ -28,6 +43,18 @@ struct Stats {
   // Progress of the current full sync.
   std::atomic<int64_t> full_sync_scanned{0};
   std::atomic<int64_t> full_sync_written{0};
+  std::atomic<int64_t> last_full_sync_ms{0};        // duration of the last full sync
+  std::atomic<int64_t> last_checkpoint_write_ms{0};  // wall time of the last checkpoint write
+  // Role (HA): 1 while this instance leads (always 1 without --ha).
+  std::atomic<int> leading{0};
+  std::atomic<int64_t> leadership_changes{0};
+  std::atomic<int64_t> fencing_rejections{0};
+  // Errors that ended a term or the task, by bounded reason.
+  std::atomic<int64_t> errors_fenced{0};
+  std::atomic<int64_t> errors_unavailable{0};
+  std::atomic<int64_t> errors_other{0};
+  // Optional: destination txn latency (set before the engine starts; not owned).
+  metrics::Histogram* txn_latency = nullptr;
 };
 
 const char* PhaseName(Phase phase);

@@ -27,6 +27,13 @@ absl::Status TxnWriter::CommitOnce(const std::vector<etcd::Op>& ops,
     return election::FencedError("destination txn");
   }
   stats_->txns.fetch_add(1, std::memory_order_relaxed);
+  if (checkpoint) {
+    stats_->last_checkpoint_write_ms.store(
+        std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::system_clock::now().time_since_epoch())
+            .count(),
+        std::memory_order_relaxed);
+  }
   for (const auto& op : ops) {
     (op.type == etcd::Op::Type::kPut ? stats_->puts : stats_->deletes)
         .fetch_add(1, std::memory_order_relaxed);
