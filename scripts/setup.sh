@@ -9,7 +9,7 @@ PACKAGES=(
   libabsl-dev libspdlog-dev libfmt-dev libcli11-dev libyaml-cpp-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   golang-etcd-server-dev etcd-server etcd-client
-  procps time openssl clang-format
+  procps time openssl clang-format prometheus
 )
 
 missing=()
@@ -26,7 +26,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Debian starts packaged daemons on install; kvsync's tests start their own on free ports.
-for svc in etcd; do
+for svc in etcd prometheus; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
     systemctl stop "$svc" >/dev/null 2>&1 || true
   fi

@@ -10,8 +10,11 @@
 //                bandwidth cap)
 //   count, wait  key count of a prefix; poll until a count or a key value is reached
 //   compare      key-by-key comparison of a prefix in two clusters
+//   seq-put      paced puts of new keys <prefix>%09d (each source revision a distinct key)
+//   watch        every event of a prefix or key as a JSON line with its receive time
+//   leader       the current leader (value) of an etcd election
 //
-// Results are one JSON line on stdout; errors one line on stderr. Exit codes: 0 done, 1 runtime
+// Results are one JSON line on stdout (watch: one line per event); errors one line on stderr. Exit codes: 0 done, 1 runtime
 // failure (or `wait` timed out, `compare` found differences), 2 bad flags.
 //
 // Threads: main parses flags and runs one subcommand, which starts and joins its own worker
@@ -36,6 +39,7 @@
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -1188,6 +1192,261 @@ int RunCompare(const CompareFlags& f) {
   return equal ? kExitOk : kExitFailure;
 }
 
+// `s` as a JSON string literal (quotes, backslashes and control bytes escaped).
+std::string JsonString(absl::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += absl::StrFormat("\\u%04x", static_cast<unsigned char>(c));
+    } else {
+      out.push_back(c);
+    }
+  }
+  out.push_back('"');
+  return out;
+}
+
+struct SeqPutFlags {
+  std::string endpoints;
+  std::string prefix;
+  int rate = 200;
+  int seconds = 0;
+  int value_size = 64;
+  int writers = 0;
+};
+
+// Paced puts of new keys <prefix>%09d (0, 1, 2, ...), so every source revision is a distinct
+// key written once. A failed put is counted and its number skipped, never retried: a retry
+// could write the key twice. Runs until SIGINT/SIGTERM or --seconds.
+int RunSeqPut(const SeqPutFlags& f) {
+  if (auto s = CheckPrefix(f.prefix); !s.ok()) return Fail("seq-put", s);
+  common::StopToken stop;
+  SignalWaiter signals(&stop);
+  auto client = Open(f.endpoints, "source");
+  if (!client.ok()) return Fail("seq-put", client.status());
+  const int64_t total =
+      f.seconds > 0 ? static_cast<int64_t>(f.rate) * f.seconds : std::numeric_limits<int64_t>::max();
+  int writers = f.writers > 0 ? f.writers : std::clamp(f.rate / 50, 1, 64);
+  std::atomic<int64_t> next{0};
+  std::atomic<int64_t> sent{0};
+  std::atomic<int64_t> failed{0};
+  std::atomic<int64_t> last_revision{0};
+  std::atomic<int64_t> max_late_ns{0};
+  std::atomic<bool> reported{false};
+  const auto start = Clock::now();
+  std::vector<std::thread> threads;
+  threads.reserve(writers);
+  for (int w = 0; w < writers; ++w) {
+    threads.emplace_back([&] {
+      while (!stop.stopped()) {
+        int64_t i = next.fetch_add(1);
+        if (i >= total) return;
+        auto due = start + std::chrono::nanoseconds(i * 1'000'000'000LL / f.rate);
+        while (Clock::now() < due && !stop.stopped()) {
+          std::this_thread::sleep_until(std::min(due, Clock::now() + milliseconds(100)));
+        }
+        if (stop.stopped()) return;
+        int64_t late =
+            std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - due).count();
+        int64_t seen = max_late_ns.load();
+        while (late > seen && !max_late_ns.compare_exchange_weak(seen, late)) {
+        }
+        std::string value = absl::StrFormat("%d %d ", i, WallNanos());
+        if (static_cast<int>(value.size()) < f.value_size) value.resize(f.value_size, 'x');
+        auto put = (*client)->Put(absl::StrFormat("%s%09d", f.prefix, i), value);
+        if (put.ok()) {
+          ++sent;
+          int64_t rev = last_revision.load();
+          while (put->revision > rev && !last_revision.compare_exchange_weak(rev, put->revision)) {
+          }
+        } else {
+          ++failed;
+          if (!reported.exchange(true)) {
+            std::fprintf(stderr, "kvsync-bench seq-put: warning: put %d failed (skipped): %s\n",
+                         static_cast<int>(i), std::string(put.status().message()).c_str());
+          }
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  double seconds = SecondsSince(start);
+  PrintJson(absl::StrFormat(
+      R"({"command":"seq-put","rate":%d,"sent":%d,"failed":%d,"attempted":%d,"seconds":%.3f,)"
+      R"("send_rate":%.1f,"max_send_late_ms":%.1f,"last_revision":%d})",
+      f.rate, sent.load(), failed.load(), sent.load() + failed.load(), seconds,
+      PerSecond(sent.load(), seconds), static_cast<double>(max_late_ns.load()) / 1e6,
+      last_revision.load()));
+  return sent.load() > 0 || failed.load() == 0 ? kExitOk : kExitFailure;
+}
+
+struct WatchFlags {
+  std::string endpoints;
+  std::string prefix;
+  std::string key;
+  int64_t start_revision = 0;
+};
+
+// The integer after `"field":` or the string value of `"field":"..."` in a flat JSON object,
+// e.g. a kvsync checkpoint ({"revision":12,...,"writer":"a"}); empty when absent.
+std::string FlatJsonField(absl::string_view json, absl::string_view field) {
+  std::string needle = absl::StrCat("\"", field, "\":");
+  size_t at = json.find(needle);
+  if (at == absl::string_view::npos) return "";
+  absl::string_view rest = json.substr(at + needle.size());
+  if (!rest.empty() && rest[0] == '"') {
+    size_t end = rest.find('"', 1);
+    return end == absl::string_view::npos ? "" : std::string(rest.substr(1, end - 1));
+  }
+  size_t end = rest.find_first_of(",}");
+  return std::string(rest.substr(0, end));
+}
+
+// Watches a prefix or one key and prints one JSON line per event with its receive time
+// (ts_ns, wall clock), resuming after transient stream failures from the next revision, until
+// SIGINT/SIGTERM. A value that is a kvsync checkpoint adds its "revision" (as cp_revision) and
+// "writer". The first line ("event":"created") says the watch is established.
+int RunWatch(const WatchFlags& f) {
+  if (f.prefix.empty() == f.key.empty()) {
+    return Fail("watch", absl::InvalidArgumentError("give exactly one of --prefix and --key"));
+  }
+  common::StopToken stop;
+  SignalWaiter signals(&stop);
+  auto client = Open(f.endpoints, "etcd");
+  if (!client.ok()) return Fail("watch", client.status());
+  int64_t next_revision = f.start_revision;
+  if (next_revision <= 0) {
+    auto head = (*client)->Connect();
+    if (!head.ok()) return Fail("watch", head.status());
+    next_revision = head->revision + 1;
+  }
+  etcd::Client::WatchOptions options;
+  options.key = f.prefix.empty() ? f.key : f.prefix;
+  options.range_end = f.prefix.empty() ? "" : common::PrefixEnd(f.prefix);
+  options.progress_notify = true;
+
+  absl::Mutex mu;
+  etcd::WatchStream* current = nullptr;  // guarded by mu; cancelled on stop
+  std::thread canceller([&] {
+    while (!stop.WaitFor(std::chrono::hours(24))) {
+    }
+    absl::MutexLock lock(&mu);
+    if (current != nullptr) current->Cancel();
+  });
+  int64_t events = 0;
+  int64_t reconnects = 0;
+  bool announced = false;
+  absl::Status error;
+  common::Backoff backoff(milliseconds(50), milliseconds(2000));
+  while (!stop.stopped()) {
+    options.start_revision = next_revision;
+    auto watch = (*client)->Watch(options);
+    if (!watch.ok()) {
+      if (!etcd::IsTransient(watch.status())) {
+        error = watch.status();
+        break;
+      }
+      ++reconnects;
+      stop.WaitFor(backoff.Next());
+      continue;
+    }
+    {
+      absl::MutexLock lock(&mu);
+      current = watch->get();
+      if (stop.stopped()) current->Cancel();
+    }
+    absl::Status ended;
+    while (true) {
+      auto response = (*watch)->Next();
+      if (!response.ok()) {
+        ended = response.status();
+        break;
+      }
+      int64_t now = WallNanos();
+      if (response->created && !announced) {
+        announced = true;
+        PrintJson(absl::StrFormat(
+            R"({"command":"watch","event":"created","start_revision":%d,"revision":%d,"ts_ns":%d})",
+            next_revision, response->header.revision, now));
+      }
+      backoff.Reset();
+      if (response->IsProgressNotify()) {
+        next_revision = std::max(next_revision, response->header.revision + 1);
+        continue;
+      }
+      std::string lines;
+      for (const etcd::Event& e : response->events) {
+        ++events;
+        next_revision = std::max(next_revision, e.kv.mod_revision + 1);
+        std::string extra;
+        if (e.type == etcd::Event::Type::kPut && !e.kv.value.empty() && e.kv.value[0] == '{') {
+          std::string writer = FlatJsonField(e.kv.value, "writer");
+          std::string cp_revision = FlatJsonField(e.kv.value, "revision");
+          int64_t n = 0;
+          if (!cp_revision.empty() && absl::SimpleAtoi(cp_revision, &n)) {
+            extra += absl::StrFormat(R"(,"cp_revision":%d)", n);
+          }
+          if (!writer.empty()) extra += absl::StrCat(R"(,"writer":)", JsonString(writer));
+        }
+        absl::StrAppend(
+            &lines,
+            absl::StrFormat(
+                R"({"ts_ns":%d,"type":"%s","key":%s,"mod_revision":%d,"create_revision":%d,)"
+                R"("version":%d%s})",
+                now, e.type == etcd::Event::Type::kPut ? "put" : "delete", JsonString(e.kv.key),
+                e.kv.mod_revision, e.kv.create_revision, e.kv.version, extra),
+            "\n");
+      }
+      std::fputs(lines.c_str(), stdout);
+      std::fflush(stdout);
+    }
+    {
+      absl::MutexLock lock(&mu);
+      current = nullptr;
+    }
+    if (stop.stopped() || absl::IsCancelled(ended)) break;
+    if (etcd::IsCompacted(ended) || !etcd::IsTransient(ended)) {
+      error = ended;
+      break;
+    }
+    ++reconnects;
+    stop.WaitFor(backoff.Next());
+  }
+  stop.RequestStop();
+  canceller.join();
+  PrintJson(absl::StrFormat(
+      R"({"command":"watch","event":"stopped","events":%d,"reconnects":%d,"next_revision":%d})",
+      events, reconnects, next_revision));
+  if (!error.ok()) return Fail("watch", error);
+  return kExitOk;
+}
+
+struct LeaderFlags {
+  std::string endpoints;
+  std::string name;
+};
+
+// The current leader of an election (v3election Leader): its value, key and create revision;
+// "leader":"" when nobody leads.
+int RunLeader(const LeaderFlags& f) {
+  auto client = Open(f.endpoints, "etcd");
+  if (!client.ok()) return Fail("leader", client.status());
+  auto kv = (*client)->Leader(f.name);
+  if (!kv.ok()) {
+    if (kv.status().message().find("election: no leader") == absl::string_view::npos) {
+      return Fail("leader", kv.status());
+    }
+    PrintJson(R"({"command":"leader","leader":"","key":"","create_revision":0})");
+    return kExitOk;
+  }
+  PrintJson(absl::StrFormat(R"({"command":"leader","leader":%s,"key":%s,"create_revision":%d})",
+                            JsonString(kv->value), JsonString(kv->key), kv->create_revision));
+  return kExitOk;
+}
+
 // Parses flags and runs one subcommand; returns the exit code.
 int Main(int argc, char** argv) {
   CLI::App app("kvsync-bench: benchmark drivers for kvsync etcd2etcd (see bench/etcd2etcd.sh)",
@@ -1333,6 +1592,43 @@ int Main(int argc, char** argv) {
       ->default_val(10000)
       ->check(CLI::Range(int64_t{1}, kMaxCount));
   commands["compare"] = [&] { return RunCompare(compare); };
+
+  SeqPutFlags seq_put;
+  cmd = app.add_subcommand("seq-put",
+                           "paced puts of new keys <prefix>%09d until SIGINT/SIGTERM or --seconds");
+  cmd->add_option("--endpoints", seq_put.endpoints, "etcd endpoints")->required();
+  cmd->add_option("--prefix", seq_put.prefix, "key prefix")->required();
+  cmd->add_option("--rate", seq_put.rate, "puts per second")
+      ->default_val(200)
+      ->check(CLI::Range(1, 1000000));
+  cmd->add_option("--seconds", seq_put.seconds, "run time (0: until SIGINT/SIGTERM)")
+      ->default_val(0)
+      ->check(CLI::Range(0, 1 << 30));
+  cmd->add_option("--value-size", seq_put.value_size, "bytes per value")
+      ->default_val(64)
+      ->check(CLI::Range(0, 1 << 30));
+  cmd->add_option("--writers", seq_put.writers, "writer threads (0: rate/50, 1..64)")
+      ->default_val(0)
+      ->check(CLI::Range(0, 1024));
+  commands["seq-put"] = [&] { return RunSeqPut(seq_put); };
+
+  WatchFlags watch;
+  cmd = app.add_subcommand("watch",
+                           "print every event of a prefix or key as a JSON line with receive time");
+  cmd->add_option("--endpoints", watch.endpoints, "etcd endpoints")->required();
+  cmd->add_option("--prefix", watch.prefix, "watch this prefix");
+  cmd->add_option("--key", watch.key, "watch this key");
+  cmd->add_option("--start-revision", watch.start_revision, "first revision (0: from now)")
+      ->default_val(0)
+      ->check(CLI::Range(int64_t{0}, std::numeric_limits<int64_t>::max()));
+  commands["watch"] = [&] { return RunWatch(watch); };
+
+  LeaderFlags leader;
+  cmd = app.add_subcommand("leader", "current leader of an etcd election (its value)");
+  cmd->add_option("--endpoints", leader.endpoints, "etcd endpoints")->required();
+  cmd->add_option("--name", leader.name, "election name, e.g. /kvsync/meta/<task>/election")
+      ->required();
+  commands["leader"] = [&] { return RunLeader(leader); };
 
   if (argc > 1 && argv[1][0] != '-' && commands.count(argv[1]) == 0) {
     std::fprintf(stderr, "kvsync-bench: error: unknown command \"%s\" (see --help)\n", argv[1]);

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <thread>
 
@@ -15,8 +16,12 @@
 #include "election/elector.h"
 #include "election/leader_loop.h"
 #include "etcd/client.h"
+#include "http/admin_server.h"
 #include "log/log.h"
+#include "metrics/process_metrics.h"
+#include "metrics/registry.h"
 #include "mirror/mirror.h"
+#include "mirror/observability.h"
 
 namespace kvsync::cli {
 namespace {
@@ -27,6 +32,7 @@ struct Flags {
   std::string src_dial = "5s", src_command = "15s", dst_dial = "5s", dst_command = "15s";
   std::string election_dial = "5s", election_command = "15s";
   std::string lease_ttl = "5s";
+  std::string ready_max_lag = "30s";
   std::string progress_interval = "5s";
   std::string status_interval = "10s";
 };
@@ -52,6 +58,7 @@ absl::Status Finalise(Flags* f) {
   }
   RETURN_IF_ERROR(
       ParseDuration("--progress-interval", f->progress_interval, &f->config.progress_interval));
+  RETURN_IF_ERROR(ParseDuration("--ready-max-lag", f->ready_max_lag, &f->config.ready_max_lag));
   RETURN_IF_ERROR(
       ParseDuration("--status-interval", f->status_interval, &f->config.status_interval));
   RETURN_IF_ERROR(log::Init(f->config.log_level, f->config.log_format));
@@ -87,6 +94,31 @@ void ReportStatus(const mirror::Stats& s, const std::string& task,
                {"txns", s.txns.load()},
                {"retries", s.retries.total()}});
   }
+}
+
+absl::StatusOr<std::unique_ptr<http::AdminServer>> StartAdminServer(
+    const config::MirrorConfig& c, const metrics::Registry& registry, const mirror::Stats& stats,
+    const mirror::RoleView& role) {
+  using Response = http::AdminServer::Response;
+  std::map<std::string, http::AdminServer::Handler> routes;
+  routes["/metrics"] = [&registry] {
+    return Response{200, "text/plain; version=0.0.4; charset=utf-8", registry.Render()};
+  };
+  routes["/healthz"] = [] { return Response{200, "text/plain; charset=utf-8", "ok\n"}; };
+  routes["/readyz"] = [&stats, &role, max_lag = c.ready_max_lag] {
+    std::string why;
+    if (mirror::Ready(stats, role, max_lag, &why)) {
+      return Response{200, "text/plain; charset=utf-8", "ready\n"};
+    }
+    return Response{503, "text/plain; charset=utf-8", "not ready: " + why + "\n"};
+  };
+  routes["/status"] = [&stats, &role, task = c.name, max_lag = c.ready_max_lag] {
+    return http::JsonResponse(200, mirror::StatusJson(stats, task, role, max_lag) + "\n");
+  };
+  auto server = http::AdminServer::Start(c.admin_addr, std::move(routes));
+  if (!server.ok()) return server.status();
+  log::Info("main", "admin server listening", {{"address", (*server)->address()}});
+  return server;
 }
 
 }  // namespace
@@ -166,6 +198,15 @@ std::function<int()> AddEtcd2EtcdCommand(CLI::App* app) {
       ->group("High availability");
   AddConnectionFlags(cmd, "election", "election", &c.election, &flags->election_dial,
                      &flags->election_command);
+  cmd->add_option("--admin-addr", c.admin_addr,
+                  "admin HTTP server (/metrics, /healthz, /readyz, /status); use 0.0.0.0:9464 "
+                  "in a pod, \"\" to disable")
+      ->default_val(c.admin_addr)
+      ->group("Observability");
+  cmd->add_option("--ready-max-lag", flags->ready_max_lag,
+                  "/readyz fails while the leader lags more than this")
+      ->default_val("30s")
+      ->group("Observability");
   AddLogFlags(cmd, &c.log_level, &c.log_format);
 
   return [flags, cmd]() -> int {
@@ -203,6 +244,30 @@ std::function<int()> AddEtcd2EtcdCommand(CLI::App* app) {
                {"dst_prefix", c.dst_prefix},
                {"once", c.once}});
     mirror::Stats stats;
+    stats.leading.store(c.ha ? 0 : 1);
+    metrics::Registry registry;
+    metrics::AddProcessMetrics(&registry);
+    mirror::RegisterMetrics(&registry, c.name, &stats);
+    std::unique_ptr<election::Elector> elector;
+    if (c.ha) {
+      elector = std::make_unique<election::Elector>(
+          election_client.get(),
+          election::ElectorOptions{absl::StrCat(c.meta_prefix, c.name, "/election"), c.instance_id,
+                                   c.lease_ttl},
+          &stop);
+    }
+    mirror::RoleView role{c.ha, c.instance_id, nullptr, nullptr};
+    if (elector) {
+      role.leader = [&elector] { return elector->CurrentLeader().value_or(""); };
+      role.standby_healthy = [&elector] { return elector->healthy(); };
+    }
+    std::unique_ptr<http::AdminServer> admin;
+    if (!c.admin_addr.empty()) {
+      auto started = StartAdminServer(c, registry, stats, role);
+      if (!started.ok()) return ReportAndExit("etcd2etcd", started.status());
+      admin = std::move(*started);
+    }
+
     common::StopToken status_done;
     std::thread status;
     if (c.status_interval.count() > 0) {
@@ -214,16 +279,26 @@ std::function<int()> AddEtcd2EtcdCommand(CLI::App* app) {
       mirror::Mirror engine(c, src->get(), dst->get(), &stop, &stats);
       result = engine.Run();
     } else {
-      election::Elector elector(
-          election_client.get(),
-          {absl::StrCat(c.meta_prefix, c.name, "/election"), c.instance_id, c.lease_ttl}, &stop);
+      election::LeaderLoopObserver observer;
+      observer.on_role = [&stats](bool leading) {
+        stats.leading.store(leading ? 1 : 0);
+        stats.leadership_changes.fetch_add(1);
+      };
+      observer.on_fenced = [&stats] {
+        stats.fencing_rejections.fetch_add(1);
+        stats.errors_fenced.fetch_add(1);
+      };
+      observer.on_term_error = [&stats](const absl::Status& s) {
+        (etcd::IsTransient(s) ? stats.errors_unavailable : stats.errors_other).fetch_add(1);
+      };
       result = election::RunWhileLeader(
-          &elector, &stop,
+          elector.get(), &stop,
           [&](const common::StopToken& term_stop, std::vector<etcd::Compare> fence) {
             mirror::Mirror engine(c, src->get(), dst->get(), &term_stop, &stats);
             engine.set_fence(std::move(fence));
             return engine.Run();
-          });
+          },
+          observer);
     }
     status_done.RequestStop();
     if (status.joinable()) status.join();

@@ -46,8 +46,10 @@ struct MirrorConfig {
   // Active/standby: only the elected leader writes (--ha).
   bool ha = false;
   std::chrono::seconds lease_ttl{5};
-  EtcdConnection election;  // empty endpoints: the destination cluster
-  std::string instance_id;  // default: <hostname>-<pid>
+  EtcdConnection election;                    // empty endpoints: the destination cluster
+  std::string instance_id;                    // default: <hostname>-<pid>
+  std::string admin_addr = "127.0.0.1:9464";  // empty: no admin server
+  std::chrono::milliseconds ready_max_lag{30000};
   std::chrono::milliseconds progress_interval{5000};
   std::chrono::milliseconds status_interval{10000};
   std::string log_level = "info";

@@ -8,8 +8,6 @@
 namespace kvsync::election {
 namespace {
 constexpr char kLog[] = "election";
-// One Campaign RPC waits at most this long, so that a stop is noticed while standing by.
-constexpr std::chrono::milliseconds kCampaignSlice{2000};
 }  // namespace
 
 absl::Status FencedError(const std::string& context) {
@@ -33,6 +31,19 @@ void Elector::StopKeepAlive() {
   if (keepalive_.joinable()) keepalive_.join();
   delete keepalive_stop_;
   keepalive_stop_ = nullptr;
+}
+
+namespace {
+int64_t SteadyMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+bool Elector::healthy() const {
+  int64_t last = last_contact_ms_.load();
+  return last > 0 && SteadyMs() - last < 2 * 1000 * options_.lease_ttl.count();
 }
 
 bool Elector::leading() const {
@@ -61,6 +72,7 @@ void Elector::KeepAlive(int64_t lease, std::chrono::steady_clock::time_point gra
     if (remaining.ok() && *remaining > 0) {
       // The lease now lives until `sent + remaining` at the earliest.
       last_ok = sent;
+      last_contact_ms_.store(SteadyMs());
       if (failing) log::Info(kLog, "lease keep-alive recovered");
       failing = false;
       continue;
@@ -91,23 +103,37 @@ absl::Status Elector::Campaign() {
   }
   auto granted = std::chrono::steady_clock::now();
   ASSIGN_OR_RETURN(lease_, client_->LeaseGrant(options_.lease_ttl));
+  last_contact_ms_.store(SteadyMs());
   keepalive_stop_ = new common::StopToken();
   keepalive_ = std::thread([this, lease = lease_, granted] { KeepAlive(lease, granted); });
   log::Info(kLog, "campaigning",
             {{"election", options_.election_name}, {"identity", options_.identity}});
-  while (!stop_->stopped()) {
-    if (lost_.load()) return absl::UnavailableError("lease lost while campaigning");
-    auto won = client_->Campaign(options_.election_name, lease_, options_.identity, kCampaignSlice);
-    if (won.ok()) {
-      absl::MutexLock lock(&mu_);
-      leader_ = *won;
-      log::Info(kLog, "became leader",
-                {{"identity", options_.identity}, {"revision", won->revision}});
-      return absl::OkStatus();
+  // One Campaign call, cancelled on a stop request or a lost lease (see Client::Campaign for
+  // why the call is not sliced into short ones).
+  common::StopToken cancel;
+  common::StopToken done;
+  std::thread watcher([&] {
+    while (!done.WaitFor(std::chrono::milliseconds(50))) {
+      if (stop_->stopped() || lost_.load()) {
+        cancel.RequestStop();
+        return;
+      }
     }
-    if (won.status().code() != absl::StatusCode::kDeadlineExceeded) return won.status();
+  });
+  auto won = client_->Campaign(options_.election_name, lease_, options_.identity,
+                               std::chrono::hours(24 * 365), &cancel);
+  done.RequestStop();
+  watcher.join();
+  if (won.ok()) {
+    absl::MutexLock lock(&mu_);
+    leader_ = *won;
+    log::Info(kLog, "became leader",
+              {{"identity", options_.identity}, {"revision", won->revision}});
+    return absl::OkStatus();
   }
-  return absl::CancelledError("stop requested");
+  if (stop_->stopped()) return absl::CancelledError("stop requested");
+  if (lost_.load()) return absl::UnavailableError("lease lost while campaigning");
+  return won.status();
 }
 
 void Elector::Resign() {

@@ -50,6 +50,9 @@ class Elector {
   void Resign();
 
   bool leading() const;
+  // True while the election session is healthy: a lease grant or keep-alive succeeded within
+  // the last two TTLs (a standby with a healthy session can take over).
+  bool healthy() const;
   bool lost() const { return lost_.load(); }
   // Compares to attach to every write txn while leading.
   std::vector<etcd::Compare> Fence() const;
@@ -65,6 +68,7 @@ class Elector {
   ElectorOptions options_;
   const common::StopToken* stop_;
   std::atomic<bool> lost_{false};
+  std::atomic<int64_t> last_contact_ms_{0};
   common::StopToken* keepalive_stop_ = nullptr;
   std::thread keepalive_;
   mutable absl::Mutex mu_;

@@ -49,6 +49,9 @@ absl::Status RunWhileLeader(Elector* elector, const common::StopToken* stop, con
       elector->Resign();
       continue;
     }
+    if (!result.ok() && !IsFenced(result) && observer.on_term_error) {
+      observer.on_term_error(result);
+    }
     if (!stop->stopped() && etcd::IsTransient(result)) {
       // E.g. the source is unreachable: let another replica try while this one backs off.
       log::Warn(kLog, "term failed, stepping down", {{"error", result}});

@@ -18,8 +18,9 @@
 namespace kvsync::election {
 
 struct LeaderLoopObserver {
-  std::function<void(bool leading)> on_role;  // after winning and after losing a term
-  std::function<void()> on_fenced;            // a write was rejected by the fence
+  std::function<void(bool leading)> on_role;               // after winning and after losing a term
+  std::function<void()> on_fenced;                         // a write was rejected by the fence
+  std::function<void(const absl::Status&)> on_term_error;  // a term ended with an error
 };
 
 // `term` must return soon after `term_stop` is stopped; it returns OK when stopped or done.

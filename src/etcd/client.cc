@@ -391,7 +391,8 @@ absl::StatusOr<int64_t> Client::LeaseKeepAliveOnce(int64_t lease_id) {
 
 absl::StatusOr<Client::LeaderKey> Client::Campaign(const std::string& name, int64_t lease,
                                                    const std::string& value,
-                                                   std::chrono::milliseconds timeout) {
+                                                   std::chrono::milliseconds timeout,
+                                                   const common::StopToken* cancel) {
   epb::CampaignRequest req;
   req.set_name(name);
   req.set_lease(lease);
@@ -403,7 +404,21 @@ absl::StatusOr<Client::LeaderKey> Client::Campaign(const std::string& name, int6
   PrepareContext(&ctx, false);
   ctx.set_deadline(std::chrono::system_clock::now() + timeout);
   epb::CampaignResponse resp;
+  common::StopToken done;
+  std::thread canceller;
+  if (cancel != nullptr) {
+    canceller = std::thread([&] {
+      while (!done.stopped()) {
+        if (cancel->WaitFor(std::chrono::milliseconds(50))) {
+          ctx.TryCancel();
+          return;
+        }
+      }
+    });
+  }
   absl::Status s = FromGrpc(e->election()->Campaign(&ctx, req, &resp), options_.name + " campaign");
+  done.RequestStop();
+  if (canceller.joinable()) canceller.join();
   if (!s.ok()) {
     if (IsEndpointFailure(s) && s.code() != absl::StatusCode::kDeadlineExceeded) MarkFailed(index);
     return s;

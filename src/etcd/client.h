@@ -20,6 +20,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "common/stop_token.h"
 #include "etcd/types.h"
 
 namespace grpc {
@@ -76,8 +77,11 @@ class Client {
   // Sends one keep-alive; returns the remaining TTL in seconds (<= 0: the lease is gone).
   absl::StatusOr<int64_t> LeaseKeepAliveOnce(int64_t lease_id);
 
-  // Election API (v3election): Campaign blocks until this candidate leads or the deadline
-  // passes; returns the leader key (name/<lease hex>) and its create revision.
+  // Election API (v3election): Campaign blocks until this candidate leads, the deadline
+  // passes, or `cancel` (optional) is stopped (Cancelled); returns the leader key
+  // (name/<lease hex>) and its create revision. Keep one call open rather than repeating short
+  // ones: when a call ends without winning, etcd deletes the candidate key afterwards, which
+  // could remove the key a following call with the same lease has adopted.
   struct LeaderKey {
     std::string name;
     std::string key;
@@ -85,7 +89,8 @@ class Client {
     int64_t lease = 0;
   };
   absl::StatusOr<LeaderKey> Campaign(const std::string& name, int64_t lease,
-                                     const std::string& value, std::chrono::milliseconds timeout);
+                                     const std::string& value, std::chrono::milliseconds timeout,
+                                     const common::StopToken* cancel = nullptr);
   absl::StatusOr<KeyValue> Leader(const std::string& name);
   absl::Status Resign(const LeaderKey& leader);
 

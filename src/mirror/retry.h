@@ -17,8 +17,8 @@
 namespace kvsync::mirror {
 
 template <typename F>
-auto RetryTransient(const common::StopToken& stop, const std::string& what,
-                    RetryCounters* retries, F&& f) -> decltype(f()) {
+auto RetryTransient(const common::StopToken& stop, const std::string& what, RetryCounters* retries,
+                    F&& f) -> decltype(f()) {
   common::Backoff backoff(std::chrono::milliseconds(100), std::chrono::milliseconds(5000));
   while (true) {
     auto result = f();

@@ -43,7 +43,7 @@ struct Stats {
   // Progress of the current full sync.
   std::atomic<int64_t> full_sync_scanned{0};
   std::atomic<int64_t> full_sync_written{0};
-  std::atomic<int64_t> last_full_sync_ms{0};        // duration of the last full sync
+  std::atomic<int64_t> last_full_sync_ms{0};         // duration of the last full sync
   std::atomic<int64_t> last_checkpoint_write_ms{0};  // wall time of the last checkpoint write
   // Role (HA): 1 while this instance leads (always 1 without --ha).
   std::atomic<int> leading{0};

@@ -5,6 +5,7 @@
 #include "common/strings.h"
 #include "election/elector.h"
 #include "log/log.h"
+#include "metrics/registry.h"
 #include "mirror/retry.h"
 
 namespace kvsync::mirror {
@@ -20,19 +21,25 @@ absl::Status TxnWriter::CommitOnce(const std::vector<etcd::Op>& ops,
   txn.success = ops;
   if (checkpoint)
     txn.success.push_back(etcd::Op::Put(checkpoint_key_, EncodeCheckpoint(*checkpoint)));
-  auto resp =
-      RetryTransient(*stop_, "destination txn", &stats_->retries, [&] { return dst_->Txn(txn); });
+  auto resp = RetryTransient(*stop_, "destination txn", &stats_->retries, [&] {
+    auto started = std::chrono::steady_clock::now();
+    auto r = dst_->Txn(txn);
+    if (stats_->txn_latency != nullptr) {
+      stats_->txn_latency->Observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    }
+    return r;
+  });
   if (!resp.ok()) return resp.status();
   if (!resp->succeeded) {
     return election::FencedError("destination txn");
   }
   stats_->txns.fetch_add(1, std::memory_order_relaxed);
   if (checkpoint) {
-    stats_->last_checkpoint_write_ms.store(
-        std::chrono::duration_cast<std::chrono::milliseconds>(
-            std::chrono::system_clock::now().time_since_epoch())
-            .count(),
-        std::memory_order_relaxed);
+    stats_->last_checkpoint_write_ms.store(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                               std::chrono::system_clock::now().time_since_epoch())
+                                               .count(),
+                                           std::memory_order_relaxed);
   }
   for (const auto& op : ops) {
     (op.type == etcd::Op::Type::kPut ? stats_->puts : stats_->deletes)

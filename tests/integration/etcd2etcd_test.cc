@@ -129,7 +129,9 @@ class Etcd2EtcdTest : public ::testing::Test {
         "--progress-interval",
         "300ms",
         "--status-interval",
-        "0"};
+        "0",
+        "--admin-addr",
+        "127.0.0.1:0"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     auto p = Subprocess::Start(argv, absl::StrCat(dir_, "/kvsync-", ++runs_, ".log"));
     EXPECT_TRUE(p.ok()) << p.status();
@@ -433,7 +435,8 @@ TEST_F(Etcd2EtcdTest, ConfigFileSetsFlags) {
       << "dst_endpoints: " << dst_cluster_->endpoints_csv() << "\n"
       << "exclude-prefix: [/y/00001, /y/00002]\n";
   }
-  auto p = Subprocess::Start({Binary(), "etcd2etcd", "--config", path, "--dst-prefix", "/z/"},
+  auto p = Subprocess::Start({Binary(), "etcd2etcd", "--config", path, "--dst-prefix", "/z/",
+                              "--admin-addr", "127.0.0.1:0"},
                              dir_ + "/yaml.log");
   ASSERT_TRUE(p.ok());
   ASSERT_EQ((*p)->Wait(seconds(60)), std::optional<int>(0)) << (*p)->LogTail();
@@ -547,10 +550,19 @@ TEST_F(Etcd2EtcdTest, BadFlagsAndUnreachableEndpointsGiveClearErrors) {
        2,
        "--max-txn-ops"},
       {{"etcd2etcd", "--src-endpoints", absl::StrCat("127.0.0.1:", dead), "--dst-endpoints",
-        "127.0.0.1:2", "--prefix", "/a/", "--src-dial-timeout", "500ms"},
+        "127.0.0.1:2", "--prefix", "/a/", "--src-dial-timeout", "500ms", "--admin-addr",
+        "127.0.0.1:0"},
        1,
        absl::StrCat("cannot reach source etcd at 127.0.0.1:", dead)},
   };
+  cases.push_back({{"etcd2etcd", "--src-endpoints", "127.0.0.1:1", "--dst-endpoints", "127.0.0.1:2",
+                    "--prefix", "/a/", "--admin-addr", "nonsense"},
+                   2,
+                   "--admin-addr \"nonsense\" is not host:port"});
+  cases.push_back({{"etcd2etcd", "--src-endpoints", "127.0.0.1:1", "--dst-endpoints", "127.0.0.1:2",
+                    "--prefix", "/a/", "--lease-ttl", "soon"},
+                   2,
+                   "--lease-ttl must be a duration"});
   std::string dir = testing::MakeTempDir("flags");
   int n = 0;
   for (const auto& c : cases) {

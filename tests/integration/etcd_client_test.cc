@@ -145,9 +145,24 @@ TEST_F(EtcdClientTest, ElectionCampaignLeaderResign) {
   // While "a" leads, "b" cannot win within a short deadline.
   EXPECT_FALSE(client_->Campaign("/kvsync/meta/t/election", *l2, "b", milliseconds(300)).ok());
   ASSERT_TRUE(client_->Resign(*leader).ok());
-  auto second = client_->Campaign("/kvsync/meta/t/election", *l2, "b", seconds(5));
+  // A new lease for the real campaign: etcd deletes the timed-out candidate's key after the
+  // call returns, which could remove a key re-adopted with the same lease.
+  auto l3 = client_->LeaseGrant(seconds(10));
+  ASSERT_TRUE(l3.ok());
+  auto second = client_->Campaign("/kvsync/meta/t/election", *l3, "b", seconds(5));
   ASSERT_TRUE(second.ok()) << second.status();
-  EXPECT_EQ(client_->Leader("/kvsync/meta/t/election")->value, "b");
+  auto now = client_->Leader("/kvsync/meta/t/election");
+  ASSERT_TRUE(now.ok()) << now.status();
+  EXPECT_EQ(now->value, "b");
+
+  // A campaign blocked behind "b" returns Cancelled as soon as its cancel token stops.
+  auto l4 = client_->LeaseGrant(seconds(10));
+  ASSERT_TRUE(l4.ok());
+  common::StopToken cancel;
+  std::thread stopper([&] { cancel.RequestStop(); });
+  auto blocked = client_->Campaign("/kvsync/meta/t/election", *l4, "c", seconds(60), &cancel);
+  stopper.join();
+  EXPECT_EQ(blocked.status().code(), absl::StatusCode::kCancelled) << blocked.status();
 }
 
 // A dead endpoint listed first is skipped: calls fail over to the live one.

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <thread>
 
@@ -14,8 +15,10 @@
 #include "etcd/client.h"
 #include "gtest/gtest.h"
 #include "mirror/checkpoint.h"
+#include "nlohmann/json.hpp"
 #include "tests/harness/etcd_cluster.h"
 #include "tests/harness/fault_proxy.h"
+#include "tests/harness/http_get.h"
 #include "tests/harness/subprocess.h"
 #include "tests/harness/wait.h"
 
@@ -135,6 +138,7 @@ class HaTest : public ::testing::Test {
 
   std::unique_ptr<Subprocess> StartReplica(const std::string& id, int ttl_seconds = 2,
                                            std::string dst_endpoints = "") {
+    if (admin_[id].empty()) admin_[id] = absl::StrCat("127.0.0.1:", testing::FreePort());
     std::vector<std::string> argv = {
         Binary(),
         "etcd2etcd",
@@ -156,7 +160,9 @@ class HaTest : public ::testing::Test {
         "--status-interval",
         "0",
         "--progress-interval",
-        "300ms"};
+        "300ms",
+        "--admin-addr",
+        admin_[id]};
     auto p = Subprocess::Start(argv, absl::StrCat(dir_, "/", id, ".log"));
     EXPECT_TRUE(p.ok()) << p.status();
     return std::move(*p);
@@ -187,6 +193,7 @@ class HaTest : public ::testing::Test {
   std::unique_ptr<etcd::Client> src_;
   std::unique_ptr<etcd::Client> dst_;
   std::string dir_;
+  std::map<std::string, std::string> admin_;  // instance id -> admin address
 };
 
 // No write by `old_id` appears after the first write by `new_id`.
@@ -275,6 +282,50 @@ TEST_F(HaTest, LeaderCutFromDestinationIsReplacedWithoutSplitBrain) {
   EXPECT_EQ(Leader(), "b");
   ExpectNoWriteAfterTakeover(history.writers(), "a", "b");
   EXPECT_TRUE(a->Running());
+}
+
+// The admin server of each replica: /status shows its role and the leader, /readyz is 200 for
+// a caught-up leader and for a healthy standby, /metrics is valid Prometheus text exposition
+// (checked by promtool) with the role and the sync figures.
+TEST_F(HaTest, AdminEndpointsShowRolesAndMetrics) {
+  auto a = StartReplica("a");
+  ASSERT_TRUE(WaitLeader("a", seconds(20))) << a->LogTail();
+  auto b = StartReplica("b");
+  ASSERT_TRUE(src_->Put("/ha/x", "1").ok());
+  ASSERT_TRUE(WaitSynced()) << a->LogTail();
+  auto get = [&](const std::string& id, const std::string& path) {
+    auto r = testing::HttpGet(admin_[id], path);
+    return r.ok() ? *r : testing::HttpResult{};
+  };
+  ASSERT_TRUE(WaitFor([&] { return get("a", "/readyz").status == 200; }, seconds(20)))
+      << get("a", "/readyz").body;
+  ASSERT_TRUE(WaitFor([&] { return get("b", "/readyz").status == 200; }, seconds(20)))
+      << get("b", "/readyz").body;
+  EXPECT_EQ(get("a", "/healthz").status, 200);
+  auto status_a = nlohmann::json::parse(get("a", "/status").body);
+  EXPECT_EQ(status_a["role"], "leader");
+  EXPECT_EQ(status_a["leader"], "a");
+  EXPECT_EQ(status_a["phase"], "incremental");
+  EXPECT_GT(status_a["checkpoint_revision"].get<int64_t>(), 0);
+  auto status_b = nlohmann::json::parse(get("b", "/status").body);
+  EXPECT_EQ(status_b["role"], "standby");
+  EXPECT_EQ(status_b["leader"], "a");
+
+  std::string metrics = get("a", "/metrics").body;
+  EXPECT_NE(metrics.find("kvsync_is_leader{task=\"ha\"} 1"), std::string::npos) << metrics;
+  EXPECT_NE(get("b", "/metrics").body.find("kvsync_is_leader{task=\"ha\"} 0"), std::string::npos);
+  EXPECT_NE(metrics.find("kvsync_txn_duration_seconds_bucket"), std::string::npos);
+  EXPECT_NE(metrics.find("process_resident_memory_bytes"), std::string::npos);
+  std::string file = dir_ + "/scrape.txt";
+  std::ofstream(file) << metrics;
+  std::string cmd = "promtool check metrics < " + file + " 2>&1";
+  FILE* pipe = popen(cmd.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string out;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof(buf), pipe)) out.append(buf, n);
+  EXPECT_EQ(pclose(pipe), 0) << out;
+  EXPECT_EQ(out, "") << out;
 }
 
 // SIGTERM: the leader resigns, so the standby leads long before the lease would have expired.

@@ -1,0 +1,36 @@
+# cmake -DALERTS=<rules.yaml> -DRUNBOOK=<runbook.md> -P check_runbook_entries.cmake
+# Fails unless every alert in the rules file has a `### <AlertName>` entry in the runbook and
+# every rule's runbook_url points at the anchor of its own alert (docs/runbook.md#alertname).
+cmake_minimum_required(VERSION 3.22)
+
+file(STRINGS "${ALERTS}" lines)
+file(STRINGS "${RUNBOOK}" headings REGEX "^### ")
+
+set(alert "")
+set(rules 0)
+foreach(line IN LISTS lines)
+  if(line MATCHES "^ *- alert: *([A-Za-z0-9_]+) *$")
+    if(NOT alert STREQUAL "")
+      message(FATAL_ERROR "${ALERTS}: alert ${alert} has no runbook_url")
+    endif()
+    set(alert "${CMAKE_MATCH_1}")
+    math(EXPR rules "${rules} + 1")
+    if(NOT "### ${alert}" IN_LIST headings)
+      message(FATAL_ERROR "${RUNBOOK}: no '### ${alert}' entry for alert ${alert}")
+    endif()
+  elseif(line MATCHES "^ *runbook_url: *\"?([^\"]*)\"? *$")
+    string(TOLOWER "docs/runbook.md#${alert}" expected)
+    if(NOT CMAKE_MATCH_1 STREQUAL expected)
+      message(FATAL_ERROR
+        "${ALERTS}: alert ${alert} has runbook_url ${CMAKE_MATCH_1}, expected ${expected}")
+    endif()
+    set(alert "")
+  endif()
+endforeach()
+if(NOT alert STREQUAL "")
+  message(FATAL_ERROR "${ALERTS}: alert ${alert} has no runbook_url")
+endif()
+if(rules EQUAL 0)
+  message(FATAL_ERROR "${ALERTS}: no alerts found")
+endif()
+message(STATUS "${ALERTS}: ${rules} rules, each with its runbook entry")

@@ -1,0 +1,141 @@
+#include "mirror/observability.h"
+
+#include "nlohmann/json.hpp"
+
+namespace kvsync::mirror {
+namespace {
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t LagRevisions(const Stats& s) {
+  int64_t head = s.source_head_revision.load();
+  int64_t synced = s.last_synced_revision.load();
+  return head > synced ? head - synced : 0;
+}
+
+}  // namespace
+
+double LagSeconds(const Stats& s) {
+  int64_t pending = s.oldest_pending_ms.load();
+  return pending > 0 ? static_cast<double>(NowMs() - pending) / 1000.0 : 0.0;
+}
+
+void RegisterMetrics(metrics::Registry* r, const std::string& task, Stats* s) {
+  const metrics::Labels t = {{"task", task}};
+  auto with = [&](const char* name, const char* value) {
+    metrics::Labels l = t;
+    l.emplace_back(name, value);
+    return l;
+  };
+  auto counter = [&](const char* name, const char* help, const std::atomic<int64_t>& v,
+                     metrics::Labels labels) {
+    r->AddCounterCallback(name, help, std::move(labels),
+                          [&v] { return static_cast<double>(v.load()); });
+  };
+  auto gauge = [&](const char* name, const char* help, std::function<double()> fn) {
+    r->AddGaugeCallback(name, help, t, std::move(fn));
+  };
+
+  gauge("kvsync_is_leader", "1 while this replica leads the task (always 1 without --ha)",
+        [s] { return static_cast<double>(s->leading.load()); });
+  counter("kvsync_leadership_changes_total", "Times this replica became or stopped being leader",
+          s->leadership_changes, t);
+  counter("kvsync_fencing_rejections_total",
+          "Destination txns of this replica rejected by the leader fence", s->fencing_rejections,
+          t);
+  counter("kvsync_sync_path_total",
+          "Sync paths taken: fast = resume from checkpoint, slow = "
+          "full sync",
+          s->fast_path_resumes, with("path", "fast"));
+  counter("kvsync_sync_path_total",
+          "Sync paths taken: fast = resume from checkpoint, slow = "
+          "full sync",
+          s->full_syncs, with("path", "slow"));
+  gauge("kvsync_last_synced_revision", "Last source revision applied to the destination",
+        [s] { return static_cast<double>(s->last_synced_revision.load()); });
+  gauge("kvsync_source_head_revision", "Newest source revision seen",
+        [s] { return static_cast<double>(s->source_head_revision.load()); });
+  gauge("kvsync_lag_revisions", "Source head revision minus last synced revision",
+        [s] { return static_cast<double>(LagRevisions(*s)); });
+  gauge("kvsync_lag_seconds", "Age of the oldest source change received but not yet applied",
+        [s] { return LagSeconds(*s); });
+  counter("kvsync_events_applied_total", "Source events applied", s->events_applied, t);
+  counter("kvsync_puts_total", "Destination puts written", s->puts, t);
+  counter("kvsync_deletes_total", "Destination deletes written", s->deletes, t);
+  counter("kvsync_txns_total", "Destination txns committed", s->txns, t);
+  s->txn_latency =
+      r->AddHistogram("kvsync_txn_duration_seconds", "Latency of destination txns (each attempt)",
+                      metrics::LatencyBuckets(), t);
+  const char* retries_help = "Transient failures retried, by reason";
+  counter("kvsync_retries_total", retries_help, s->retries.unavailable,
+          with("reason", "unavailable"));
+  counter("kvsync_retries_total", retries_help, s->retries.deadline, with("reason", "deadline"));
+  counter("kvsync_retries_total", retries_help, s->retries.other, with("reason", "other"));
+  const char* errors_help = "Errors that ended a leadership term or the task, by reason";
+  counter("kvsync_errors_total", errors_help, s->errors_fenced, with("reason", "fenced"));
+  counter("kvsync_errors_total", errors_help, s->errors_unavailable, with("reason", "unavailable"));
+  counter("kvsync_errors_total", errors_help, s->errors_other, with("reason", "other"));
+  counter("kvsync_full_syncs_total", "Full syncs started", s->full_syncs, t);
+  gauge("kvsync_full_sync_duration_seconds", "Duration of the last completed full sync",
+        [s] { return static_cast<double>(s->last_full_sync_ms.load()) / 1000.0; });
+  gauge("kvsync_checkpoint_age_seconds",
+        "Seconds since this replica last wrote the checkpoint (0 before its first write)", [s] {
+          int64_t at = s->last_checkpoint_write_ms.load();
+          return at > 0 ? static_cast<double>(NowMs() - at) / 1000.0 : 0.0;
+        });
+  counter("kvsync_watch_restarts_total", "Source watch streams re-established", s->watch_restarts,
+          t);
+  counter("kvsync_split_revisions_total",
+          "Source revisions too large for one destination txn, applied in parts",
+          s->split_revisions, t);
+}
+
+bool Ready(const Stats& s, const RoleView& role, std::chrono::milliseconds max_lag,
+           std::string* why) {
+  if (role.ha && s.leading.load() == 0) {
+    if (role.standby_healthy && role.standby_healthy()) return true;
+    *why = "standby without a healthy election session";
+    return false;
+  }
+  auto phase = static_cast<Phase>(s.phase.load());
+  if (phase != Phase::kIncremental) {
+    *why = std::string("phase ") + PhaseName(phase);
+    return false;
+  }
+  double lag = LagSeconds(s);
+  if (lag * 1000.0 > static_cast<double>(max_lag.count())) {
+    *why = "lag " + std::to_string(lag) + " s above the readiness threshold";
+    return false;
+  }
+  return true;
+}
+
+std::string StatusJson(const Stats& s, const std::string& task, const RoleView& role,
+                       std::chrono::milliseconds max_lag) {
+  nlohmann::json j;
+  bool leading = s.leading.load() != 0;
+  auto phase = static_cast<Phase>(s.phase.load());
+  j["task"] = task;
+  j["instance_id"] = role.instance_id;
+  j["role"] = !role.ha ? "single" : (leading ? "leader" : "standby");
+  j["leader"] = !role.ha ? role.instance_id
+                         : (leading ? role.instance_id : (role.leader ? role.leader() : ""));
+  j["phase"] = PhaseName(phase);
+  j["path"] = phase == Phase::kFullSync ? "slow" : "fast";
+  j["checkpoint_revision"] = s.last_synced_revision.load();
+  j["source_head_revision"] = s.source_head_revision.load();
+  j["lag_revisions"] = LagRevisions(s);
+  j["lag_seconds"] = LagSeconds(s);
+  std::string why;
+  j["ready"] = Ready(s, role, max_lag, &why);
+  if (!why.empty()) j["not_ready_reason"] = why;
+  j["full_syncs"] = s.full_syncs.load();
+  j["fencing_rejections"] = s.fencing_rejections.load();
+  return j.dump();
+}
+
+}  // namespace kvsync::mirror

@@ -1,0 +1,39 @@
+// How a mirror task shows itself: Prometheus metrics read from its Stats at scrape time, the
+// /status JSON document, and the /readyz decision. Used by the CLI's admin server; any thread
+// (everything reads atomics).
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <string>
+
+#include "metrics/registry.h"
+#include "mirror/stats.h"
+
+namespace kvsync::mirror {
+
+// Registers the kvsync_* metrics of `task` (documented in docs/metrics.md) and points
+// stats->txn_latency at the txn latency histogram. `stats` must outlive `registry` scrapes.
+void RegisterMetrics(metrics::Registry* registry, const std::string& task, Stats* stats);
+
+// Seconds since the oldest source change that is received but not yet applied (0: caught up).
+double LagSeconds(const Stats& stats);
+
+struct RoleView {
+  bool ha = false;
+  std::string instance_id;
+  // HA only: identity of the current leader (may do an RPC), and whether this standby's
+  // election session is healthy (keep-alives succeeding).
+  std::function<std::string()> leader;
+  std::function<bool()> standby_healthy;
+};
+
+// Ready when leading (or single) and caught up within `max_lag` in the incremental phase, or a
+// healthy standby. `why` explains a "not ready".
+bool Ready(const Stats& stats, const RoleView& role, std::chrono::milliseconds max_lag,
+           std::string* why);
+
+std::string StatusJson(const Stats& stats, const std::string& task, const RoleView& role,
+                       std::chrono::milliseconds max_lag);
+
+}  // namespace kvsync::mirror
