@@ -14,8 +14,8 @@
 //   watch        every event of a prefix or key as a JSON line with its receive time
 //   leader       the current leader (value) of an etcd election
 //
-// Results are one JSON line on stdout (watch: one line per event); errors one line on stderr. Exit codes: 0 done, 1 runtime
-// failure (or `wait` timed out, `compare` found differences), 2 bad flags.
+// Results are one JSON line on stdout (watch: one line per event); errors one line on stderr. Exit
+// codes: 0 done, 1 runtime failure (or `wait` timed out, `compare` found differences), 2 bad flags.
 //
 // Threads: main parses flags and runs one subcommand, which starts and joins its own worker
 // threads. The etcd client is thread-safe and shared by the workers of a subcommand. The
@@ -1227,8 +1227,8 @@ int RunSeqPut(const SeqPutFlags& f) {
   SignalWaiter signals(&stop);
   auto client = Open(f.endpoints, "source");
   if (!client.ok()) return Fail("seq-put", client.status());
-  const int64_t total =
-      f.seconds > 0 ? static_cast<int64_t>(f.rate) * f.seconds : std::numeric_limits<int64_t>::max();
+  const int64_t total = f.seconds > 0 ? static_cast<int64_t>(f.rate) * f.seconds
+                                      : std::numeric_limits<int64_t>::max();
   int writers = f.writers > 0 ? f.writers : std::clamp(f.rate / 50, 1, 64);
   std::atomic<int64_t> next{0};
   std::atomic<int64_t> sent{0};

@@ -85,9 +85,9 @@ Field::Field(std::string_view key, bool value)
     : key_(key), value_(value ? "true" : "false"), quoted_(false) {}
 Field::Field(std::string_view key, const absl::Status& status)
     : key_(key),
-      value_(status.ok() ? std::string("OK")
-                         : absl::StrCat(absl::StatusCodeToString(status.code()), ": ",
-                                        status.message())),
+      value_(status.ok()
+                 ? std::string("OK")
+                 : absl::StrCat(absl::StatusCodeToString(status.code()), ": ", status.message())),
       quoted_(true) {}
 
 absl::Status Init(std::string_view level, std::string_view format) {
