@@ -217,7 +217,7 @@ absl::Status Mirror::Run() {
   RETURN_IF_ERROR(Start());
   ASSIGN_OR_RETURN(std::optional<Checkpoint> cp, LoadCheckpoint());
   ASSIGN_OR_RETURN(int64_t head, SourceRevision());
-  once_target_ = head;
+  start_head_ = head;
 
   bool full = true;
   std::string why;
@@ -320,6 +320,7 @@ absl::Status Mirror::FullSync() {
   double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   stats_.last_full_sync_ms.store(static_cast<int64_t>(seconds * 1000));
+  NoteProgress();
   log::Info(kLog, "full sync done",
             {{"revision", revision},
              {"source_keys", counts.source_keys},
@@ -332,7 +333,13 @@ absl::Status Mirror::FullSync() {
   return absl::OkStatus();
 }
 
-bool Mirror::OnceDone() const { return config_.once && applied_ >= once_target_; }
+bool Mirror::OnceDone() const { return config_.once && applied_ >= start_head_; }
+
+void Mirror::NoteProgress() {
+  if (caught_up_logged_ || applied_ < start_head_) return;
+  caught_up_logged_ = true;
+  log::Info(kLog, "caught up", {{"revision", applied_}, {"start_revision", start_head_}});
+}
 
 absl::Status Mirror::WriteCheckpoint(int64_t revision) {
   RETURN_IF_ERROR(writer_.Commit({}, MakeCheckpoint(revision, false)));
@@ -516,6 +523,7 @@ absl::Status Mirror::WatchOnce() {
       }
     }
     stats_.oldest_pending_ms.store(0);
+    NoteProgress();
     if (!stream_error.ok()) return stream_error;
     if (OnceDone()) return absl::OkStatus();
     if (config_.once && std::chrono::steady_clock::now() - last_request >= idle_poll) {

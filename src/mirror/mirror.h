@@ -58,6 +58,8 @@ class Mirror {
   absl::Status WriteCheckpoint(int64_t revision);
   Checkpoint MakeCheckpoint(int64_t revision, bool pending) const;
   bool OnceDone() const;
+  // Logs "caught up" the first time the destination reaches the start-up head revision.
+  void NoteProgress();
 
   config::MirrorConfig config_;
   etcd::Client* src_;
@@ -72,7 +74,9 @@ class Mirror {
   // in the destination's checkpoint (persisted_ <= applied_).
   int64_t applied_ = 0;
   int64_t persisted_ = 0;
-  int64_t once_target_ = 0;
+  // Source head revision at start-up: --once stops there, and reaching it is "caught up".
+  int64_t start_head_ = 0;
+  bool caught_up_logged_ = false;
 };
 
 }  // namespace kvsync::mirror

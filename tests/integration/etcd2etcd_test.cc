@@ -3,7 +3,6 @@
 #include <signal.h>
 
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -17,6 +16,7 @@
 #include "mirror/checkpoint.h"
 #include "tests/harness/etcd_cluster.h"
 #include "tests/harness/fault_proxy.h"
+#include "tests/harness/kvsync_util.h"
 #include "tests/harness/subprocess.h"
 #include "tests/harness/wait.h"
 
@@ -31,35 +31,6 @@ using testing::FaultProxy;
 using testing::Subprocess;
 using testing::WaitFor;
 using KvMap = std::map<std::string, std::string>;
-
-// The kvsync binary: $KVSYNC_BINARY (set by ctest), else the one in this build tree.
-std::string Binary() {
-  if (const char* b = std::getenv("KVSYNC_BINARY")) return b;
-  std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
-  return std::filesystem::path(self).parent_path().parent_path().parent_path() / "src/cli/kvsync";
-}
-
-std::unique_ptr<etcd::Client> Connect(const std::string& endpoints) {
-  etcd::ClientOptions o;
-  o.endpoints = etcd::SplitEndpoints(endpoints);
-  o.request_timeout = milliseconds(3000);
-  auto c = etcd::Client::Create(o);
-  EXPECT_TRUE(c.ok()) << c.status();
-  return std::move(*c);
-}
-
-// All key/values under `prefix` (kvsync meta excluded by the caller's choice of prefix).
-KvMap Dump(etcd::Client* c, const std::string& prefix) {
-  etcd::RangeRequest r;
-  r.key = prefix;
-  r.range_end = prefix;
-  r.range_end.back()++;
-  auto resp = c->Range(r);
-  KvMap out;
-  if (!resp.ok()) return out;
-  for (auto& kv : resp->kvs) out[kv.key] = kv.value;
-  return out;
-}
 
 // Rewrites the keys of `m` from prefix `from` to prefix `to`.
 KvMap Rewrite(const KvMap& m, const std::string& from, const std::string& to) {
@@ -108,8 +79,8 @@ class Etcd2EtcdTest : public ::testing::Test {
     auto d = EtcdCluster::Start(dst_opts);
     ASSERT_TRUE(d.ok()) << d.status();
     dst_cluster_ = std::move(*d);
-    src_ = Connect(src_cluster_->endpoints_csv());
-    dst_ = Connect(dst_cluster_->endpoints_csv());
+    src_ = testing::ConnectEtcd(src_cluster_->endpoints_csv());
+    dst_ = testing::ConnectEtcd(dst_cluster_->endpoints_csv());
     dir_ = testing::MakeTempDir("e2e");
   }
 
@@ -118,7 +89,7 @@ class Etcd2EtcdTest : public ::testing::Test {
                                           std::string src_endpoints = "",
                                           std::string dst_endpoints = "") {
     std::vector<std::string> argv = {
-        Binary(),
+        testing::KvsyncBinary(),
         "etcd2etcd",
         "--src-endpoints",
         src_endpoints.empty() ? src_cluster_->endpoints_csv() : src_endpoints,
@@ -153,8 +124,8 @@ class Etcd2EtcdTest : public ::testing::Test {
                   milliseconds deadline = milliseconds(30000)) {
     return WaitFor(
         [&] {
-          return Rewrite(Dump(src_.get(), src_prefix), src_prefix, dst_prefix) ==
-                 Dump(dst_.get(), dst_prefix);
+          return Rewrite(testing::DumpPrefix(src_.get(), src_prefix), src_prefix, dst_prefix) ==
+                 testing::DumpPrefix(dst_.get(), dst_prefix);
         },
         deadline, milliseconds(100));
   }
@@ -191,11 +162,13 @@ TEST_F(Etcd2EtcdTest, FullSyncRepairsMissingDifferentAndExtraKeys) {
                       &log),
             0)
       << log;
-  EXPECT_EQ(Dump(dst_.get(), "/reg/svc/"), Dump(src_.get(), "/reg/svc/"));
-  EXPECT_EQ(Dump(dst_.get(), "/reg/ex/"), (KvMap{{"/reg/ex/keep-dst", "d"}}));
-  EXPECT_EQ(Dump(dst_.get(), "/outside"), (KvMap{{"/outside", "o"}}));
-  EXPECT_EQ(Dump(dst_.get(), "/kvsync/meta/another/").size(), 1u);
-  EXPECT_TRUE(Dump(dst_.get(), "/kvsync/meta/other/").empty());  // source meta never synced
+  EXPECT_EQ(testing::DumpPrefix(dst_.get(), "/reg/svc/"),
+            testing::DumpPrefix(src_.get(), "/reg/svc/"));
+  EXPECT_EQ(testing::DumpPrefix(dst_.get(), "/reg/ex/"), (KvMap{{"/reg/ex/keep-dst", "d"}}));
+  EXPECT_EQ(testing::DumpPrefix(dst_.get(), "/outside"), (KvMap{{"/outside", "o"}}));
+  EXPECT_EQ(testing::DumpPrefix(dst_.get(), "/kvsync/meta/another/").size(), 1u);
+  EXPECT_TRUE(
+      testing::DumpPrefix(dst_.get(), "/kvsync/meta/other/").empty());  // source meta never synced
   EXPECT_NE(log.find("dst_miss_put=150 mismatch_put=50 src_miss_deleted=1"), std::string::npos)
       << log;
   // 201 writes in txns of at most 15 data ops: far fewer revisions than keys written.
@@ -217,8 +190,8 @@ TEST_F(Etcd2EtcdTest, PrefixRewriteInFullAndIncrementalSync) {
   ASSERT_TRUE(src_->Put("/a/new", "n").ok());
   ASSERT_TRUE(src_->Delete("/a/00001").ok());
   ASSERT_TRUE(WaitSynced("/a/", "/b/")) << kvsync->LogTail();
-  EXPECT_EQ(Dump(dst_.get(), "/b/").count("/b/new"), 1u);
-  EXPECT_TRUE(Dump(dst_.get(), "/a/").empty());
+  EXPECT_EQ(testing::DumpPrefix(dst_.get(), "/b/").count("/b/new"), 1u);
+  EXPECT_TRUE(testing::DumpPrefix(dst_.get(), "/a/").empty());
 }
 
 // Excluded keys are not synced live either.
@@ -228,9 +201,9 @@ TEST_F(Etcd2EtcdTest, ExcludedKeysAreNotSyncedLive) {
   ASSERT_TRUE(WaitFor([&] { return ReadCheckpoint(dst_.get(), "p").has_value(); }, seconds(20)));
   ASSERT_TRUE(src_->Put("/p/private/secret", "s").ok());
   ASSERT_TRUE(src_->Put("/p/public", "v").ok());
-  ASSERT_TRUE(
-      WaitFor([&] { return Dump(dst_.get(), "/p/").count("/p/public") == 1; }, seconds(20)));
-  EXPECT_EQ(Dump(dst_.get(), "/p/"), (KvMap{{"/p/public", "v"}}));
+  ASSERT_TRUE(WaitFor(
+      [&] { return testing::DumpPrefix(dst_.get(), "/p/").count("/p/public") == 1; }, seconds(20)));
+  EXPECT_EQ(testing::DumpPrefix(dst_.get(), "/p/"), (KvMap{{"/p/public", "v"}}));
 }
 
 // A value close to etcd's 1.5 MiB request limit is copied, in both paths.
@@ -308,6 +281,7 @@ TEST_F(Etcd2EtcdTest, KillAndRestartResumesWithoutFullCopy) {
   std::string log = again->LogTail(20000);
   EXPECT_NE(log.find("fast path chosen"), std::string::npos) << log;
   EXPECT_EQ(log.find("full sync started"), std::string::npos) << log;
+  EXPECT_NE(log.find("caught up"), std::string::npos) << log;
   // 11 changes: at most 11 data txns plus a few checkpoint-only writes, never 2000.
   EXPECT_LT(Revision(dst_.get()) - before, 30);
 }
@@ -342,12 +316,13 @@ TEST_F(Etcd2EtcdTest, ResetLastSyncedRevForcesFullSync) {
   ASSERT_TRUE(dst_->Put("/x/drift", "d").ok());
   ASSERT_EQ(RunKvsync({"--prefix", "/x/", "--once"}, &log), 0) << log;
   EXPECT_NE(log.find("fast path chosen"), std::string::npos) << log;
-  EXPECT_EQ(Dump(dst_.get(), "/x/").count("/x/drift"), 1u);  // fast path does not diff
+  EXPECT_EQ(testing::DumpPrefix(dst_.get(), "/x/").count("/x/drift"),
+            1u);  // fast path does not diff
   ASSERT_EQ(RunKvsync({"--prefix", "/x/", "--once", "--reset-last-synced-rev"}, &log), 0) << log;
   EXPECT_NE(log.find("slow path chosen reason=\"--reset-last-synced-rev given\""),
             std::string::npos)
       << log;
-  EXPECT_EQ(Dump(dst_.get(), "/x/"), Dump(src_.get(), "/x/"));
+  EXPECT_EQ(testing::DumpPrefix(dst_.get(), "/x/"), testing::DumpPrefix(src_.get(), "/x/"));
 }
 
 // Source and destination links cut and blackholed by the fault proxy: kvsync retries, keeps
@@ -435,20 +410,20 @@ TEST_F(Etcd2EtcdTest, ConfigFileSetsFlags) {
       << "dst_endpoints: " << dst_cluster_->endpoints_csv() << "\n"
       << "exclude-prefix: [/y/00001, /y/00002]\n";
   }
-  auto p = Subprocess::Start({Binary(), "etcd2etcd", "--config", path, "--dst-prefix", "/z/",
-                              "--admin-addr", "127.0.0.1:0"},
+  auto p = Subprocess::Start({testing::KvsyncBinary(), "etcd2etcd", "--config", path,
+                              "--dst-prefix", "/z/", "--admin-addr", "127.0.0.1:0"},
                              dir_ + "/yaml.log");
   ASSERT_TRUE(p.ok());
   ASSERT_EQ((*p)->Wait(seconds(60)), std::optional<int>(0)) << (*p)->LogTail();
-  KvMap expected = Rewrite(Dump(src_.get(), "/y/"), "/y/", "/z/");
+  KvMap expected = Rewrite(testing::DumpPrefix(src_.get(), "/y/"), "/y/", "/z/");
   expected.erase("/z/00001");
   expected.erase("/z/00002");
-  EXPECT_EQ(Dump(dst_.get(), "/z/"), expected);
+  EXPECT_EQ(testing::DumpPrefix(dst_.get(), "/z/"), expected);
   EXPECT_TRUE(ReadCheckpoint(dst_.get(), "from-yaml").has_value());
 
   std::ofstream(dir_ + "/bad.yaml") << "prefix: [unclosed\n";
-  auto bad =
-      Subprocess::Start({Binary(), "etcd2etcd", "--config", dir_ + "/bad.yaml"}, dir_ + "/bad.log");
+  auto bad = Subprocess::Start(
+      {testing::KvsyncBinary(), "etcd2etcd", "--config", dir_ + "/bad.yaml"}, dir_ + "/bad.log");
   ASSERT_TRUE(bad.ok());
   EXPECT_EQ((*bad)->Wait(seconds(20)), std::optional<int>(2)) << (*bad)->LogTail();
   EXPECT_NE((*bad)->LogTail().find("not valid YAML"), std::string::npos) << (*bad)->LogTail();
@@ -486,20 +461,25 @@ TEST_F(Etcd2EtcdTest, ChainedMirrorsNeverCopyMetaKeys) {
   StartClusters();
   auto c_cluster = EtcdCluster::Start({.name = "third"});
   ASSERT_TRUE(c_cluster.ok()) << c_cluster.status();
-  auto c = Connect((*c_cluster)->endpoints_csv());
+  auto c = testing::ConnectEtcd((*c_cluster)->endpoints_csv());
   PutMany(src_.get(), "/svc/", 30, "v");
   auto ab = StartKvsync({"--prefix", "/", "--name", "ab"});
   auto bc = StartKvsync({"--prefix", "/", "--name", "bc"}, dst_cluster_->endpoints_csv(),
                         (*c_cluster)->endpoints_csv());
-  ASSERT_TRUE(
-      WaitFor([&] { return Dump(c.get(), "/svc/") == Dump(src_.get(), "/svc/"); }, seconds(30)))
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return testing::DumpPrefix(c.get(), "/svc/") == testing::DumpPrefix(src_.get(), "/svc/");
+      },
+      seconds(30)))
       << ab->LogTail() << bc->LogTail();
   ASSERT_TRUE(src_->Put("/svc/late", "l").ok());
-  ASSERT_TRUE(WaitFor([&] { return Dump(c.get(), "/svc/").count("/svc/late") == 1; }, seconds(30)));
-  KvMap meta_c = Dump(c.get(), "/kvsync/meta/");
+  ASSERT_TRUE(WaitFor([&] { return testing::DumpPrefix(c.get(), "/svc/").count("/svc/late") == 1; },
+                      seconds(30)));
+  KvMap meta_c = testing::DumpPrefix(c.get(), "/kvsync/meta/");
   EXPECT_EQ(meta_c.size(), 1u);
   EXPECT_EQ(meta_c.count("/kvsync/meta/bc/checkpoint"), 1u);
-  EXPECT_EQ(Dump(dst_.get(), "/kvsync/meta/").count("/kvsync/meta/ab/checkpoint"), 1u);
+  EXPECT_EQ(testing::DumpPrefix(dst_.get(), "/kvsync/meta/").count("/kvsync/meta/ab/checkpoint"),
+            1u);
 }
 
 // SIGTERM finishes the in-flight work and exits 0.
@@ -566,7 +546,7 @@ TEST_F(Etcd2EtcdTest, BadFlagsAndUnreachableEndpointsGiveClearErrors) {
   std::string dir = testing::MakeTempDir("flags");
   int n = 0;
   for (const auto& c : cases) {
-    std::vector<std::string> argv = {Binary()};
+    std::vector<std::string> argv = {testing::KvsyncBinary()};
     argv.insert(argv.end(), c.argv.begin(), c.argv.end());
     std::string log_path = absl::StrCat(dir, "/", ++n, ".log");
     auto p = Subprocess::Start(argv, log_path);

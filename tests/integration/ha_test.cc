@@ -5,7 +5,6 @@
 #include <signal.h>
 
 #include <atomic>
-#include <filesystem>
 #include <fstream>
 #include <map>
 #include <thread>
@@ -19,6 +18,7 @@
 #include "tests/harness/etcd_cluster.h"
 #include "tests/harness/fault_proxy.h"
 #include "tests/harness/http_get.h"
+#include "tests/harness/kvsync_util.h"
 #include "tests/harness/subprocess.h"
 #include "tests/harness/wait.h"
 
@@ -34,32 +34,6 @@ using testing::WaitFor;
 using KvMap = std::map<std::string, std::string>;
 
 constexpr char kElection[] = "/kvsync/meta/ha/election";
-
-std::string Binary() {
-  if (const char* b = std::getenv("KVSYNC_BINARY")) return b;
-  std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
-  return std::filesystem::path(self).parent_path().parent_path().parent_path() / "src/cli/kvsync";
-}
-
-std::unique_ptr<etcd::Client> Connect(const std::string& endpoints) {
-  etcd::ClientOptions o;
-  o.endpoints = etcd::SplitEndpoints(endpoints);
-  o.request_timeout = milliseconds(3000);
-  return std::move(*etcd::Client::Create(o));
-}
-
-KvMap Dump(etcd::Client* c, const std::string& prefix) {
-  etcd::RangeRequest r;
-  r.key = prefix;
-  r.range_end = prefix;
-  r.range_end.back()++;
-  auto resp = c->Range(r);
-  KvMap out;
-  if (resp.ok()) {
-    for (auto& kv : resp->kvs) out[kv.key] = kv.value;
-  }
-  return out;
-}
 
 // Writes a key into the source every few milliseconds until stopped (writes continue
 // throughout the takeover).
@@ -131,8 +105,8 @@ class HaTest : public ::testing::Test {
     auto d = EtcdCluster::Start({.name = "dst"});
     ASSERT_TRUE(d.ok()) << d.status();
     dst_cluster_ = std::move(*d);
-    src_ = Connect(src_cluster_->endpoints_csv());
-    dst_ = Connect(dst_cluster_->endpoints_csv());
+    src_ = testing::ConnectEtcd(src_cluster_->endpoints_csv());
+    dst_ = testing::ConnectEtcd(dst_cluster_->endpoints_csv());
     dir_ = testing::MakeTempDir("ha");
   }
 
@@ -140,7 +114,7 @@ class HaTest : public ::testing::Test {
                                            std::string dst_endpoints = "") {
     if (admin_[id].empty()) admin_[id] = absl::StrCat("127.0.0.1:", testing::FreePort());
     std::vector<std::string> argv = {
-        Binary(),
+        testing::KvsyncBinary(),
         "etcd2etcd",
         "--src-endpoints",
         src_cluster_->endpoints_csv(),
@@ -178,8 +152,11 @@ class HaTest : public ::testing::Test {
   }
 
   bool WaitSynced(milliseconds deadline = milliseconds(30000)) {
-    return WaitFor([&] { return Dump(src_.get(), "/ha/") == Dump(dst_.get(), "/ha/"); }, deadline,
-                   milliseconds(100));
+    return WaitFor(
+        [&] {
+          return testing::DumpPrefix(src_.get(), "/ha/") == testing::DumpPrefix(dst_.get(), "/ha/");
+        },
+        deadline, milliseconds(100));
   }
 
   int64_t DstRevision() {
@@ -213,7 +190,8 @@ TEST_F(HaTest, StandbyTakesOverAfterLeaderIsKilled) {
   auto b = StartReplica("b");
   Writer writer(src_.get());
   ASSERT_TRUE(WaitFor([&] { return writer.written() > 50; }, seconds(20)));
-  ASSERT_TRUE(WaitFor([&] { return Dump(dst_.get(), "/ha/").size() > 20; }, seconds(20)));
+  ASSERT_TRUE(
+      WaitFor([&] { return testing::DumpPrefix(dst_.get(), "/ha/").size() > 20; }, seconds(20)));
   a->Signal(SIGKILL);
   a->Wait(seconds(10));
   ASSERT_TRUE(WaitLeader("b", seconds(20))) << b->LogTail();
@@ -232,7 +210,8 @@ TEST_F(HaTest, PausedLeaderIsFencedAfterResume) {
   auto b = StartReplica("b");
   CheckpointHistory history(dst_.get(), DstRevision());
   Writer writer(src_.get());
-  ASSERT_TRUE(WaitFor([&] { return Dump(dst_.get(), "/ha/").size() > 20; }, seconds(20)));
+  ASSERT_TRUE(
+      WaitFor([&] { return testing::DumpPrefix(dst_.get(), "/ha/").size() > 20; }, seconds(20)));
   a->Signal(SIGSTOP);
   ASSERT_TRUE(WaitLeader("b", seconds(20))) << b->LogTail();
   ASSERT_TRUE(WaitFor(
@@ -267,7 +246,8 @@ TEST_F(HaTest, LeaderCutFromDestinationIsReplacedWithoutSplitBrain) {
   auto b = StartReplica("b");
   CheckpointHistory history(dst_.get(), DstRevision());
   Writer writer(src_.get());
-  ASSERT_TRUE(WaitFor([&] { return Dump(dst_.get(), "/ha/").size() > 20; }, seconds(20)));
+  ASSERT_TRUE(
+      WaitFor([&] { return testing::DumpPrefix(dst_.get(), "/ha/").size() > 20; }, seconds(20)));
   (*proxy)->SetMode(FaultProxy::Mode::kCut);
   ASSERT_TRUE(WaitLeader("b", seconds(20))) << b->LogTail();
   ASSERT_TRUE(
