@@ -87,6 +87,29 @@ void AddConnectionFlags(CLI::App* app, const std::string& side, const std::strin
       ->group(group);
 }
 
+void AddScopeFlags(CLI::App* cmd, config::MirrorConfig* config) {
+  config::MirrorConfig& c = *config;
+  cmd->add_option("--prefix", c.prefix, "source key prefix to mirror (required; / for all)")
+      ->group("What to sync");
+  cmd->add_option_function<std::string>(
+         "--dst-prefix",
+         [config](const std::string& v) {
+           config->dst_prefix = v;
+           config->dst_prefix_set = true;
+         },
+         "destination prefix replacing --prefix in every key (default: same as --prefix)")
+      ->group("What to sync");
+  cmd->add_option("--exclude-prefix", c.exclude_prefixes,
+                  "source prefix to leave alone on both sides (repeatable)")
+      ->group("What to sync");
+  cmd->add_option("--name", c.name, "task name, namespaces the checkpoint (default: from --prefix)")
+      ->group("What to sync");
+  cmd->add_option("--meta-prefix", c.meta_prefix,
+                  "where kvsync keeps its checkpoints in the destination; never synced")
+      ->default_val(c.meta_prefix)
+      ->group("What to sync");
+}
+
 absl::Status ParseDuration(const std::string& flag, const std::string& text,
                            std::chrono::milliseconds* out) {
   absl::Duration d;

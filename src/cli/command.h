@@ -33,6 +33,10 @@ void AddConnectionFlags(CLI::App* app, const std::string& side, const std::strin
                         config::EtcdConnection* conn, std::string* dial_timeout,
                         std::string* command_timeout);
 
+// Registers what a task covers: --prefix, --dst-prefix, --exclude-prefix, --name,
+// --meta-prefix (shared by etcd2etcd and check).
+void AddScopeFlags(CLI::App* app, config::MirrorConfig* config);
+
 // Parses "500ms", "5s", "1m" into milliseconds; InvalidArgument naming `flag` otherwise.
 absl::Status ParseDuration(const std::string& flag, const std::string& text,
                            std::chrono::milliseconds* out);

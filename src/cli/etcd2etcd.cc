@@ -136,25 +136,7 @@ std::function<int()> AddEtcd2EtcdCommand(CLI::App* app) {
                   "YAML file setting any of these flags (flags and environment win)");
   AddConnectionFlags(cmd, "src", "source", &c.src, &flags->src_dial, &flags->src_command);
   AddConnectionFlags(cmd, "dst", "destination", &c.dst, &flags->dst_dial, &flags->dst_command);
-  cmd->add_option("--prefix", c.prefix, "source key prefix to mirror (required; / for all)")
-      ->group("What to sync");
-  cmd->add_option_function<std::string>(
-         "--dst-prefix",
-         [&c](const std::string& v) {
-           c.dst_prefix = v;
-           c.dst_prefix_set = true;
-         },
-         "destination prefix replacing --prefix in every key (default: same as --prefix)")
-      ->group("What to sync");
-  cmd->add_option("--exclude-prefix", c.exclude_prefixes,
-                  "source prefix to leave alone on both sides (repeatable)")
-      ->group("What to sync");
-  cmd->add_option("--name", c.name, "task name, namespaces the checkpoint (default: from --prefix)")
-      ->group("What to sync");
-  cmd->add_option("--meta-prefix", c.meta_prefix,
-                  "where kvsync keeps its checkpoints in the destination; never synced")
-      ->default_val(c.meta_prefix)
-      ->group("What to sync");
+  AddScopeFlags(cmd, &c);
   cmd->add_option("--max-txn-ops", c.max_txn_ops,
                   "ops per destination txn (etcd's --max-txn-ops, default 128)")
       ->default_val(c.max_txn_ops)

@@ -5,6 +5,7 @@
 #include <map>
 
 #include "CLI/CLI.hpp"
+#include "cli/check.h"
 #include "cli/command.h"
 #include "cli/etcd2etcd.h"
 
@@ -18,6 +19,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   std::map<std::string, std::function<int()>> commands;
   commands["etcd2etcd"] = kvsync::cli::AddEtcd2EtcdCommand(&app);
+  commands["check"] = kvsync::cli::AddCheckCommand(&app);
   app.footer("Run 'kvsync <command> --help' for a command's flags.");
 
   try {

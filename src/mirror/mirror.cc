@@ -7,13 +7,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "checker/merge.h"
+#include "checker/range_cursor.h"
 #include "common/backoff.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
+#include "etcd/retry.h"
 #include "log/log.h"
-#include "mirror/merge.h"
-#include "mirror/range_cursor.h"
-#include "mirror/retry.h"
 #include "mirror/txn_batcher.h"
 
 namespace kvsync::mirror {
@@ -165,9 +165,9 @@ Checkpoint Mirror::MakeCheckpoint(int64_t revision, bool pending) const {
 absl::StatusOr<std::optional<Checkpoint>> Mirror::LoadCheckpoint() {
   etcd::RangeRequest req;
   req.key = CheckpointKey(config_.meta_prefix, config_.name);
-  ASSIGN_OR_RETURN(
-      etcd::RangeResponse resp,
-      RetryTransient(*stop_, "read checkpoint", &stats_.retries, [&] { return dst_->Range(req); }));
+  ASSIGN_OR_RETURN(etcd::RangeResponse resp,
+                   etcd::RetryTransient(*stop_, "read checkpoint", &stats_.retries,
+                                        [&] { return dst_->Range(req); }));
   if (resp.kvs.empty()) return std::optional<Checkpoint>();
   auto cp = DecodeCheckpoint(resp.kvs[0].value);
   if (!cp.ok()) {
@@ -183,8 +183,8 @@ absl::StatusOr<int64_t> Mirror::SourceRevision() {
   etcd::RangeRequest req;
   req.key = config_.prefix;
   ASSIGN_OR_RETURN(etcd::RangeResponse resp,
-                   RetryTransient(*stop_, "read source revision", &stats_.retries,
-                                  [&] { return src_->Range(req); }));
+                   etcd::RetryTransient(*stop_, "read source revision", &stats_.retries,
+                                        [&] { return src_->Range(req); }));
   if (resp.header.cluster_id != source_cluster_id_) {
     return absl::FailedPreconditionError(absl::StrCat(
         "source cluster changed identity: cluster id ", ClusterIdHex(resp.header.cluster_id),
@@ -289,17 +289,20 @@ absl::Status Mirror::FullSync() {
   // or destination keys deleted at the source would never be removed.
   RETURN_IF_ERROR(writer_.Commit({}, MakeCheckpoint(persisted_, true)));
 
-  RangeCursor src(src_,
-                  {mapper_.src_prefix(), mapper_.src_range_end(), revision, config_.page_size},
-                  stop_, &stats_.retries);
-  RangeCursor dst(dst_, {mapper_.dst_prefix(), mapper_.dst_range_end(), 0, config_.page_size},
-                  stop_, &stats_.retries);
+  checker::RangeCursor src(
+      src_, {mapper_.src_prefix(), mapper_.src_range_end(), revision, config_.page_size}, stop_,
+      &stats_.retries);
+  checker::RangeCursor dst(dst_,
+                           {mapper_.dst_prefix(), mapper_.dst_range_end(), 0, config_.page_size},
+                           stop_, &stats_.retries);
   WriterPool pool(config_.inflight, &writer_);
   TxnBatcher batcher(config_.max_txn_ops, config_.max_request_bytes, 0, 0);
-  DiffCounts counts;
+  checker::DiffCounts counts;
   int64_t written = 0;
-  auto emit = [&](etcd::Op op) -> absl::Status {
+  auto emit = [&](const checker::Difference& d) -> absl::Status {
     ++written;
+    etcd::Op op = d.kind == checker::DiffKind::kSrcMiss ? etcd::Op::Delete(d.dst_key)
+                                                        : etcd::Op::Put(d.dst_key, d.src->value);
     if (!batcher.Add(op)) {
       RETURN_IF_ERROR(pool.Submit(batcher.Take()));
       batcher.Add(std::move(op));
@@ -308,7 +311,7 @@ absl::Status Mirror::FullSync() {
     stats_.full_sync_written.store(written, std::memory_order_relaxed);
     return absl::OkStatus();
   };
-  absl::Status merged = MergeDiff(&src, &dst, mapper_, emit, &counts);
+  absl::Status merged = checker::MergeJoin(&src, &dst, mapper_, false, emit, &counts);
   if (merged.ok() && !batcher.empty()) merged = pool.Submit(batcher.Take());
   absl::Status written_status = pool.Finish();
   RETURN_IF_ERROR(merged);

@@ -16,11 +16,11 @@
 #include <optional>
 
 #include "absl/status/status.h"
+#include "checker/key_mapper.h"
 #include "common/stop_token.h"
 #include "config/config.h"
 #include "etcd/client.h"
 #include "mirror/checkpoint.h"
-#include "mirror/key_mapper.h"
 #include "mirror/stats.h"
 #include "mirror/txn_writer.h"
 
@@ -65,7 +65,7 @@ class Mirror {
   etcd::Client* src_;
   etcd::Client* dst_;
   const common::StopToken* stop_;
-  KeyMapper mapper_;
+  checker::KeyMapper mapper_;
   Stats& stats_;
   TxnWriter writer_;
 

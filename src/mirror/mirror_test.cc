@@ -2,35 +2,10 @@
 
 #include "gtest/gtest.h"
 #include "mirror/checkpoint.h"
-#include "mirror/key_mapper.h"
-#include "mirror/merge.h"
 #include "mirror/txn_batcher.h"
 
 namespace kvsync::mirror {
 namespace {
-
-etcd::KeyValue Kv(std::string k, std::string v) {
-  etcd::KeyValue kv;
-  kv.key = std::move(k);
-  kv.value = std::move(v);
-  return kv;
-}
-
-// Prefix rewrite maps both ways; excluded and meta keys are never mapped on either side.
-TEST(KeyMapper, RewritesAndProtects) {
-  KeyMapper m("/a/", "/b/", {"/a/skip/"}, "/kvsync/meta/");
-  EXPECT_EQ(m.ToDestination("/a/x"), "/b/x");
-  EXPECT_EQ(m.ToSource("/b/x"), "/a/x");
-  EXPECT_FALSE(m.ToDestination("/a/skip/1").has_value());
-  EXPECT_FALSE(m.ToSource("/b/skip/1").has_value());
-  EXPECT_FALSE(m.ToDestination("/other").has_value());
-  KeyMapper root("/", "/", {}, "/kvsync/meta/");
-  EXPECT_FALSE(root.ToDestination("/kvsync/meta/t/checkpoint").has_value());
-  EXPECT_FALSE(root.ToSource("/kvsync/meta/t/checkpoint").has_value());
-  // A rewrite that would land a source key inside the meta prefix is refused too.
-  KeyMapper into("/x/", "/", {}, "/kvsync/meta/");
-  EXPECT_FALSE(into.ToDestination("/x/kvsync/meta/t/checkpoint").has_value());
-}
 
 // The batcher respects both limits, keeps room for the checkpoint and dedupes keys.
 TEST(TxnBatcher, RespectsLimitsAndDedupes) {
@@ -60,33 +35,6 @@ TEST(Checkpoint, RoundTripsAndRejectsForeignValues) {
   EXPECT_TRUE(back->full_sync_pending);
   EXPECT_FALSE(DecodeCheckpoint("hello").ok());
   EXPECT_EQ(CheckpointKey("/kvsync/meta/", "t"), "/kvsync/meta/t/checkpoint");
-}
-
-// The merge-join writes exactly the differences: missing and different keys are put, extra
-// destination keys deleted, excluded and meta keys untouched.
-TEST(MergeDiff, EmitsOnlyDifferences) {
-  KeyMapper m("/s/", "/d/", {"/s/ex/"}, "/kvsync/meta/");
-  VectorCursor src({Kv("/s/a", "1"), Kv("/s/b", "2"), Kv("/s/ex/1", "x"), Kv("/s/d", "4")});
-  VectorCursor dst(
-      {Kv("/d/a", "1"), Kv("/d/b", "old"), Kv("/d/c", "3"), Kv("/d/ex/2", "y"), Kv("/d/z", "9")});
-  std::map<std::string, std::string> puts;
-  std::vector<std::string> deletes;
-  DiffCounts counts;
-  auto emit = [&](etcd::Op op) {
-    if (op.type == etcd::Op::Type::kPut) {
-      puts[op.key] = op.value;
-    } else {
-      deletes.push_back(op.key);
-    }
-    return absl::OkStatus();
-  };
-  ASSERT_TRUE(MergeDiff(&src, &dst, m, emit, &counts).ok());
-  EXPECT_EQ(puts, (std::map<std::string, std::string>{{"/d/b", "2"}, {"/d/d", "4"}}));
-  EXPECT_EQ(deletes, (std::vector<std::string>{"/d/c", "/d/z"}));
-  EXPECT_EQ(counts.dst_miss, 1);
-  EXPECT_EQ(counts.mismatch, 1);
-  EXPECT_EQ(counts.src_miss, 2);
-  EXPECT_EQ(counts.source_keys, 3);
 }
 
 }  // namespace

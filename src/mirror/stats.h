@@ -6,21 +6,13 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "etcd/retry.h"
 
 namespace kvsync::metrics {
 class Histogram;
 }  // namespace kvsync::metrics
 
 namespace kvsync::mirror {
-
-// Retries of transient failures by bounded reason.
-struct RetryCounters {
-  std::atomic<int64_t> unavailable{0};
-  std::atomic<int64_t> deadline{0};
-  std::atomic<int64_t> other{0};
-  void Count(const absl::Status& status);
-  int64_t total() const { return unavailable.load() + deadline.load() + other.load(); }
-};
 
 enum class Phase { kStarting = 0, kFullSync = 1, kIncremental = 2, kStopped = 3 };
 
@@ -35,7 +27,7 @@ struct Stats {
   std::atomic<int64_t> puts{0};
   std::atomic<int64_t> deletes{0};
   std::atomic<int64_t> txns{0};
-  RetryCounters retries;
+  etcd::RetryCounters retries;
   std::atomic<int64_t> split_revisions{0};
   std::atomic<int64_t> watch_restarts{0};
   std::atomic<int64_t> full_syncs{0};

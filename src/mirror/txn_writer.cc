@@ -4,9 +4,9 @@
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "election/elector.h"
+#include "etcd/retry.h"
 #include "log/log.h"
 #include "metrics/registry.h"
-#include "mirror/retry.h"
 
 namespace kvsync::mirror {
 
@@ -21,7 +21,7 @@ absl::Status TxnWriter::CommitOnce(const std::vector<etcd::Op>& ops,
   txn.success = ops;
   if (checkpoint)
     txn.success.push_back(etcd::Op::Put(checkpoint_key_, EncodeCheckpoint(*checkpoint)));
-  auto resp = RetryTransient(*stop_, "destination txn", &stats_->retries, [&] {
+  auto resp = etcd::RetryTransient(*stop_, "destination txn", &stats_->retries, [&] {
     auto started = std::chrono::steady_clock::now();
     auto r = dst_->Txn(txn);
     if (stats_->txn_latency != nullptr) {

@@ -1,8 +1,8 @@
-#include "mirror/key_mapper.h"
+#include "checker/key_mapper.h"
 
 #include "common/strings.h"
 
-namespace kvsync::mirror {
+namespace kvsync::checker {
 
 using common::HasPrefix;
 
@@ -43,4 +43,4 @@ std::optional<std::string> KeyMapper::ToSource(std::string_view dst_key) const {
 std::string KeyMapper::src_range_end() const { return common::PrefixEnd(src_prefix_); }
 std::string KeyMapper::dst_range_end() const { return common::PrefixEnd(dst_prefix_); }
 
-}  // namespace kvsync::mirror
+}  // namespace kvsync::checker

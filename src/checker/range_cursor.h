@@ -16,9 +16,9 @@
 #include "absl/status/statusor.h"
 #include "common/stop_token.h"
 #include "etcd/client.h"
-#include "mirror/stats.h"
+#include "etcd/retry.h"
 
-namespace kvsync::mirror {
+namespace kvsync::checker {
 
 class KvCursor {
  public:
@@ -38,7 +38,7 @@ class RangeCursor : public KvCursor {
     bool serializable = false;
   };
   RangeCursor(etcd::Client* client, Options options, const common::StopToken* stop,
-              RetryCounters* retries);
+              etcd::RetryCounters* retries);
   ~RangeCursor() override;
 
   absl::StatusOr<const etcd::KeyValue*> Current() override;
@@ -55,7 +55,7 @@ class RangeCursor : public KvCursor {
   etcd::Client* client_;
   Options options_;
   const common::StopToken* stop_;
-  RetryCounters* retries_;
+  etcd::RetryCounters* retries_;
   std::vector<etcd::KeyValue> page_;
   size_t pos_ = 0;
   bool more_ = true;  // more pages after page_
@@ -79,4 +79,4 @@ class VectorCursor : public KvCursor {
   size_t pos_ = 0;
 };
 
-}  // namespace kvsync::mirror
+}  // namespace kvsync::checker

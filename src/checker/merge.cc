@@ -1,15 +1,15 @@
-#include "mirror/merge.h"
+#include "checker/merge.h"
 
 #include <string_view>
 
 #include "common/status_macros.h"
 
-namespace kvsync::mirror {
+namespace kvsync::checker {
 namespace {
 
-// Advances `cursor` past keys the mapper protects; returns the first mirrored one or nullptr.
-template <typename Mapped>
-absl::StatusOr<const etcd::KeyValue*> NextInScope(KvCursor* cursor, Mapped&& in_scope) {
+// Advances `cursor` past keys the mapper protects; returns the first one in scope or nullptr.
+template <typename InScope>
+absl::StatusOr<const etcd::KeyValue*> NextInScope(KvCursor* cursor, InScope&& in_scope) {
   while (true) {
     ASSIGN_OR_RETURN(const etcd::KeyValue* kv, cursor->Current());
     if (kv == nullptr || in_scope(kv->key)) return kv;
@@ -19,8 +19,21 @@ absl::StatusOr<const etcd::KeyValue*> NextInScope(KvCursor* cursor, Mapped&& in_
 
 }  // namespace
 
-absl::Status MergeDiff(KvCursor* src, KvCursor* dst, const KeyMapper& mapper,
-                       const std::function<absl::Status(etcd::Op)>& emit, DiffCounts* counts) {
+const char* DiffKindName(DiffKind kind) {
+  switch (kind) {
+    case DiffKind::kDstMiss:
+      return "dst miss";
+    case DiffKind::kSrcMiss:
+      return "src miss";
+    case DiffKind::kMismatch:
+      return "mismatch";
+  }
+  return "unknown";
+}
+
+absl::Status MergeJoin(KvCursor* src, KvCursor* dst, const KeyMapper& mapper, bool keys_only,
+                       const std::function<absl::Status(const Difference&)>& on_diff,
+                       DiffCounts* counts) {
   const size_t src_skip = mapper.src_prefix().size();
   const size_t dst_skip = mapper.dst_prefix().size();
   auto src_in_scope = [&](const std::string& k) { return mapper.ToDestination(k).has_value(); };
@@ -41,17 +54,17 @@ absl::Status MergeDiff(KvCursor* src, KvCursor* dst, const KeyMapper& mapper,
     if (cmp < 0) {
       ++counts->source_keys;
       ++counts->dst_miss;
-      RETURN_IF_ERROR(emit(etcd::Op::Put(*mapper.ToDestination(s->key), s->value)));
+      RETURN_IF_ERROR(on_diff({DiffKind::kDstMiss, s, nullptr, *mapper.ToDestination(s->key)}));
     } else if (cmp > 0) {
       ++counts->destination_keys;
       ++counts->src_miss;
-      RETURN_IF_ERROR(emit(etcd::Op::Delete(d->key)));
+      RETURN_IF_ERROR(on_diff({DiffKind::kSrcMiss, nullptr, d, d->key}));
     } else {
       ++counts->source_keys;
       ++counts->destination_keys;
-      if (s->value != d->value) {
+      if (!keys_only && s->value != d->value) {
         ++counts->mismatch;
-        RETURN_IF_ERROR(emit(etcd::Op::Put(d->key, s->value)));
+        RETURN_IF_ERROR(on_diff({DiffKind::kMismatch, s, d, d->key}));
       }
     }
     if (cmp <= 0) {
@@ -66,4 +79,4 @@ absl::Status MergeDiff(KvCursor* src, KvCursor* dst, const KeyMapper& mapper,
   return absl::OkStatus();
 }
 
-}  // namespace kvsync::mirror
+}  // namespace kvsync::checker

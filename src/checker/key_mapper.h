@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-namespace kvsync::mirror {
+namespace kvsync::checker {
 
 class KeyMapper {
  public:
@@ -38,4 +38,4 @@ class KeyMapper {
   std::string meta_prefix_;
 };
 
-}  // namespace kvsync::mirror
+}  // namespace kvsync::checker

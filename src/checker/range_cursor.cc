@@ -1,11 +1,11 @@
-#include "mirror/range_cursor.h"
+#include "checker/range_cursor.h"
 
-#include "mirror/retry.h"
+#include "etcd/retry.h"
 
-namespace kvsync::mirror {
+namespace kvsync::checker {
 
 RangeCursor::RangeCursor(etcd::Client* client, Options options, const common::StopToken* stop,
-                         RetryCounters* retries)
+                         etcd::RetryCounters* retries)
     : client_(client), options_(std::move(options)), stop_(stop), retries_(retries) {}
 
 RangeCursor::~RangeCursor() {
@@ -20,8 +20,8 @@ absl::StatusOr<etcd::RangeResponse> RangeCursor::Fetch(std::string from) {
   req.revision = options_.revision;
   req.keys_only = options_.keys_only;
   req.serializable = options_.serializable;
-  return RetryTransient(*stop_, "range " + client_->options().name, retries_,
-                        [&] { return client_->Range(req); });
+  return etcd::RetryTransient(*stop_, "range " + client_->options().name, retries_,
+                              [&] { return client_->Range(req); });
 }
 
 void RangeCursor::StartPrefetch() {
@@ -62,4 +62,4 @@ absl::StatusOr<const etcd::KeyValue*> RangeCursor::Current() {
 
 void RangeCursor::Advance() { ++pos_; }
 
-}  // namespace kvsync::mirror
+}  // namespace kvsync::checker

@@ -12,9 +12,28 @@
 #include "common/stop_token.h"
 #include "etcd/types.h"
 #include "log/log.h"
-#include "mirror/stats.h"
 
-namespace kvsync::mirror {
+namespace kvsync::etcd {
+
+// Retries of transient failures by bounded reason (exported as metrics by the engines).
+struct RetryCounters {
+  std::atomic<int64_t> unavailable{0};
+  std::atomic<int64_t> deadline{0};
+  std::atomic<int64_t> other{0};
+  void Count(const absl::Status& status) {
+    switch (status.code()) {
+      case absl::StatusCode::kUnavailable:
+        unavailable.fetch_add(1, std::memory_order_relaxed);
+        break;
+      case absl::StatusCode::kDeadlineExceeded:
+        deadline.fetch_add(1, std::memory_order_relaxed);
+        break;
+      default:
+        other.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  int64_t total() const { return unavailable.load() + deadline.load() + other.load(); }
+};
 
 template <typename F>
 auto RetryTransient(const common::StopToken& stop, const std::string& what, RetryCounters* retries,
@@ -23,17 +42,17 @@ auto RetryTransient(const common::StopToken& stop, const std::string& what, Retr
   while (true) {
     auto result = f();
     if (result.ok()) {
-      if (backoff.attempt() > 0) log::Info("mirror", "recovered", {{"op", what}});
+      if (backoff.attempt() > 0) log::Info("etcd", "recovered", {{"op", what}});
       return result;
     }
     absl::Status status = result.status();
-    if (!etcd::IsTransient(status) || etcd::IsCompacted(status)) return result;
+    if (!IsTransient(status) || IsCompacted(status)) return result;
     if (backoff.attempt() == 0) {
-      log::Warn("mirror", "transient failure, retrying", {{"op", what}, {"error", status}});
+      log::Warn("etcd", "transient failure, retrying", {{"op", what}, {"error", status}});
     }
     if (retries) retries->Count(status);
     if (stop.WaitFor(backoff.Next())) return absl::CancelledError("stop requested");
   }
 }
 
-}  // namespace kvsync::mirror
+}  // namespace kvsync::etcd

@@ -1,0 +1,82 @@
+#include <map>
+
+#include "checker/key_mapper.h"
+#include "checker/merge.h"
+#include "gtest/gtest.h"
+
+namespace kvsync::checker {
+namespace {
+
+etcd::KeyValue Kv(std::string k, std::string v) {
+  etcd::KeyValue kv;
+  kv.key = std::move(k);
+  kv.value = std::move(v);
+  return kv;
+}
+
+// Prefix rewrite maps both ways; excluded and meta keys are never mapped on either side.
+TEST(KeyMapper, RewritesAndProtects) {
+  KeyMapper m("/a/", "/b/", {"/a/skip/"}, "/kvsync/meta/");
+  EXPECT_EQ(m.ToDestination("/a/x"), "/b/x");
+  EXPECT_EQ(m.ToSource("/b/x"), "/a/x");
+  EXPECT_FALSE(m.ToDestination("/a/skip/1").has_value());
+  EXPECT_FALSE(m.ToSource("/b/skip/1").has_value());
+  EXPECT_FALSE(m.ToDestination("/other").has_value());
+  KeyMapper root("/", "/", {}, "/kvsync/meta/");
+  EXPECT_FALSE(root.ToDestination("/kvsync/meta/t/checkpoint").has_value());
+  EXPECT_FALSE(root.ToSource("/kvsync/meta/t/checkpoint").has_value());
+  // A rewrite that would land a source key inside the meta prefix is refused too.
+  KeyMapper into("/x/", "/", {}, "/kvsync/meta/");
+  EXPECT_FALSE(into.ToDestination("/x/kvsync/meta/t/checkpoint").has_value());
+}
+
+// The merge-join writes exactly the differences: missing and different keys are put, extra
+// destination keys deleted, excluded and meta keys untouched.
+TEST(MergeJoin, ReportsEveryKindOfDifference) {
+  KeyMapper m("/s/", "/d/", {"/s/ex/"}, "/kvsync/meta/");
+  VectorCursor src({Kv("/s/a", "1"), Kv("/s/b", "2"), Kv("/s/ex/1", "x"), Kv("/s/d", "4")});
+  VectorCursor dst(
+      {Kv("/d/a", "1"), Kv("/d/b", "old"), Kv("/d/c", "3"), Kv("/d/ex/2", "y"), Kv("/d/z", "9")});
+  std::map<std::string, std::string> puts;
+  std::vector<std::string> deletes;
+  DiffCounts counts;
+  auto on_diff = [&](const Difference& d) {
+    if (d.kind == DiffKind::kSrcMiss) {
+      deletes.push_back(d.dst_key);
+    } else {
+      puts[d.dst_key] = d.src->value;
+    }
+    return absl::OkStatus();
+  };
+  ASSERT_TRUE(MergeJoin(&src, &dst, m, false, on_diff, &counts).ok());
+  EXPECT_EQ(puts, (std::map<std::string, std::string>{{"/d/b", "2"}, {"/d/d", "4"}}));
+  EXPECT_EQ(deletes, (std::vector<std::string>{"/d/c", "/d/z"}));
+  EXPECT_EQ(counts.dst_miss, 1);
+  EXPECT_EQ(counts.mismatch, 1);
+  EXPECT_EQ(counts.src_miss, 2);
+  EXPECT_EQ(counts.source_keys, 3);
+}
+
+// Presence mode reports the same dst miss and src miss as full mode, and no mismatch.
+TEST(MergeJoin, KeysOnlyAgreesOnPresence) {
+  KeyMapper m("/s/", "/s/", {}, "/kvsync/meta/");
+  auto run = [&](bool keys_only) {
+    VectorCursor src({Kv("/s/a", "1"), Kv("/s/b", "2"), Kv("/s/c", "3")});
+    VectorCursor dst({Kv("/s/b", "x"), Kv("/s/c", "3"), Kv("/s/d", "4")});
+    DiffCounts counts;
+    EXPECT_TRUE(
+        MergeJoin(
+            &src, &dst, m, keys_only, [](const Difference&) { return absl::OkStatus(); }, &counts)
+            .ok());
+    return counts;
+  };
+  DiffCounts full = run(false);
+  DiffCounts presence = run(true);
+  EXPECT_EQ(full.dst_miss, presence.dst_miss);
+  EXPECT_EQ(full.src_miss, presence.src_miss);
+  EXPECT_EQ(full.mismatch, 1);
+  EXPECT_EQ(presence.mismatch, 0);
+}
+
+}  // namespace
+}  // namespace kvsync::checker

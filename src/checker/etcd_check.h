@@ -1,0 +1,57 @@
+// One consistency check of an etcd2etcd task: the source prefix at one pinned revision against
+// the destination prefix, merge-joined in key order (O(page) memory), counting dst miss, src
+// miss and mismatch and keeping up to `show` sample keys of each kind. Presence mode
+// (`keys_only`) reads keys without values and reports dst miss and src miss only. Reads only;
+// used by `kvsync check etcd2etcd` on one thread.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "checker/key_mapper.h"
+#include "checker/merge.h"
+#include "common/stop_token.h"
+#include "etcd/client.h"
+#include "etcd/retry.h"
+
+namespace kvsync::checker {
+
+struct CheckOptions {
+  bool keys_only = false;
+  int page_size = 10000;
+  bool serializable = false;  // read from the nearest member instead of the leader
+  int show = 10;              // sample keys kept per kind
+};
+
+struct CheckSample {
+  DiffKind kind;
+  std::string src_key;  // empty for a src miss
+  std::string dst_key;
+};
+
+struct CheckReport {
+  bool keys_only = false;
+  DiffCounts counts;
+  std::vector<CheckSample> samples;
+  int64_t source_revision = 0;
+  int64_t destination_revision = 0;
+  int64_t source_bytes = 0;  // key and value bytes read
+  int64_t destination_bytes = 0;
+  double seconds = 0;
+  bool consistent() const { return counts.total() == 0; }
+};
+
+// Errors: IsCompacted when the pinned source revision was compacted during the check (run it
+// again), Cancelled on stop, other etcd errors after transient ones were retried.
+absl::StatusOr<CheckReport> CheckOnce(etcd::Client* src, etcd::Client* dst, const KeyMapper& mapper,
+                                      const CheckOptions& options, const common::StopToken* stop,
+                                      etcd::RetryCounters* retries);
+
+// A human summary table with sample keys (keys rendered printable, never values).
+std::string RenderText(const CheckReport& report);
+// One JSON object: counts, samples, revisions, bytes, seconds, consistent.
+std::string RenderJson(const CheckReport& report);
+
+}  // namespace kvsync::checker

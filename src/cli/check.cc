@@ -1,0 +1,129 @@
+#include "cli/check.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+
+#include "checker/etcd_check.h"
+#include "cli/command.h"
+#include "common/status_macros.h"
+#include "config/config.h"
+#include "config/yaml_config.h"
+#include "etcd/client.h"
+#include "log/log.h"
+
+namespace kvsync::cli {
+namespace {
+
+constexpr int kExitDifferences = 1;
+
+struct Flags {
+  config::MirrorConfig config;
+  std::string config_file;
+  std::string src_dial = "5s", src_command = "15s", dst_dial = "5s", dst_command = "15s";
+  checker::CheckOptions options;
+  std::string output = "text";
+  std::string ignored;  // etcd2etcd-only options found in a task's YAML
+  bool ignored_flag = false;
+};
+
+absl::Status Finalise(Flags* f) {
+  RETURN_IF_ERROR(ParseDuration("--src-dial-timeout", f->src_dial, &f->config.src.dial_timeout));
+  RETURN_IF_ERROR(
+      ParseDuration("--src-command-timeout", f->src_command, &f->config.src.command_timeout));
+  RETURN_IF_ERROR(ParseDuration("--dst-dial-timeout", f->dst_dial, &f->config.dst.dial_timeout));
+  RETURN_IF_ERROR(
+      ParseDuration("--dst-command-timeout", f->dst_command, &f->config.dst.command_timeout));
+  if (f->output != "text" && f->output != "json") {
+    return absl::InvalidArgumentError("--output must be text or json, got \"" + f->output + "\"");
+  }
+  if (f->options.show < 0) return absl::InvalidArgumentError("--show must not be negative");
+  f->config.page_size = f->options.page_size;
+  RETURN_IF_ERROR(log::Init(f->config.log_level, f->config.log_format));
+  return config::ValidateMirrorConfig(&f->config);
+}
+
+int Run(Flags* f, CLI::App* cmd) {
+  if (!f->config_file.empty()) {
+    absl::Status loaded = config::ApplyYamlFlags(cmd, f->config_file);
+    if (!loaded.ok()) return ReportAndExit("check", loaded);
+  }
+  if (absl::Status valid = Finalise(f); !valid.ok()) return ReportAndExit("check", valid);
+  const config::MirrorConfig& c = f->config;
+  auto src = etcd::Client::Create(c.src.ToClientOptions("source"));
+  if (!src.ok()) return ReportAndExit("check", src.status());
+  auto dst = etcd::Client::Create(c.dst.ToClientOptions("destination"));
+  if (!dst.ok()) return ReportAndExit("check", dst.status());
+  for (etcd::Client* client : {src->get(), dst->get()}) {
+    if (auto connected = client->Connect(); !connected.ok()) {
+      return ReportAndExit("check", connected.status());
+    }
+  }
+  common::StopToken stop;
+  StartSignalThread(&stop);
+  checker::KeyMapper mapper(c.prefix, c.dst_prefix, c.exclude_prefixes, c.meta_prefix);
+  etcd::RetryCounters retries;
+  absl::StatusOr<checker::CheckReport> report;
+  // A compaction of the pinned source revision mid-check restarts it at a fresh revision.
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    report = checker::CheckOnce(src->get(), dst->get(), mapper, f->options, &stop, &retries);
+    if (report.ok() || !etcd::IsCompacted(report.status())) break;
+    log::Warn("check", "source compacted during the check, restarting");
+  }
+  if (!report.ok()) return ReportAndExit("check", report.status());
+  std::string out =
+      f->output == "json" ? checker::RenderJson(*report) + "\n" : checker::RenderText(*report);
+  std::fputs(out.c_str(), stdout);
+  return report->consistent() ? kExitOk : kExitDifferences;
+}
+
+}  // namespace
+
+std::function<int()> AddCheckCommand(CLI::App* app) {
+  auto flags = std::make_shared<Flags>();
+  config::MirrorConfig& c = flags->config;
+  CLI::App* check = app->add_subcommand(
+      "check", "Compare a destination with its source and report the differences (read-only)");
+  check->require_subcommand(1);
+  CLI::App* cmd = check->add_subcommand(
+      "etcd2etcd",
+      "Compare an etcd2etcd task's destination prefix with its source prefix at one source\n"
+      "revision: dst miss (missing at the destination), src miss (left at the destination\n"
+      "after the source deleted it), mismatch (different values). Exit 0 consistent,\n"
+      "1 differences found, 2 error. Takes the same connection and scope flags (or --config)\n"
+      "as `kvsync etcd2etcd`.");
+  cmd->add_option("--config", flags->config_file,
+                  "YAML file of an etcd2etcd task (flags and environment win)");
+  AddConnectionFlags(cmd, "src", "source", &c.src, &flags->src_dial, &flags->src_command);
+  AddConnectionFlags(cmd, "dst", "destination", &c.dst, &flags->dst_dial, &flags->dst_command);
+  AddScopeFlags(cmd, &c);
+  cmd->add_flag("--keys-only", flags->options.keys_only,
+                "presence mode: compare keys only (dst miss and src miss), no values transferred")
+      ->group("Check");
+  cmd->add_option("--show", flags->options.show, "sample keys printed per kind of difference")
+      ->default_val(10)
+      ->group("Check");
+  cmd->add_option("--output", flags->output, "text (a summary table) or json")
+      ->default_val("text")
+      ->group("Check");
+  cmd->add_option("--page-size", flags->options.page_size, "keys per range page")
+      ->default_val(10000)
+      ->group("Check");
+  cmd->add_flag("--serializable", flags->options.serializable,
+                "read from the nearest member instead of the leader")
+      ->group("Check");
+  AddLogFlags(cmd, &c.log_level, &c.log_format);
+  // Task flags of etcd2etcd that a task's YAML may carry but a check ignores.
+  for (const char* ignored : {"--ha", "--once", "--reset-last-synced-rev"}) {
+    cmd->add_flag(ignored, flags->ignored_flag, "ignored by check")->group("");
+  }
+  for (const char* ignored : {"--lease-ttl", "--instance-id", "--admin-addr", "--max-txn-ops",
+                              "--max-request-bytes", "--inflight", "--progress-interval",
+                              "--status-interval", "--ready-max-lag", "--election-endpoints"}) {
+    cmd->add_option(ignored, flags->ignored, "ignored by check")->group("");
+  }
+  return [flags, cmd] { return Run(flags.get(), cmd); };
+}
+
+}  // namespace kvsync::cli
