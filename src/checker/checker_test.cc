@@ -1,5 +1,6 @@
 #include <map>
 
+#include "checker/checkpoint.h"
 #include "checker/key_mapper.h"
 #include "checker/merge.h"
 #include "gtest/gtest.h"
@@ -12,6 +13,18 @@ etcd::KeyValue Kv(std::string k, std::string v) {
   kv.key = std::move(k);
   kv.value = std::move(v);
   return kv;
+}
+
+// Checkpoints round-trip; foreign values are refused.
+TEST(Checkpoint, RoundTripsAndRejectsForeignValues) {
+  Checkpoint cp{12345, 0xdeadbeefcafe, true};
+  auto back = DecodeCheckpoint(EncodeCheckpoint(cp));
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->revision, 12345);
+  EXPECT_EQ(back->source_cluster_id, 0xdeadbeefcafeu);
+  EXPECT_TRUE(back->full_sync_pending);
+  EXPECT_FALSE(DecodeCheckpoint("hello").ok());
+  EXPECT_EQ(CheckpointKey("/kvsync/meta/", "t"), "/kvsync/meta/t/checkpoint");
 }
 
 // Prefix rewrite maps both ways; excluded and meta keys are never mapped on either side.

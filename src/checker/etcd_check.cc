@@ -2,16 +2,28 @@
 
 #include <chrono>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_format.h"
+#include "checker/checkpoint.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
+#include "log/log.h"
 #include "nlohmann/json.hpp"
 
 namespace kvsync::checker {
 
-absl::StatusOr<CheckReport> CheckOnce(etcd::Client* src, etcd::Client* dst, const KeyMapper& mapper,
-                                      const CheckOptions& options, const common::StopToken* stop,
-                                      etcd::RetryCounters* retries) {
+namespace {
+
+// One merge-join pass. With `collect`, remembers the destination key of every difference (up to
+// max_tracked; *overflow is set beyond). With `confirmed_only`, counts and samples only
+// differences whose key is in it (or untracked after an overflow); the others are
+// `unconfirmed`.
+absl::StatusOr<CheckReport> Round(etcd::Client* src, etcd::Client* dst, const KeyMapper& mapper,
+                                  const CheckOptions& options, const common::StopToken* stop,
+                                  etcd::RetryCounters* retries,
+                                  absl::flat_hash_set<std::string>* collect, bool* overflow,
+                                  const absl::flat_hash_set<std::string>* confirmed_only,
+                                  bool confirmed_overflow) {
   auto started = std::chrono::steady_clock::now();
   RangeCursor src_cursor(src,
                          {mapper.src_prefix(), mapper.src_range_end(), 0, options.page_size,
@@ -23,8 +35,24 @@ absl::StatusOr<CheckReport> CheckOnce(etcd::Client* src, etcd::Client* dst, cons
                          stop, retries);
   CheckReport report;
   report.keys_only = options.keys_only;
+  DiffCounts seen;
   std::array<int, 3> kept = {0, 0, 0};
   auto on_diff = [&](const Difference& d) {
+    if (collect != nullptr) {
+      if (collect->size() < options.max_tracked) {
+        collect->insert(d.dst_key);
+      } else {
+        *overflow = true;
+      }
+    }
+    if (confirmed_only != nullptr && !confirmed_only->contains(d.dst_key) && !confirmed_overflow) {
+      ++report.unconfirmed;
+      return absl::OkStatus();
+    }
+    DiffCounts& c = report.counts;
+    (d.kind == DiffKind::kDstMiss   ? c.dst_miss
+     : d.kind == DiffKind::kSrcMiss ? c.src_miss
+                                    : c.mismatch)++;
     int& n = kept[static_cast<int>(d.kind)];
     if (n < options.show) {
       ++n;
@@ -32,8 +60,9 @@ absl::StatusOr<CheckReport> CheckOnce(etcd::Client* src, etcd::Client* dst, cons
     }
     return absl::OkStatus();
   };
-  RETURN_IF_ERROR(
-      MergeJoin(&src_cursor, &dst_cursor, mapper, options.keys_only, on_diff, &report.counts));
+  RETURN_IF_ERROR(MergeJoin(&src_cursor, &dst_cursor, mapper, options.keys_only, on_diff, &seen));
+  report.counts.source_keys = seen.source_keys;
+  report.counts.destination_keys = seen.destination_keys;
   report.source_revision = src_cursor.revision();
   report.destination_revision = dst_cursor.revision();
   report.source_bytes = src_cursor.bytes_read();
@@ -41,6 +70,59 @@ absl::StatusOr<CheckReport> CheckOnce(etcd::Client* src, etcd::Client* dst, cons
   report.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return report;
+}
+
+// Waits until the task checkpoint in the destination reaches `revision`. Returns false when
+// there is no checkpoint or it does not get there in time (no syncer running).
+bool WaitForCheckpoint(etcd::Client* dst, const CheckOptions& options, int64_t revision,
+                       const common::StopToken* stop) {
+  if (options.checkpoint_key.empty()) return false;
+  auto deadline = std::chrono::steady_clock::now() + options.confirm_timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    etcd::RangeRequest req;
+    req.key = options.checkpoint_key;
+    auto resp = dst->Range(req);
+    if (resp.ok()) {
+      if (resp->kvs.empty()) return false;
+      auto cp = DecodeCheckpoint(resp->kvs[0].value);
+      if (!cp.ok()) return false;
+      if (cp->revision >= revision) return true;
+    }
+    if (stop->WaitFor(std::chrono::milliseconds(200))) return false;
+  }
+  return false;
+}
+
+}  // namespace
+
+absl::StatusOr<CheckReport> CheckOnce(etcd::Client* src, etcd::Client* dst, const KeyMapper& mapper,
+                                      const CheckOptions& options, const common::StopToken* stop,
+                                      etcd::RetryCounters* retries) {
+  return Round(src, dst, mapper, options, stop, retries, nullptr, nullptr, nullptr, false);
+}
+
+absl::StatusOr<CheckReport> Check(etcd::Client* src, etcd::Client* dst, const KeyMapper& mapper,
+                                  const CheckOptions& options, const common::StopToken* stop,
+                                  etcd::RetryCounters* retries) {
+  absl::flat_hash_set<std::string> first;
+  bool overflow = false;
+  ASSIGN_OR_RETURN(CheckReport round1, Round(src, dst, mapper, options, stop, retries, &first,
+                                             &overflow, nullptr, false));
+  if (round1.consistent() || !options.confirm) return round1;
+  if (!WaitForCheckpoint(dst, options, round1.source_revision, stop)) {
+    log::Info("check", "no running syncer passed the first round's revision, confirming now",
+              {{"revision", round1.source_revision}});
+  }
+  ASSIGN_OR_RETURN(CheckReport round2, Round(src, dst, mapper, options, stop, retries, nullptr,
+                                             nullptr, &first, overflow));
+  // Round-1 differences gone in round 2 were in flight too.
+  round2.unconfirmed += round1.counts.total() - round2.counts.total();
+  if (round2.unconfirmed < 0) round2.unconfirmed = 0;
+  round2.rounds = 2;
+  round2.source_bytes += round1.source_bytes;
+  round2.destination_bytes += round1.destination_bytes;
+  round2.seconds += round1.seconds;
+  return round2;
 }
 
 std::string RenderText(const CheckReport& r) {
@@ -82,6 +164,8 @@ std::string RenderJson(const CheckReport& r) {
   j["source_bytes"] = r.source_bytes;
   j["destination_bytes"] = r.destination_bytes;
   j["seconds"] = r.seconds;
+  j["rounds"] = r.rounds;
+  j["unconfirmed"] = r.unconfirmed;
   nlohmann::json samples = nlohmann::json::array();
   for (const CheckSample& s : r.samples) {
     samples.push_back({{"kind", DiffKindName(s.kind)},

@@ -5,6 +5,7 @@
 // used by `kvsync check etcd2etcd` on one thread.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -23,6 +24,12 @@ struct CheckOptions {
   int page_size = 10000;
   bool serializable = false;  // read from the nearest member instead of the leader
   int show = 10;              // sample keys kept per kind
+  // Two rounds: differences of round 1 count only if still there in round 2, taken after the
+  // running syncer's checkpoint (`checkpoint_key`) passed round 1's source revision.
+  bool confirm = true;
+  std::string checkpoint_key;
+  std::chrono::milliseconds confirm_timeout{60000};
+  size_t max_tracked = 1000000;  // round-1 differences remembered; beyond, no confirmation
 };
 
 struct CheckSample {
@@ -40,6 +47,8 @@ struct CheckReport {
   int64_t source_bytes = 0;  // key and value bytes read
   int64_t destination_bytes = 0;
   double seconds = 0;
+  int rounds = 1;
+  int64_t unconfirmed = 0;  // differences seen in only one round (in-flight changes), dropped
   bool consistent() const { return counts.total() == 0; }
 };
 
@@ -48,6 +57,13 @@ struct CheckReport {
 absl::StatusOr<CheckReport> CheckOnce(etcd::Client* src, etcd::Client* dst, const KeyMapper& mapper,
                                       const CheckOptions& options, const common::StopToken* stop,
                                       etcd::RetryCounters* retries);
+
+// Round 1, and when it finds differences and options.confirm is set, round 2 as described in
+// CheckOptions. Counts and samples are round 2's confirmed differences. If the checkpoint does
+// not reach round 1's revision within confirm_timeout (no syncer running), round 2 runs anyway.
+absl::StatusOr<CheckReport> Check(etcd::Client* src, etcd::Client* dst, const KeyMapper& mapper,
+                                  const CheckOptions& options, const common::StopToken* stop,
+                                  etcd::RetryCounters* retries);
 
 // A human summary table with sample keys (keys rendered printable, never values).
 std::string RenderText(const CheckReport& report);

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "checker/checkpoint.h"
 #include "checker/etcd_check.h"
 #include "cli/command.h"
 #include "common/status_macros.h"
@@ -24,6 +25,8 @@ struct Flags {
   std::string src_dial = "5s", src_command = "15s", dst_dial = "5s", dst_command = "15s";
   checker::CheckOptions options;
   std::string output = "text";
+  bool single_round = false;
+  std::string confirm_timeout = "60s";
   std::string ignored;  // etcd2etcd-only options found in a task's YAML
   bool ignored_flag = false;
 };
@@ -40,8 +43,13 @@ absl::Status Finalise(Flags* f) {
   }
   if (f->options.show < 0) return absl::InvalidArgumentError("--show must not be negative");
   f->config.page_size = f->options.page_size;
+  f->options.confirm = !f->single_round;
+  RETURN_IF_ERROR(
+      ParseDuration("--confirm-timeout", f->confirm_timeout, &f->options.confirm_timeout));
   RETURN_IF_ERROR(log::Init(f->config.log_level, f->config.log_format));
-  return config::ValidateMirrorConfig(&f->config);
+  RETURN_IF_ERROR(config::ValidateMirrorConfig(&f->config));
+  f->options.checkpoint_key = checker::CheckpointKey(f->config.meta_prefix, f->config.name);
+  return absl::OkStatus();
 }
 
 int Run(Flags* f, CLI::App* cmd) {
@@ -67,7 +75,7 @@ int Run(Flags* f, CLI::App* cmd) {
   absl::StatusOr<checker::CheckReport> report;
   // A compaction of the pinned source revision mid-check restarts it at a fresh revision.
   for (int attempt = 0; attempt < 3; ++attempt) {
-    report = checker::CheckOnce(src->get(), dst->get(), mapper, f->options, &stop, &retries);
+    report = checker::Check(src->get(), dst->get(), mapper, f->options, &stop, &retries);
     if (report.ok() || !etcd::IsCompacted(report.status())) break;
     log::Warn("check", "source compacted during the check, restarting");
   }
@@ -109,6 +117,14 @@ std::function<int()> AddCheckCommand(CLI::App* app) {
       ->group("Check");
   cmd->add_option("--page-size", flags->options.page_size, "keys per range page")
       ->default_val(10000)
+      ->group("Check");
+  cmd->add_flag("--single-round", flags->single_round,
+                "report round 1 as is; by default a difference counts only if it is still there "
+                "in a second round taken after the task's checkpoint passed round 1's revision")
+      ->group("Check");
+  cmd->add_option("--confirm-timeout", flags->confirm_timeout,
+                  "how long round 2 waits for the running syncer's checkpoint")
+      ->default_val("60s")
       ->group("Check");
   cmd->add_flag("--serializable", flags->options.serializable,
                 "read from the nearest member instead of the leader")

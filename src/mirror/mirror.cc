@@ -154,27 +154,27 @@ Mirror::Mirror(config::MirrorConfig config, etcd::Client* src, etcd::Client* dst
       stop_(stop),
       mapper_(config_.prefix, config_.dst_prefix, config_.exclude_prefixes, config_.meta_prefix),
       stats_(*stats),
-      writer_(dst_, CheckpointKey(config_.meta_prefix, config_.name), stop, stats) {}
+      writer_(dst_, checker::CheckpointKey(config_.meta_prefix, config_.name), stop, stats) {}
 
 Mirror::~Mirror() = default;
 
-Checkpoint Mirror::MakeCheckpoint(int64_t revision, bool pending) const {
-  return Checkpoint{revision, source_cluster_id_, pending, config_.instance_id};
+checker::Checkpoint Mirror::MakeCheckpoint(int64_t revision, bool pending) const {
+  return checker::Checkpoint{revision, source_cluster_id_, pending, config_.instance_id};
 }
 
-absl::StatusOr<std::optional<Checkpoint>> Mirror::LoadCheckpoint() {
+absl::StatusOr<std::optional<checker::Checkpoint>> Mirror::LoadCheckpoint() {
   etcd::RangeRequest req;
-  req.key = CheckpointKey(config_.meta_prefix, config_.name);
+  req.key = checker::CheckpointKey(config_.meta_prefix, config_.name);
   ASSIGN_OR_RETURN(etcd::RangeResponse resp,
                    etcd::RetryTransient(*stop_, "read checkpoint", &stats_.retries,
                                         [&] { return dst_->Range(req); }));
-  if (resp.kvs.empty()) return std::optional<Checkpoint>();
-  auto cp = DecodeCheckpoint(resp.kvs[0].value);
+  if (resp.kvs.empty()) return std::optional<checker::Checkpoint>();
+  auto cp = checker::DecodeCheckpoint(resp.kvs[0].value);
   if (!cp.ok()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "destination key ", req.key, " is not a kvsync checkpoint: ", cp.status().message()));
   }
-  return std::optional<Checkpoint>(*cp);
+  return std::optional<checker::Checkpoint>(*cp);
 }
 
 absl::StatusOr<int64_t> Mirror::SourceRevision() {
@@ -215,7 +215,7 @@ absl::Status Mirror::Start() {
 
 absl::Status Mirror::Run() {
   RETURN_IF_ERROR(Start());
-  ASSIGN_OR_RETURN(std::optional<Checkpoint> cp, LoadCheckpoint());
+  ASSIGN_OR_RETURN(std::optional<checker::Checkpoint> cp, LoadCheckpoint());
   ASSIGN_OR_RETURN(int64_t head, SourceRevision());
   start_head_ = head;
 

@@ -16,11 +16,11 @@
 #include <optional>
 
 #include "absl/status/status.h"
+#include "checker/checkpoint.h"
 #include "checker/key_mapper.h"
 #include "common/stop_token.h"
 #include "config/config.h"
 #include "etcd/client.h"
-#include "mirror/checkpoint.h"
 #include "mirror/stats.h"
 #include "mirror/txn_writer.h"
 
@@ -49,14 +49,14 @@ class Mirror {
   struct WatchQueue;
 
   absl::Status Start();
-  absl::StatusOr<std::optional<Checkpoint>> LoadCheckpoint();
+  absl::StatusOr<std::optional<checker::Checkpoint>> LoadCheckpoint();
   absl::StatusOr<int64_t> SourceRevision();
   absl::Status FullSync();
   // Returns OK when stopped or --once is done; IsCompacted when history is gone.
   absl::Status Incremental();
   absl::Status WatchOnce();
   absl::Status WriteCheckpoint(int64_t revision);
-  Checkpoint MakeCheckpoint(int64_t revision, bool pending) const;
+  checker::Checkpoint MakeCheckpoint(int64_t revision, bool pending) const;
   bool OnceDone() const;
   // Logs "caught up" the first time the destination reaches the start-up head revision.
   void NoteProgress();

@@ -1,7 +1,6 @@
 #include <map>
 
 #include "gtest/gtest.h"
-#include "mirror/checkpoint.h"
 #include "mirror/txn_batcher.h"
 
 namespace kvsync::mirror {
@@ -23,18 +22,6 @@ TEST(TxnBatcher, RespectsLimitsAndDedupes) {
   // Bytes: an op bigger than the budget goes alone into an empty batch.
   EXPECT_TRUE(b.Add(etcd::Op::Put("big", std::string(2000, 'x'))));
   EXPECT_FALSE(b.Add(etcd::Op::Put("small", "v")));
-}
-
-// Checkpoints round-trip; foreign values are refused.
-TEST(Checkpoint, RoundTripsAndRejectsForeignValues) {
-  Checkpoint cp{12345, 0xdeadbeefcafe, true};
-  auto back = DecodeCheckpoint(EncodeCheckpoint(cp));
-  ASSERT_TRUE(back.ok());
-  EXPECT_EQ(back->revision, 12345);
-  EXPECT_EQ(back->source_cluster_id, 0xdeadbeefcafeu);
-  EXPECT_TRUE(back->full_sync_pending);
-  EXPECT_FALSE(DecodeCheckpoint("hello").ok());
-  EXPECT_EQ(CheckpointKey("/kvsync/meta/", "t"), "/kvsync/meta/t/checkpoint");
 }
 
 }  // namespace

@@ -15,12 +15,12 @@ TxnWriter::TxnWriter(etcd::Client* dst, std::string checkpoint_key, const common
     : dst_(dst), checkpoint_key_(std::move(checkpoint_key)), stop_(stop), stats_(stats) {}
 
 absl::Status TxnWriter::CommitOnce(const std::vector<etcd::Op>& ops,
-                                   const std::optional<Checkpoint>& checkpoint) {
+                                   const std::optional<checker::Checkpoint>& checkpoint) {
   etcd::TxnRequest txn;
   txn.compares = fence_;
   txn.success = ops;
   if (checkpoint)
-    txn.success.push_back(etcd::Op::Put(checkpoint_key_, EncodeCheckpoint(*checkpoint)));
+    txn.success.push_back(etcd::Op::Put(checkpoint_key_, checker::EncodeCheckpoint(*checkpoint)));
   auto resp = etcd::RetryTransient(*stop_, "destination txn", &stats_->retries, [&] {
     auto started = std::chrono::steady_clock::now();
     auto r = dst_->Txn(txn);
@@ -48,7 +48,8 @@ absl::Status TxnWriter::CommitOnce(const std::vector<etcd::Op>& ops,
   return absl::OkStatus();
 }
 
-absl::Status TxnWriter::Commit(std::vector<etcd::Op> ops, std::optional<Checkpoint> checkpoint) {
+absl::Status TxnWriter::Commit(std::vector<etcd::Op> ops,
+                               std::optional<checker::Checkpoint> checkpoint) {
   absl::Status s = CommitOnce(ops, checkpoint);
   if (s.ok() || !etcd::IsRequestTooLarge(s)) return s;
   if (ops.size() <= 1 && !checkpoint) {

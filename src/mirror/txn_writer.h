@@ -10,9 +10,9 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "checker/checkpoint.h"
 #include "common/stop_token.h"
 #include "etcd/client.h"
-#include "mirror/checkpoint.h"
 #include "mirror/stats.h"
 
 namespace kvsync::mirror {
@@ -28,11 +28,11 @@ class TxnWriter {
   // Applies `ops` (and the checkpoint, when given) atomically when they fit in one txn.
   // Errors: Cancelled (stop requested), FailedPrecondition (fenced, or a single op the
   // destination refuses as too large), other non-transient etcd errors.
-  absl::Status Commit(std::vector<etcd::Op> ops, std::optional<Checkpoint> checkpoint);
+  absl::Status Commit(std::vector<etcd::Op> ops, std::optional<checker::Checkpoint> checkpoint);
 
  private:
   absl::Status CommitOnce(const std::vector<etcd::Op>& ops,
-                          const std::optional<Checkpoint>& checkpoint);
+                          const std::optional<checker::Checkpoint>& checkpoint);
 
   etcd::Client* dst_;
   std::string checkpoint_key_;

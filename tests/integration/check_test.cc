@@ -1,5 +1,8 @@
 // `kvsync check etcd2etcd` against real etcd: counts and samples of each kind of drift, exit
 // codes, presence mode agreeing with full mode, protected keys never reported.
+#include <atomic>
+#include <thread>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "gtest/gtest.h"
@@ -44,9 +47,10 @@ class CheckTest : public ::testing::Test {
   }
 
   nlohmann::json CheckJson(std::vector<std::string> extra, int* code) {
-    std::vector<std::string> args = {"check",        "etcd2etcd", "--prefix",         "/svc/",
-                                     "--output",     "json",      "--exclude-prefix", "/svc/local/",
-                                     "--log-format", "text"};
+    std::vector<std::string> args = {
+        "check",        "etcd2etcd", "--prefix",          "/svc/",
+        "--output",     "json",      "--exclude-prefix",  "/svc/local/",
+        "--log-format", "text",      "--confirm-timeout", "1s"};
     args.insert(args.end(), extra.begin(), extra.end());
     std::string out;
     *code = Kvsync(args, &out);
@@ -99,6 +103,8 @@ TEST_F(CheckTest, CountsEachKindOfDriftAndIgnoresProtectedKeys) {
   ASSERT_EQ(full["samples"].size(), 6u);  // 2 per kind
   EXPECT_EQ(full["samples"][0]["kind"], "dst miss");
   EXPECT_EQ(full["samples"][0]["source_key"], "/svc/0000");
+  EXPECT_EQ(full["rounds"], 2);  // confirmed by a second round
+  EXPECT_EQ(full["unconfirmed"], 0);
 
   nlohmann::json presence = CheckJson({"--keys-only"}, &code);
   EXPECT_EQ(code, 1);
@@ -109,11 +115,54 @@ TEST_F(CheckTest, CountsEachKindOfDriftAndIgnoresProtectedKeys) {
 
   // The text summary names the verdict and the kinds.
   ASSERT_EQ(Kvsync({"check", "etcd2etcd", "--prefix", "/svc/", "--exclude-prefix", "/svc/local/",
-                    "--log-format", "text"},
+                    "--log-format", "text", "--confirm-timeout", "1s"},
                    &out),
             1);
   EXPECT_NE(out.find("DIFFERENCES FOUND"), std::string::npos) << out;
   EXPECT_NE(out.find("src miss  /svc/zz-extra-1"), std::string::npos) << out;
+}
+
+// While the syncer runs under heavy writes, round-1 differences are in-flight changes: the
+// second round, taken after the syncer's checkpoint passed round 1, confirms none of them.
+TEST_F(CheckTest, HeavyWritesDuringCheckGiveNoConfirmedDifferences) {
+  for (int i = 0; i < 2000; ++i) {
+    ASSERT_TRUE(src_->Put(absl::StrFormat("/svc/%05d", i), "v").ok());
+  }
+  auto syncer = testing::Subprocess::Start(
+      {testing::KvsyncBinary(), "etcd2etcd", "--src-endpoints", src_cluster_->endpoints_csv(),
+       "--dst-endpoints", dst_cluster_->endpoints_csv(), "--prefix", "/svc/", "--admin-addr", "",
+       "--progress-interval", "200ms", "--log-format", "text"},
+      dir_ + "/syncer.log");
+  ASSERT_TRUE(syncer.ok());
+  std::atomic<bool> done{false};
+  std::atomic<int> writes{0};
+  std::thread writer([&] {
+    for (int i = 0; !done; ++i) {
+      std::string key = absl::StrFormat("/svc/%05d", i % 3000);
+      bool ok = i % 7 == 0 ? src_->Delete(key).ok() : src_->Put(key, absl::StrCat(i)).ok();
+      if (ok) ++writes;
+    }
+  });
+  ASSERT_TRUE(testing::WaitFor([&] { return writes.load() > 500; }, seconds(30)));
+  std::vector<nlohmann::json> reports;
+  for (int i = 0; i < 3; ++i) {
+    int code = -1;
+    std::string out;
+    code = Kvsync({"check", "etcd2etcd", "--prefix", "/svc/", "--output", "json", "--log-format",
+                   "text", "--page-size", "500"},
+                  &out);
+    auto j = nlohmann::json::parse(out.substr(0, out.find('\n')), nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << out;
+    EXPECT_EQ(code, 0) << out;
+    EXPECT_EQ(
+        j["dst_miss"].get<int64_t>() + j["src_miss"].get<int64_t>() + j["mismatch"].get<int64_t>(),
+        0)
+        << out;
+    reports.push_back(j);
+  }
+  done = true;
+  writer.join();
+  (*syncer)->Stop();
 }
 
 // Configuration mistakes exit 2 with one clear line.

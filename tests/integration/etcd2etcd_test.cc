@@ -11,9 +11,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "checker/checkpoint.h"
 #include "etcd/client.h"
 #include "gtest/gtest.h"
-#include "mirror/checkpoint.h"
 #include "tests/harness/etcd_cluster.h"
 #include "tests/harness/fault_proxy.h"
 #include "tests/harness/kvsync_util.h"
@@ -46,12 +46,12 @@ int64_t Revision(etcd::Client* c) {
   return resp.ok() ? resp->header.revision : -1;
 }
 
-std::optional<mirror::Checkpoint> ReadCheckpoint(etcd::Client* dst, const std::string& name) {
+std::optional<checker::Checkpoint> ReadCheckpoint(etcd::Client* dst, const std::string& name) {
   etcd::RangeRequest r;
-  r.key = mirror::CheckpointKey("/kvsync/meta/", name);
+  r.key = checker::CheckpointKey("/kvsync/meta/", name);
   auto resp = dst->Range(r);
   if (!resp.ok() || resp->kvs.empty()) return std::nullopt;
-  auto cp = mirror::DecodeCheckpoint(resp->kvs[0].value);
+  auto cp = checker::DecodeCheckpoint(resp->kvs[0].value);
   if (!cp.ok()) return std::nullopt;
   return *cp;
 }
@@ -494,9 +494,9 @@ TEST_F(Etcd2EtcdTest, SigtermExitsZero) {
 // A checkpoint from another source cluster is refused with one clear line and exit 2.
 TEST_F(Etcd2EtcdTest, RefusesCheckpointFromAnotherSourceCluster) {
   StartClusters();
-  mirror::Checkpoint foreign{5, 0x1234, false};
+  checker::Checkpoint foreign{5, 0x1234, false};
   ASSERT_TRUE(
-      dst_->Put(mirror::CheckpointKey("/kvsync/meta/", "id"), mirror::EncodeCheckpoint(foreign))
+      dst_->Put(checker::CheckpointKey("/kvsync/meta/", "id"), checker::EncodeCheckpoint(foreign))
           .ok());
   std::string log;
   EXPECT_EQ(RunKvsync({"--prefix", "/id/", "--once"}, &log), 2);

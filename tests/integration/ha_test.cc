@@ -11,9 +11,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "checker/checkpoint.h"
 #include "etcd/client.h"
 #include "gtest/gtest.h"
-#include "mirror/checkpoint.h"
 #include "nlohmann/json.hpp"
 #include "tests/harness/etcd_cluster.h"
 #include "tests/harness/fault_proxy.h"
@@ -65,7 +65,7 @@ class CheckpointHistory {
  public:
   CheckpointHistory(etcd::Client* dst, int64_t from) {
     etcd::Client::WatchOptions wo;
-    wo.key = mirror::CheckpointKey("/kvsync/meta/", "ha");
+    wo.key = checker::CheckpointKey("/kvsync/meta/", "ha");
     wo.start_revision = from;
     stream_ = std::move(*dst->Watch(wo));
     thread_ = std::thread([this] {
@@ -74,7 +74,7 @@ class CheckpointHistory {
         if (!resp.ok()) return;
         absl::MutexLock lock(&mu_);
         for (auto& e : resp->events) {
-          auto cp = mirror::DecodeCheckpoint(e.kv.value);
+          auto cp = checker::DecodeCheckpoint(e.kv.value);
           if (cp.ok()) writers_.push_back(cp->writer);
         }
       }

@@ -11,7 +11,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace kvsync::mirror {
+namespace kvsync::checker {
 
 struct Checkpoint {
   int64_t revision = 0;
@@ -25,4 +25,4 @@ std::string EncodeCheckpoint(const Checkpoint& cp);
 // InvalidArgument (DataLoss would overstate it) when the stored value is not ours.
 absl::StatusOr<Checkpoint> DecodeCheckpoint(const std::string& value);
 
-}  // namespace kvsync::mirror
+}  // namespace kvsync::checker

@@ -1,11 +1,11 @@
-#include "mirror/checkpoint.h"
+#include "checker/checkpoint.h"
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "nlohmann/json.hpp"
 
-namespace kvsync::mirror {
+namespace kvsync::checker {
 
 std::string CheckpointKey(const std::string& meta_prefix, const std::string& task_name) {
   return absl::StrCat(meta_prefix, task_name, "/checkpoint");
@@ -40,4 +40,4 @@ absl::StatusOr<Checkpoint> DecodeCheckpoint(const std::string& value) {
   return cp;
 }
 
-}  // namespace kvsync::mirror
+}  // namespace kvsync::checker
