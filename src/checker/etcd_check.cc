@@ -53,6 +53,10 @@ absl::StatusOr<CheckReport> Round(etcd::Client* src, etcd::Client* dst, const Ke
     (d.kind == DiffKind::kDstMiss   ? c.dst_miss
      : d.kind == DiffKind::kSrcMiss ? c.src_miss
                                     : c.mismatch)++;
+    if (options.collect_repairs) {
+      report.repairs.push_back(
+          {d.kind, d.dst_key, d.src ? d.src->value : "", d.dst ? d.dst->mod_revision : 0});
+    }
     int& n = kept[static_cast<int>(d.kind)];
     if (n < options.show) {
       ++n;
@@ -125,6 +129,56 @@ absl::StatusOr<CheckReport> Check(etcd::Client* src, etcd::Client* dst, const Ke
   return round2;
 }
 
+absl::Status RepairDifferences(etcd::Client* dst, std::vector<etcd::Compare> fence,
+                               const common::StopToken* stop, etcd::RetryCounters* retries,
+                               CheckReport* report) {
+  constexpr size_t kBatch = 64;
+  auto build = [&](size_t from, size_t to) {
+    etcd::TxnRequest txn;
+    txn.compares = fence;
+    for (size_t i = from; i < to; ++i) {
+      const Repair& r = report->repairs[i];
+      etcd::Compare c;
+      c.key = r.dst_key;
+      if (r.kind == DiffKind::kDstMiss) {
+        c.target = etcd::Compare::Target::kVersion;
+        c.number = 0;
+      } else {
+        c.target = etcd::Compare::Target::kModRevision;
+        c.number = r.dst_mod_revision;
+      }
+      txn.compares.push_back(c);
+      txn.success.push_back(r.kind == DiffKind::kSrcMiss ? etcd::Op::Delete(r.dst_key)
+                                                         : etcd::Op::Put(r.dst_key, r.src_value));
+    }
+    return txn;
+  };
+  auto commit = [&](const etcd::TxnRequest& txn) -> absl::StatusOr<bool> {
+    ASSIGN_OR_RETURN(etcd::TxnResponse resp, etcd::RetryTransient(*stop, "repair txn", retries,
+                                                                  [&] { return dst->Txn(txn); }));
+    return resp.succeeded;
+  };
+  for (size_t from = 0; from < report->repairs.size(); from += kBatch) {
+    size_t to = std::min(report->repairs.size(), from + kBatch);
+    ASSIGN_OR_RETURN(bool ok, commit(build(from, to)));
+    if (ok) {
+      report->fixed += static_cast<int64_t>(to - from);
+      continue;
+    }
+    // Some key changed meanwhile (or leadership moved): go key by key.
+    for (size_t i = from; i < to; ++i) {
+      ASSIGN_OR_RETURN(bool one, commit(build(i, i + 1)));
+      if (one) {
+        ++report->fixed;
+      } else {
+        ++report->fix_skipped;
+      }
+    }
+  }
+  log::Info("check", "repair done", {{"fixed", report->fixed}, {"skipped", report->fix_skipped}});
+  return absl::OkStatus();
+}
+
 std::string RenderText(const CheckReport& r) {
   std::string out =
       absl::StrFormat("%s check at source revision %d (destination revision %d): %s\n",
@@ -166,6 +220,8 @@ std::string RenderJson(const CheckReport& r) {
   j["seconds"] = r.seconds;
   j["rounds"] = r.rounds;
   j["unconfirmed"] = r.unconfirmed;
+  j["fixed"] = r.fixed;
+  j["fix_skipped"] = r.fix_skipped;
   nlohmann::json samples = nlohmann::json::array();
   for (const CheckSample& s : r.samples) {
     samples.push_back({{"kind", DiffKindName(s.kind)},

@@ -30,6 +30,17 @@ struct CheckOptions {
   std::string checkpoint_key;
   std::chrono::milliseconds confirm_timeout{60000};
   size_t max_tracked = 1000000;  // round-1 differences remembered; beyond, no confirmation
+  // Keep every confirmed difference (with the source value and the destination's observed
+  // mod revision) in CheckReport::repairs, for Repair().
+  bool collect_repairs = false;
+};
+
+// One confirmed difference and what the destination looked like when it was read.
+struct Repair {
+  DiffKind kind;
+  std::string dst_key;
+  std::string src_value;         // dst miss and mismatch
+  int64_t dst_mod_revision = 0;  // 0 for a dst miss (the key was absent)
 };
 
 struct CheckSample {
@@ -48,7 +59,10 @@ struct CheckReport {
   int64_t destination_bytes = 0;
   double seconds = 0;
   int rounds = 1;
-  int64_t unconfirmed = 0;  // differences seen in only one round (in-flight changes), dropped
+  int64_t unconfirmed = 0;      // differences seen in only one round (in-flight changes), dropped
+  std::vector<Repair> repairs;  // with CheckOptions::collect_repairs
+  int64_t fixed = 0;            // set by Repair()
+  int64_t fix_skipped = 0;      // changed at the destination since it was read: left alone
   bool consistent() const { return counts.total() == 0; }
 };
 
@@ -64,6 +78,16 @@ absl::StatusOr<CheckReport> CheckOnce(etcd::Client* src, etcd::Client* dst, cons
 absl::StatusOr<CheckReport> Check(etcd::Client* src, etcd::Client* dst, const KeyMapper& mapper,
                                   const CheckOptions& options, const common::StopToken* stop,
                                   etcd::RetryCounters* retries);
+
+// Repairs the differences in report->repairs at the destination: puts the source value for a
+// dst miss or mismatch, deletes a src miss. Each write carries a compare on what the check
+// saw (key absent, or its mod revision), so a key the syncer changed meanwhile is never
+// overwritten: it is skipped and counted. `fence` (the running leader's election compare, if
+// any) rides in every txn, so a fix never races a leadership change. Counts go to
+// report->fixed and report->fix_skipped.
+absl::Status RepairDifferences(etcd::Client* dst, std::vector<etcd::Compare> fence,
+                               const common::StopToken* stop, etcd::RetryCounters* retries,
+                               CheckReport* report);
 
 // A human summary table with sample keys (keys rendered printable, never values).
 std::string RenderText(const CheckReport& report);

@@ -26,6 +26,7 @@ struct Flags {
   checker::CheckOptions options;
   std::string output = "text";
   bool single_round = false;
+  bool fix = false;
   std::string confirm_timeout = "60s";
   std::string ignored;  // etcd2etcd-only options found in a task's YAML
   bool ignored_flag = false;
@@ -44,6 +45,10 @@ absl::Status Finalise(Flags* f) {
   if (f->options.show < 0) return absl::InvalidArgumentError("--show must not be negative");
   f->config.page_size = f->options.page_size;
   f->options.confirm = !f->single_round;
+  if (f->fix && f->options.keys_only) {
+    return absl::InvalidArgumentError("--fix needs values: it cannot be combined with --keys-only");
+  }
+  f->options.collect_repairs = f->fix;
   RETURN_IF_ERROR(
       ParseDuration("--confirm-timeout", f->confirm_timeout, &f->options.confirm_timeout));
   RETURN_IF_ERROR(log::Init(f->config.log_level, f->config.log_format));
@@ -80,6 +85,21 @@ int Run(Flags* f, CLI::App* cmd) {
     log::Warn("check", "source compacted during the check, restarting");
   }
   if (!report.ok()) return ReportAndExit("check", report.status());
+  if (f->fix && !report->repairs.empty()) {
+    // While a task leads (--ha), every repair txn carries its leader's fence.
+    std::vector<etcd::Compare> fence;
+    auto leader = dst->get()->Leader(c.meta_prefix + c.name + "/election");
+    if (leader.ok()) {
+      etcd::Compare fc;
+      fc.key = leader->key;
+      fc.target = etcd::Compare::Target::kCreateRevision;
+      fc.number = leader->create_revision;
+      fence.push_back(fc);
+    }
+    absl::Status fixed =
+        checker::RepairDifferences(dst->get(), std::move(fence), &stop, &retries, &*report);
+    if (!fixed.ok()) return ReportAndExit("check", fixed);
+  }
   std::string out =
       f->output == "json" ? checker::RenderJson(*report) + "\n" : checker::RenderText(*report);
   std::fputs(out.c_str(), stdout);
@@ -125,6 +145,10 @@ std::function<int()> AddCheckCommand(CLI::App* app) {
   cmd->add_option("--confirm-timeout", flags->confirm_timeout,
                   "how long round 2 waits for the running syncer's checkpoint")
       ->default_val("60s")
+      ->group("Check");
+  cmd->add_flag("--fix", flags->fix,
+                "repair confirmed differences at the destination (put dst miss and mismatch from "
+                "the source, delete src miss); a key changed meanwhile is left alone")
       ->group("Check");
   cmd->add_flag("--serializable", flags->options.serializable,
                 "read from the nearest member instead of the leader")

@@ -120,6 +120,19 @@ TEST_F(CheckTest, CountsEachKindOfDriftAndIgnoresProtectedKeys) {
             1);
   EXPECT_NE(out.find("DIFFERENCES FOUND"), std::string::npos) << out;
   EXPECT_NE(out.find("src miss  /svc/zz-extra-1"), std::string::npos) << out;
+
+  // --fix repairs the confirmed differences and nothing else: excluded and meta keys stay.
+  nlohmann::json fixed = CheckJson({"--fix"}, &code);
+  EXPECT_EQ(code, 1);
+  EXPECT_EQ(fixed["fixed"], 10);
+  EXPECT_EQ(fixed["fix_skipped"], 0);
+  nlohmann::json after = CheckJson({}, &code);
+  EXPECT_EQ(code, 0);
+  EXPECT_EQ(after["consistent"], true);
+  EXPECT_EQ(testing::DumpPrefix(dst_.get(), "/svc/local/").count("/svc/local/only-here"), 1u);
+  EXPECT_EQ(testing::DumpPrefix(dst_.get(), "/svc/local/").count("/svc/local/only-there"), 0u);
+  EXPECT_EQ(testing::DumpPrefix(dst_.get(), "/kvsync/meta/other/").size(), 1u);
+  EXPECT_EQ(testing::DumpPrefix(dst_.get(), "/svc/0011")["/svc/0011"], "v");
 }
 
 // While the syncer runs under heavy writes, round-1 differences are in-flight changes: the
