@@ -17,37 +17,22 @@
 # Environment: BUILD_DIR (default ./build-bench), ETCD (default etcd), ETCDCTL (etcdctl).
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BUILD_DIR=${BUILD_DIR:-$ROOT/build-bench}
-ETCD=${ETCD:-etcd}
-ETCDCTL=${ETCDCTL:-etcdctl}
-COMMAND_LINE="bench/etcd2etcd.sh${*:+ $*}"
+BENCH_NAME=etcd2etcd.sh
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+COMMAND_LINE="bench/$BENCH_NAME${*:+ $*}"
 
 KEYS=100000
 VALUE_SIZE=256
 LAG_SECONDS=20
-OUT=$ROOT/docs/benchmarks.md
 RSS_KEYS=""
-BUILD=1
-KEEP=0
 MM_MAX_KEYS=20000      # make-mirror full copy: stop after this many keys...
 MM_MAX_SECONDS=60      # ...or this many seconds, and extrapolate
 WAN_KEYS=10000
 WAN_DELAY_MS=15
 RESTART_CHANGES=1000
-REPEAT=3               # runs of (a) and (c); medians reported
+REPEAT=3               # runs of (a) and (c); medians reported (odd, so a median is one run's value)
 LAG_RATES=(1000 5000)
-
-usage() {
-  sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
-}
-
-die_usage() {
-  echo "etcd2etcd.sh: error: $*" >&2
-  exit 2
-}
-
-is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
 
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -57,120 +42,19 @@ while [[ $# -gt 0 ]]; do
       VALUE_SIZE=$2; shift 2 ;;
     --lag-seconds) is_uint "${2:-}" && [[ $2 -gt 0 ]] || die_usage "--lag-seconds needs a positive integer"
       LAG_SECONDS=$2; shift 2 ;;
-    --out) [[ -n ${2:-} ]] || die_usage "--out needs a file"
-      OUT=$2; shift 2 ;;
     --rss-keys) is_uint "${2:-}" || die_usage "--rss-keys needs an integer"
       RSS_KEYS=$2; shift 2 ;;
-    --no-build) BUILD=0; shift ;;
-    --keep) KEEP=1; shift ;;
-    -h|--help) usage; exit 0 ;;
-    *) die_usage "unknown argument $1 (see --help)" ;;
+    *) common_arg "$@"; shift "$ARG_SHIFT" ;;
   esac
 done
 
 RSS_KEYS=${RSS_KEYS:-$((10 * KEYS))}
 
-for tool in "$ETCD" "$ETCDCTL" /usr/bin/time awk; do
-  command -v "$tool" >/dev/null || { echo "etcd2etcd.sh: error: $tool not found" >&2; exit 2; }
-done
-
-if [[ $BUILD == 1 ]]; then
-  if [[ ! -f $BUILD_DIR/build.ninja ]]; then
-    cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-  fi
-  ninja -C "$BUILD_DIR" -j2 kvsync kvsync-bench >/dev/null
-fi
-# The revision the binaries were built from (src/ may change while the benchmark runs).
-GIT_REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-[[ -n $(git -C "$ROOT" status --porcelain -- src 2>/dev/null) ]] && GIT_REV="$GIT_REV + uncommitted src/ changes"
-KVSYNC=$BUILD_DIR/src/cli/kvsync
-BENCH=$BUILD_DIR/tools/kvsync-bench
-[[ -x $KVSYNC && -x $BENCH ]] || { echo "etcd2etcd.sh: error: binaries missing in $BUILD_DIR" >&2; exit 1; }
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/kvsync-bench.XXXXXX")
-PIDS=()
-OK=0
-
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-
-stop_pid() {  # stop_pid PID [SIGNAL]: signal (TERM), wait up to 10 s, then KILL.
-  local pid=$1 sig=${2:-TERM} i
-  {  # Also silences bash's "Killed" job report.
-    if kill -0 "$pid"; then
-      kill -"$sig" "$pid" || true
-      for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" || break
-        sleep 0.1
-      done
-      kill -KILL "$pid" || true
-    fi
-    wait "$pid" || true
-  } 2>/dev/null
-}
-
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-  if [[ $OK == 1 && $KEEP == 0 ]]; then
-    rm -rf "$WORK"
-  else
-    echo "etcd2etcd.sh: logs and data kept in $WORK" >&2
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+require_tools "$ETCD" "$ETCDCTL" /usr/bin/time awk
+build_binaries
+setup_workdir kvsync-bench
 
 now() { date +%s.%N; }
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-maximum() { printf '%s\n' "$@" | sort -g | tail -1; }
-calc() { awk "BEGIN { printf \"%.${2:-3}f\", $1 }"; }
-# json FIELD LINE: the value of a top-level field of a flat JSON line.
-json() { sed -n "s/.*\"$1\":\"\{0,1\}\([^,\"}]*\).*/\1/p" <<<"$2"; }
-
-USED_PORTS=" "
-free_port() {
-  local port
-  while true; do
-    port=$((20000 + RANDOM % 40000))
-    [[ $USED_PORTS == *" $port "* ]] && continue
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      USED_PORTS+="$port "
-      echo "$port"
-      return
-    fi
-  done
-}
-
-ETCD_SEQ=0
-# start_etcd NAME VAR: starts a fresh single-member etcd; sets VAR_EP and VAR_PID.
-start_etcd() {
-  local name=$1 var=$2 cport pport dir i
-  ETCD_SEQ=$((ETCD_SEQ + 1))
-  cport=$(free_port)
-  pport=$(free_port)
-  dir=$WORK/etcd-$ETCD_SEQ-$name
-  mkdir -p "$dir"
-  "$ETCD" --name "$name" --data-dir "$dir/data" \
-    --listen-client-urls "http://127.0.0.1:$cport" --advertise-client-urls "http://127.0.0.1:$cport" \
-    --listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
-    --initial-cluster "$name=http://127.0.0.1:$pport" --initial-cluster-state new \
-    --quota-backend-bytes 8589934592 --auto-compaction-retention 0 \
-    --logger zap --log-outputs "$dir/etcd.log" >"$dir/stdout.log" 2>&1 &
-  local pid=$!
-  PIDS+=("$pid")
-  for ((i = 0; i < 200; i++)); do
-    if "$ETCDCTL" --endpoints "127.0.0.1:$cport" --dial-timeout 1s endpoint health >/dev/null 2>&1; then
-      printf -v "${var}_EP" '%s' "127.0.0.1:$cport"
-      printf -v "${var}_PID" '%s' "$pid"
-      printf -v "${var}_DIR" '%s' "$dir"
-      return 0
-    fi
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "etcd2etcd.sh: error: etcd $name did not become healthy; see $dir" >&2
-  exit 1
-}
 
 # fresh_dst: replaces the destination with a new, empty etcd (the old one's data is deleted,
 # its log kept).
@@ -180,15 +64,6 @@ fresh_dst() {
     rm -rf "$DST_DIR/data"
   fi
   start_etcd dst DST
-}
-
-# start_bg VAR LOG CMD...: runs CMD in the background with output to LOG; sets VAR to its pid.
-start_bg() {
-  local var=$1 logfile=$2
-  shift 2
-  "$@" >"$logfile" 2>&1 &
-  PIDS+=("$!")
-  printf -v "$var" '%s' "$!"
 }
 
 vm_hwm_mb() {  # peak RSS of a running process, MB
@@ -215,11 +90,12 @@ make_mirror_copy() {
 
 # kvsync_once PREFIX SRC DST TAG: kvsync etcd2etcd --once; sets KV_SECONDS, KV_RSS_MB.
 kvsync_once() {
-  local prefix=$1 src=$2 dst=$3 tag=$4 t0 t1
+  local prefix=$1 src=$2 dst=$3 tag=$4 t0 t1 admin
+  admin_addr admin
   t0=$(now)
   if ! /usr/bin/time -f %M -o "$WORK/$tag.rss" "$KVSYNC" etcd2etcd --src-endpoints "$src" \
-      --dst-endpoints "$dst" --prefix "$prefix" --once 2>"$WORK/$tag.log"; then
-    echo "etcd2etcd.sh: error: kvsync --once failed ($tag); last lines of its log:" >&2
+      --dst-endpoints "$dst" --prefix "$prefix" --once --admin-addr "$admin" 2>"$WORK/$tag.log"; then
+    echo "$BENCH_NAME: error: kvsync --once failed ($tag); last lines of its log:" >&2
     tail -5 "$WORK/$tag.log" >&2
     exit 1
   fi
@@ -232,8 +108,7 @@ kvsync_once() {
 compare_prefix() {
   local out
   if ! out=$("$BENCH" compare --src "$2" --dst "$3" --prefix "$1"); then
-    echo "etcd2etcd.sh: error: destination differs from source under $1: $out" >&2
-    exit 1
+    fail "destination differs from source under $1: $out"
   fi
 }
 
@@ -296,8 +171,9 @@ for rate in "${LAG_RATES[@]}"; do
     fresh_dst
     prefix=/lag-$tool-$rate/
     if [[ $tool == kvsync ]]; then
+      admin_addr admin
       start_bg syncer "$WORK/lag-$tool-$rate.log" "$KVSYNC" etcd2etcd --src-endpoints "$SRC_EP" \
-        --dst-endpoints "$DST_EP" --prefix "$prefix"
+        --dst-endpoints "$DST_EP" --prefix "$prefix" --admin-addr "$admin"
     else
       start_bg syncer "$WORK/lag-$tool-$rate.log" "$ETCDCTL" --endpoints "$SRC_EP" make-mirror \
         --prefix "$prefix" "$DST_EP"
@@ -318,7 +194,7 @@ out=$("$BENCH" load --endpoints "$SRC_EP" --prefix /wan/ --keys "$WAN_KEYS" --va
 # start_proxy: a delay proxy in front of the current destination; sets PROXY_EP, PROXY_PID.
 start_proxy() {
   local port i
-  port=$(free_port)
+  free_port port
   start_bg PROXY_PID "$WORK/proxy-$ETCD_SEQ.log" "$BENCH" delay-proxy --listen "127.0.0.1:$port" \
     --upstream "$DST_EP" --delay-ms "$WAN_DELAY_MS"
   for ((i = 0; i < 100; i++)); do
@@ -352,8 +228,9 @@ log "(e) 30 ms RTT, $WAN_KEYS keys: kvsync $E_KV_RATE keys/s, ideal $E_IDEAL_RAT
 
 # (f) restart catch-up.
 fresh_dst
+admin_addr admin
 start_bg syncer "$WORK/restart-1.log" "$KVSYNC" etcd2etcd --src-endpoints "$SRC_EP" \
-  --dst-endpoints "$DST_EP" --prefix /bench/
+  --dst-endpoints "$DST_EP" --prefix /bench/ --admin-addr "$admin"
 "$ETCDCTL" --endpoints "$SRC_EP" put /bench/~marker-synced "$(date +%s%N)" >/dev/null
 "$BENCH" wait --endpoints "$DST_EP" --prefix /bench/ --count $((KEYS + 1)) --key /bench/~marker-synced \
   --timeout 300 --interval-ms 200 >/dev/null
@@ -364,9 +241,10 @@ stop_pid "$syncer" KILL
   --value-size "$VALUE_SIZE" >/dev/null
 marker=$(date +%s%N)
 "$ETCDCTL" --endpoints "$SRC_EP" put /bench/~marker-restart "$marker" >/dev/null
+admin_addr admin
 t0=$(now)
 start_bg syncer "$WORK/restart-2.log" "$KVSYNC" etcd2etcd --src-endpoints "$SRC_EP" \
-  --dst-endpoints "$DST_EP" --prefix /bench/
+  --dst-endpoints "$DST_EP" --prefix /bench/ --admin-addr "$admin"
 "$BENCH" wait --endpoints "$DST_EP" --key /bench/~marker-restart --value "$marker" --timeout 120 \
   --interval-ms 10 >/dev/null
 t1=$(now)
@@ -397,18 +275,6 @@ if [[ $RSS_KEYS -gt 0 ]]; then
 fi
 
 # Report.
-ge() { awk "BEGIN { exit !($1 >= $2) }"; }
-le() { awk "BEGIN { exit !($1 <= $2) }"; }
-verdict() { if "$@"; then echo "met"; else echo "**missed**"; fi; }
-fmt() {  # fmt NUMBER [DECIMALS]: with thousands separators
-  awk -v v="$1" -v d="${2:-0}" 'BEGIN {
-    s = sprintf("%." d "f", v); n = split(s, part, "."); i = part[1]; sign = ""
-    if (substr(i, 1, 1) == "-") { sign = "-"; i = substr(i, 2) }
-    out = ""
-    while (length(i) > 3) { out = "," substr(i, length(i) - 2) out; i = substr(i, 1, length(i) - 3) }
-    printf "%s%s%s%s", sign, i, out, (n > 1 ? "." part[2] : "")
-  }'
-}
 ratio() { awk "BEGIN { if ($2 > 0) printf \"%.${3:-1}f\", $1 / $2; else print \"n/a\" }"; }
 lagcell() {  # lagcell TOOL RATE: "p50 / p99 / max ms", with missing events flagged
   local t=$1 r=$2 cell
@@ -428,9 +294,7 @@ A_VS_IDEAL=$(awk "BEGIN { printf \"%.0f\", 100 * $A_RATE / $C_IDEAL_RATE }")
 E_VS_MM=$(ratio "$E_KV_RATE" "$E_MM_RATE" 0)
 E_VS_IDEAL=$(awk "BEGIN { printf \"%.0f\", 100 * $E_KV_RATE / $E_IDEAL_RATE }")
 LAG_TOP=${LAG_RATES[-1]}
-MEM_GB=$(awk '/^MemTotal:/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
-CPU=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-ETCD_VERSION=$("$ETCD" --version | awk '/^etcd Version/ { print $3 }')
+host_facts
 
 SECTION=$WORK/section.md
 {
@@ -486,21 +350,5 @@ SECTION=$WORK/section.md
   echo "<!-- etcd2etcd-results:end -->"
 } >"$SECTION"
 
-echo
-cat "$SECTION"
-
-# Replace the previous results section in --out, or append one.
-mkdir -p "$(dirname "$OUT")"
-touch "$OUT"
-if grep -q '^<!-- etcd2etcd-results:begin' "$OUT"; then
-  awk -v section="$SECTION" '
-    /^<!-- etcd2etcd-results:begin/ { while ((getline line < section) > 0) print line; skip = 1; next }
-    /^<!-- etcd2etcd-results:end/ { skip = 0; next }
-    !skip { print }
-  ' "$OUT" >"$WORK/out.md"
-else
-  { cat "$OUT"; [[ -s $OUT ]] && echo; cat "$SECTION"; } >"$WORK/out.md"
-fi
-cp "$WORK/out.md" "$OUT"
-log "results written to $OUT"
+publish_section etcd2etcd-results "$SECTION"
 OK=1

@@ -19,18 +19,14 @@
 # Environment: BUILD_DIR (default ./build-bench), ETCD (default etcd), ETCDCTL (etcdctl).
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BUILD_DIR=${BUILD_DIR:-$ROOT/build-bench}
-ETCD=${ETCD:-etcd}
-ETCDCTL=${ETCDCTL:-etcdctl}
-COMMAND_LINE="bench/takeover.sh${*:+ $*}"
+BENCH_NAME=takeover.sh
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+COMMAND_LINE="bench/$BENCH_NAME${*:+ $*}"
 
 TRIALS=10
 LEASE_TTL=5
 RATE=200
-OUT=$ROOT/docs/benchmarks.md
-BUILD=1
-KEEP=0
 VALUE_SIZE=64
 PREFIX=/takeover/
 TASK=takeover                          # kvsync's default task name for $PREFIX
@@ -41,17 +37,6 @@ IDS=(replica-a replica-b)
 READY_TIMEOUT=60                       # s: both replicas up, one leading, caught up
 SETTLE_SECONDS=1                       # s in steady state before a kill (plus a random part)
 
-usage() {
-  sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
-}
-
-die_usage() {
-  echo "takeover.sh: error: $*" >&2
-  exit 2
-}
-
-is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
-
 while [[ $# -gt 0 ]]; do
   case $1 in
     --trials) is_uint "${2:-}" && [[ $2 -gt 0 ]] || die_usage "--trials needs a positive integer"
@@ -60,139 +45,16 @@ while [[ $# -gt 0 ]]; do
       LEASE_TTL=$2; shift 2 ;;
     --rate) is_uint "${2:-}" && [[ $2 -gt 0 ]] || die_usage "--rate needs a positive integer"
       RATE=$2; shift 2 ;;
-    --out) [[ -n ${2:-} ]] || die_usage "--out needs a file"
-      OUT=$2; shift 2 ;;
-    --no-build) BUILD=0; shift ;;
-    --keep) KEEP=1; shift ;;
-    -h|--help) usage; exit 0 ;;
-    *) die_usage "unknown argument $1 (see --help)" ;;
+    *) common_arg "$@"; shift "$ARG_SHIFT" ;;
   esac
 done
 
-for tool in "$ETCD" "$ETCDCTL" awk; do
-  command -v "$tool" >/dev/null || { echo "takeover.sh: error: $tool not found" >&2; exit 2; }
-done
-
-if [[ $BUILD == 1 ]]; then
-  if [[ ! -f $BUILD_DIR/build.ninja ]]; then
-    cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-  fi
-  ninja -C "$BUILD_DIR" -j2 kvsync kvsync-bench >/dev/null
-fi
-# The revision the binaries were built from (src/ may change while the benchmark runs).
-GIT_REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-[[ -n $(git -C "$ROOT" status --porcelain -- src 2>/dev/null) ]] && GIT_REV="$GIT_REV + uncommitted src/ changes"
-KVSYNC=$BUILD_DIR/src/cli/kvsync
-BENCH=$BUILD_DIR/tools/kvsync-bench
-[[ -x $KVSYNC && -x $BENCH ]] || { echo "takeover.sh: error: binaries missing in $BUILD_DIR" >&2; exit 1; }
-"$BENCH" seq-put --help >/dev/null 2>&1 || {
-  echo "takeover.sh: error: $BENCH has no seq-put/watch/leader subcommands; rebuild it" >&2
-  exit 1
-}
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/kvsync-takeover.XXXXXX")
-PIDS=()
-OK=0
-
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-
-fail() {
-  echo "takeover.sh: error: $*" >&2
-  exit 1
-}
-
-stop_pid() {  # stop_pid PID [SIGNAL]: signal (TERM), wait up to 10 s, then KILL.
-  local pid=$1 sig=${2:-TERM} i
-  {  # Also silences bash's "Killed" job report.
-    if kill -0 "$pid"; then
-      kill -"$sig" "$pid" || true
-      for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" || break
-        sleep 0.1
-      done
-      kill -KILL "$pid" || true
-    fi
-    wait "$pid" || true
-  } 2>/dev/null
-}
-
-cleanup() {
-  local pid i
-  # Replicas and load first (newest first), the etcd servers last.
-  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
-  if [[ $OK == 1 && $KEEP == 0 ]]; then
-    rm -rf "$WORK"
-  else
-    echo "takeover.sh: logs and data kept in $WORK" >&2
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+require_tools "$ETCD" "$ETCDCTL" awk
+build_binaries
+"$BENCH" seq-put --help >/dev/null 2>&1 || fail "$BENCH has no seq-put/watch/leader subcommands; rebuild it"
+setup_workdir kvsync-takeover
 
 now_ns() { date +%s%N; }
-calc() { awk "BEGIN { printf \"%.${2:-3}f\", $1 }"; }
-# median: the middle value, or the mean of the two middle values.
-median() {
-  printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
-    END { if (NR % 2) printf "%.3f", v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-maximum() { printf '%s\n' "$@" | sort -g | tail -1; }
-minimum() { printf '%s\n' "$@" | sort -g | head -1; }
-# json FIELD LINE: the value of a top-level field of a flat JSON line.
-json() { sed -n "s/.*\"$1\":\"\{0,1\}\([^,\"}]*\).*/\1/p" <<<"$2"; }
-
-USED_PORTS=" "
-free_port() {
-  local port
-  while true; do
-    port=$((20000 + RANDOM % 40000))
-    [[ $USED_PORTS == *" $port "* ]] && continue
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      USED_PORTS+="$port "
-      echo "$port"
-      return
-    fi
-  done
-}
-
-ETCD_SEQ=0
-# start_etcd NAME VAR: starts a fresh single-member etcd; sets VAR_EP and VAR_PID.
-start_etcd() {
-  local name=$1 var=$2 cport pport dir i
-  ETCD_SEQ=$((ETCD_SEQ + 1))
-  cport=$(free_port)
-  pport=$(free_port)
-  dir=$WORK/etcd-$ETCD_SEQ-$name
-  mkdir -p "$dir"
-  "$ETCD" --name "$name" --data-dir "$dir/data" \
-    --listen-client-urls "http://127.0.0.1:$cport" --advertise-client-urls "http://127.0.0.1:$cport" \
-    --listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
-    --initial-cluster "$name=http://127.0.0.1:$pport" --initial-cluster-state new \
-    --quota-backend-bytes 8589934592 --auto-compaction-retention 0 \
-    --logger zap --log-outputs "$dir/etcd.log" >"$dir/stdout.log" 2>&1 &
-  local pid=$!
-  PIDS+=("$pid")
-  for ((i = 0; i < 200; i++)); do
-    if "$ETCDCTL" --endpoints "127.0.0.1:$cport" --dial-timeout 1s endpoint health >/dev/null 2>&1; then
-      printf -v "${var}_EP" '%s' "127.0.0.1:$cport"
-      printf -v "${var}_PID" '%s' "$pid"
-      printf -v "${var}_DIR" '%s' "$dir"
-      return 0
-    fi
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  fail "etcd $name did not become healthy; see $dir"
-}
-
-# start_bg VAR LOG CMD...: runs CMD in the background with output to LOG; sets VAR to its pid.
-start_bg() {
-  local var=$1 logfile=$2
-  shift 2
-  "$@" >"$logfile" 2>&1 &
-  PIDS+=("$!")
-  printf -v "$var" '%s' "$!"
-}
 
 # start_watch VAR OUT ARGS...: kvsync-bench watch on the destination from revision 1 (stdout to
 # OUT, stderr to OUT.err); waits until the watch is established.
@@ -211,22 +73,18 @@ start_watch() {
   fail "watch $* did not start; see $out.err"
 }
 
-# Newer kvsync builds serve an admin HTTP endpoint on a fixed default port; give each replica
-# its own.
-ADMIN_FLAG=0
-"$KVSYNC" etcd2etcd --help 2>/dev/null | grep -q -- '--admin-addr' && ADMIN_FLAG=1
-
 declare -A REPLICA_PID REPLICA_LOG REPLICA_STARTS
-# start_replica ID: starts (or restarts) kvsync --ha with instance id ID; a new log per start.
+# start_replica ID: starts (or restarts) kvsync --ha with instance id ID; a new log per start;
+# each replica gets its own admin port.
 start_replica() {
-  local id=$1 n extra=()
+  local id=$1 n admin
   n=$((${REPLICA_STARTS[$id]:-0} + 1))
   REPLICA_STARTS[$id]=$n
   REPLICA_LOG[$id]=$WORK/$id-$n.log
-  [[ $ADMIN_FLAG == 1 ]] && extra=(--admin-addr "127.0.0.1:$(free_port)")
+  admin_addr admin
   start_bg "REPLICA_PID[$id]" "${REPLICA_LOG[$id]}" "$KVSYNC" etcd2etcd \
     --src-endpoints "$SRC_EP" --dst-endpoints "$DST_EP" --prefix "$PREFIX" \
-    --ha --lease-ttl "${LEASE_TTL}s" --instance-id "$id" --status-interval 0 "${extra[@]}"
+    --ha --lease-ttl "${LEASE_TTL}s" --instance-id "$id" --status-interval 0 --admin-addr "$admin"
 }
 
 other() { if [[ $1 == "${IDS[0]}" ]]; then echo "${IDS[1]}"; else echo "${IDS[0]}"; fi; }
@@ -408,22 +266,13 @@ FAILED_PUTS=$(json failed "$WRITER_OUT")
 log "history: $WATCH_KEYS keys, $WATCH_PUTS put events, $DUP_KEYS keys written more than once ($DUP_EVENTS extra puts, e.g. $DUP_EXAMPLE), $DELETES deletes; $DST_MULTI_VERSION keys with version > 1; $CP_REGRESSIONS checkpoint regressions; $FENCED fenced writes"
 
 # Report.
-le() { awk "BEGIN { exit !($1 <= $2) }"; }
-verdict() { if "$@"; then echo "met"; else echo "**missed**"; fi; }
-fmt() {  # fmt NUMBER: with thousands separators
-  awk -v v="$1" 'BEGIN { i = sprintf("%d", v); out = ""
-    while (length(i) > 3) { out = "," substr(i, length(i) - 2) out; i = substr(i, 1, length(i) - 3) }
-    printf "%s%s", i, out }'
-}
 T_MEDIAN=$(median "${TAKEOVER[@]}")
 T_MAX=$(maximum "${TAKEOVER[@]}")
 T_MIN=$(minimum "${TAKEOVER[@]}")
 E_MEDIAN=$(median "${ELECT[@]}")
 R_MEDIAN=$(median "${RESUME[@]}")
 R_MAX=$(maximum "${RESUME[@]}")
-MEM_GB=$(awk '/^MemTotal:/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
-CPU=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-ETCD_VERSION=$("$ETCD" --version | awk '/^etcd Version/ { print $3 }')
+host_facts
 DUPLICATED=$DUP_EVENTS
 
 SECTION=$WORK/section.md
@@ -482,21 +331,5 @@ SECTION=$WORK/section.md
   echo "<!-- takeover-results:end -->"
 } >"$SECTION"
 
-echo
-cat "$SECTION"
-
-# Replace the previous results section in --out, or append one.
-mkdir -p "$(dirname "$OUT")"
-touch "$OUT"
-if grep -q '^<!-- takeover-results:begin' "$OUT"; then
-  awk -v section="$SECTION" '
-    /^<!-- takeover-results:begin/ { while ((getline line < section) > 0) print line; skip = 1; next }
-    /^<!-- takeover-results:end/ { skip = 0; next }
-    !skip { print }
-  ' "$OUT" >"$WORK/out.md"
-else
-  { cat "$OUT"; [[ -s $OUT ]] && echo; cat "$SECTION"; } >"$WORK/out.md"
-fi
-cp "$WORK/out.md" "$OUT"
-log "results written to $OUT"
+publish_section takeover-results "$SECTION"
 OK=1

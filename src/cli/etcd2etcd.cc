@@ -117,7 +117,6 @@ absl::StatusOr<std::unique_ptr<http::AdminServer>> StartAdminServer(
   };
   auto server = http::AdminServer::Start(c.admin_addr, std::move(routes));
   if (!server.ok()) return server.status();
-  log::Info("main", "admin server listening", {{"address", (*server)->address()}});
   return server;
 }
 
