@@ -22,23 +22,15 @@ constexpr int kExitDifferences = 1;
 struct Flags {
   config::MirrorConfig config;
   std::string config_file;
-  std::string src_dial = "5s", src_command = "15s", dst_dial = "5s", dst_command = "15s";
   checker::CheckOptions options;
   std::string output = "text";
   bool single_round = false;
   bool fix = false;
-  std::string confirm_timeout = "60s";
   std::string ignored;  // etcd2etcd-only options found in a task's YAML
   bool ignored_flag = false;
 };
 
 absl::Status Finalise(Flags* f) {
-  RETURN_IF_ERROR(ParseDuration("--src-dial-timeout", f->src_dial, &f->config.src.dial_timeout));
-  RETURN_IF_ERROR(
-      ParseDuration("--src-command-timeout", f->src_command, &f->config.src.command_timeout));
-  RETURN_IF_ERROR(ParseDuration("--dst-dial-timeout", f->dst_dial, &f->config.dst.dial_timeout));
-  RETURN_IF_ERROR(
-      ParseDuration("--dst-command-timeout", f->dst_command, &f->config.dst.command_timeout));
   if (f->output != "text" && f->output != "json") {
     return absl::InvalidArgumentError("--output must be text or json, got \"" + f->output + "\"");
   }
@@ -49,8 +41,6 @@ absl::Status Finalise(Flags* f) {
     return absl::InvalidArgumentError("--fix needs values: it cannot be combined with --keys-only");
   }
   f->options.collect_repairs = f->fix;
-  RETURN_IF_ERROR(
-      ParseDuration("--confirm-timeout", f->confirm_timeout, &f->options.confirm_timeout));
   RETURN_IF_ERROR(log::Init(f->config.log_level, f->config.log_format));
   RETURN_IF_ERROR(config::ValidateMirrorConfig(&f->config));
   f->options.checkpoint_key = checker::CheckpointKey(f->config.meta_prefix, f->config.name);
@@ -123,8 +113,8 @@ std::function<int()> AddCheckCommand(CLI::App* app) {
       "as `kvsync etcd2etcd`.");
   cmd->add_option("--config", flags->config_file,
                   "YAML file of an etcd2etcd task (flags and environment win)");
-  AddConnectionFlags(cmd, "src", "source", &c.src, &flags->src_dial, &flags->src_command);
-  AddConnectionFlags(cmd, "dst", "destination", &c.dst, &flags->dst_dial, &flags->dst_command);
+  AddConnectionFlags(cmd, "src", "source", &c.src);
+  AddConnectionFlags(cmd, "dst", "destination", &c.dst);
   AddScopeFlags(cmd, &c);
   cmd->add_flag("--keys-only", flags->options.keys_only,
                 "presence mode: compare keys only (dst miss and src miss), no values transferred")
@@ -142,9 +132,8 @@ std::function<int()> AddCheckCommand(CLI::App* app) {
                 "report round 1 as is; by default a difference counts only if it is still there "
                 "in a second round taken after the task's checkpoint passed round 1's revision")
       ->group("Check");
-  cmd->add_option("--confirm-timeout", flags->confirm_timeout,
+  AddDurationFlag(cmd, "--confirm-timeout", &flags->options.confirm_timeout,
                   "how long round 2 waits for the running syncer's checkpoint")
-      ->default_val("60s")
       ->group("Check");
   cmd->add_flag("--fix", flags->fix,
                 "repair confirmed differences at the destination (put dst miss and mismatch from "

@@ -57,8 +57,7 @@ int ReportAndExit(const std::string& command, const absl::Status& status) {
 }
 
 void AddConnectionFlags(CLI::App* app, const std::string& side, const std::string& what,
-                        config::EtcdConnection* conn, std::string* dial_timeout,
-                        std::string* command_timeout) {
+                        config::EtcdConnection* conn) {
   const std::string group = what + " etcd";
   app->add_option("--" + side + "-endpoints", conn->endpoints,
                   "comma-separated " + what + " endpoints (host:port, http[s]://host:port)")
@@ -77,13 +76,11 @@ void AddConnectionFlags(CLI::App* app, const std::string& side, const std::strin
                   what + " password (prefer the config file or " + env + ")")
       ->envname(env)
       ->group(group);
-  app->add_option("--" + side + "-dial-timeout", *dial_timeout,
+  AddDurationFlag(app, "--" + side + "-dial-timeout", &conn->dial_timeout,
                   "give up on reaching the " + what + " at start-up after this long")
-      ->default_val("5s")
       ->group(group);
-  app->add_option("--" + side + "-command-timeout", *command_timeout,
+  AddDurationFlag(app, "--" + side + "-command-timeout", &conn->command_timeout,
                   "deadline of each " + what + " request")
-      ->default_val("15s")
       ->group(group);
 }
 
@@ -108,6 +105,19 @@ void AddScopeFlags(CLI::App* cmd, config::MirrorConfig* config) {
                   "where kvsync keeps its checkpoints in the destination; never synced")
       ->default_val(c.meta_prefix)
       ->group("What to sync");
+}
+
+CLI::Option* AddDurationFlag(CLI::App* app, const std::string& name,
+                             std::chrono::milliseconds* target, const std::string& help) {
+  return app
+      ->add_option_function<std::string>(
+          name,
+          [name, target](const std::string& text) {
+            absl::Status s = ParseDuration(name, text, target);
+            if (!s.ok()) throw CLI::ValidationError(std::string(s.message()));
+          },
+          help)
+      ->default_str(absl::FormatDuration(absl::FromChrono(*target)));
 }
 
 absl::Status ParseDuration(const std::string& flag, const std::string& text,

@@ -30,8 +30,12 @@ int ReportAndExit(const std::string& command, const absl::Status& status);
 // Registers etcdctl-style connection flags for one side ("src" / "dst"): --src-endpoints,
 // --src-cacert, --src-cert, --src-key, --src-user, --src-password, plus timeouts.
 void AddConnectionFlags(CLI::App* app, const std::string& side, const std::string& what,
-                        config::EtcdConnection* conn, std::string* dial_timeout,
-                        std::string* command_timeout);
+                        config::EtcdConnection* conn);
+
+// Registers a duration flag ("500ms", "5s", "1m") that parses straight into `target`; a bad
+// value is a flag error (exit 2). `target` keeps its value when the flag is absent.
+CLI::Option* AddDurationFlag(CLI::App* app, const std::string& name,
+                             std::chrono::milliseconds* target, const std::string& help);
 
 // Registers what a task covers: --prefix, --dst-prefix, --exclude-prefix, --name,
 // --meta-prefix (shared by etcd2etcd and check).

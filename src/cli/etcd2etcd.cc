@@ -29,38 +29,16 @@ namespace {
 struct Flags {
   config::MirrorConfig config;
   std::string config_file;
-  std::string src_dial = "5s", src_command = "15s", dst_dial = "5s", dst_command = "15s";
-  std::string election_dial = "5s", election_command = "15s";
-  std::string lease_ttl = "5s";
-  std::string ready_max_lag = "30s";
-  std::string progress_interval = "5s";
-  std::string status_interval = "10s";
+  std::chrono::milliseconds lease_ttl{5000};
 };
 
 absl::Status Finalise(Flags* f) {
-  RETURN_IF_ERROR(ParseDuration("--src-dial-timeout", f->src_dial, &f->config.src.dial_timeout));
-  RETURN_IF_ERROR(
-      ParseDuration("--src-command-timeout", f->src_command, &f->config.src.command_timeout));
-  RETURN_IF_ERROR(ParseDuration("--dst-dial-timeout", f->dst_dial, &f->config.dst.dial_timeout));
-  RETURN_IF_ERROR(
-      ParseDuration("--dst-command-timeout", f->dst_command, &f->config.dst.command_timeout));
-  RETURN_IF_ERROR(
-      ParseDuration("--election-dial-timeout", f->election_dial, &f->config.election.dial_timeout));
-  RETURN_IF_ERROR(ParseDuration("--election-command-timeout", f->election_command,
-                                &f->config.election.command_timeout));
-  std::chrono::milliseconds ttl;
-  RETURN_IF_ERROR(ParseDuration("--lease-ttl", f->lease_ttl, &ttl));
-  f->config.lease_ttl = std::chrono::duration_cast<std::chrono::seconds>(ttl);
+  f->config.lease_ttl = std::chrono::duration_cast<std::chrono::seconds>(f->lease_ttl);
   if (f->config.instance_id.empty()) {
     char host[256] = {0};
     gethostname(host, sizeof(host) - 1);
     f->config.instance_id = absl::StrFormat("%s-%d", host, getpid());
   }
-  RETURN_IF_ERROR(
-      ParseDuration("--progress-interval", f->progress_interval, &f->config.progress_interval));
-  RETURN_IF_ERROR(ParseDuration("--ready-max-lag", f->ready_max_lag, &f->config.ready_max_lag));
-  RETURN_IF_ERROR(
-      ParseDuration("--status-interval", f->status_interval, &f->config.status_interval));
   RETURN_IF_ERROR(log::Init(f->config.log_level, f->config.log_format));
   return config::ValidateMirrorConfig(&f->config);
 }
@@ -133,8 +111,8 @@ std::function<int()> AddEtcd2EtcdCommand(CLI::App* app) {
       "destination under --meta-prefix, written atomically with the data.");
   cmd->add_option("--config", flags->config_file,
                   "YAML file setting any of these flags (flags and environment win)");
-  AddConnectionFlags(cmd, "src", "source", &c.src, &flags->src_dial, &flags->src_command);
-  AddConnectionFlags(cmd, "dst", "destination", &c.dst, &flags->dst_dial, &flags->dst_command);
+  AddConnectionFlags(cmd, "src", "source", &c.src);
+  AddConnectionFlags(cmd, "dst", "destination", &c.dst);
   AddScopeFlags(cmd, &c);
   cmd->add_option("--max-txn-ops", c.max_txn_ops,
                   "ops per destination txn (etcd's --max-txn-ops, default 128)")
@@ -158,35 +136,30 @@ std::function<int()> AddEtcd2EtcdCommand(CLI::App* app) {
                 "sync until the destination matches the source at the start revision, then "
                 "exit 0 (one-shot migration)")
       ->group("Behaviour");
-  cmd->add_option("--progress-interval", flags->progress_interval,
+  AddDurationFlag(cmd, "--progress-interval", &c.progress_interval,
                   "how often an idle watch asks for progress to advance the checkpoint")
-      ->default_val("5s")
       ->group("Behaviour");
-  cmd->add_option("--status-interval", flags->status_interval,
+  AddDurationFlag(cmd, "--status-interval", &c.status_interval,
                   "how often a progress line is logged (0 = never)")
-      ->default_val("10s")
       ->group("Behaviour");
   cmd->add_flag("--ha", c.ha,
                 "active/standby: run several replicas; only the elected leader writes, its "
                 "txns fenced on its election key")
       ->group("High availability");
-  cmd->add_option("--lease-ttl", flags->lease_ttl,
+  AddDurationFlag(cmd, "--lease-ttl", &flags->lease_ttl,
                   "leadership lease; a dead leader is replaced within about this long")
-      ->default_val("5s")
       ->group("High availability");
   cmd->add_option("--instance-id", c.instance_id,
                   "this replica's name in the election (default: <hostname>-<pid>)")
       ->group("High availability");
-  AddConnectionFlags(cmd, "election", "election", &c.election, &flags->election_dial,
-                     &flags->election_command);
+  AddConnectionFlags(cmd, "election", "election", &c.election);
   cmd->add_option("--admin-addr", c.admin_addr,
                   "admin HTTP server (/metrics, /healthz, /readyz, /status); use 0.0.0.0:9464 "
                   "in a pod, \"\" to disable")
       ->default_val(c.admin_addr)
       ->group("Observability");
-  cmd->add_option("--ready-max-lag", flags->ready_max_lag,
+  AddDurationFlag(cmd, "--ready-max-lag", &c.ready_max_lag,
                   "/readyz fails while the leader lags more than this")
-      ->default_val("30s")
       ->group("Observability");
   AddLogFlags(cmd, &c.log_level, &c.log_format);
 
