@@ -142,6 +142,18 @@ std::function<int()> AddEtcd2EtcdCommand(CLI::App* app) {
   AddDurationFlag(cmd, "--status-interval", &c.status_interval,
                   "how often a progress line is logged (0 = never)")
       ->group("Behaviour");
+  AddDurationFlag(cmd, "--check-interval", &c.check_interval,
+                  "run a two-round consistency check this often while leading (0 = off)")
+      ->group("Consistency");
+  cmd->add_option("--check-full-every", c.check_full_every,
+                  "every Nth check is a full check, the others presence-only (1 = always full)")
+      ->default_val(c.check_full_every)
+      ->group("Consistency");
+  cmd->add_option("--auto-repair", c.auto_repair,
+                  "repair confirmed differences found by full checks: none, src-miss (keys the "
+                  "source deleted, e.g. missed during compaction) or all")
+      ->default_val(c.auto_repair)
+      ->group("Consistency");
   cmd->add_flag("--ha", c.ha,
                 "active/standby: run several replicas; only the elected leader writes, its "
                 "txns fenced on its election key")

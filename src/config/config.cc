@@ -102,6 +102,13 @@ absl::Status ValidateMirrorConfig(MirrorConfig* c) {
       RETURN_IF_ERROR(etcd::ValidateClientOptions(c->election.ToClientOptions("election")));
     }
   }
+  if (c->auto_repair != "none" && c->auto_repair != "src-miss" && c->auto_repair != "all") {
+    return absl::InvalidArgumentError("--auto-repair must be none, src-miss or all, got \"" +
+                                      c->auto_repair + "\"");
+  }
+  if (c->check_full_every < 1) {
+    return absl::InvalidArgumentError("--check-full-every must be at least 1");
+  }
   if (c->progress_interval.count() <= 0) {
     return absl::InvalidArgumentError("--progress-interval must be positive");
   }

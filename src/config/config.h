@@ -50,6 +50,11 @@ struct MirrorConfig {
   std::string instance_id;                    // default: <hostname>-<pid>
   std::string admin_addr = "127.0.0.1:9464";  // empty: no admin server
   std::chrono::milliseconds ready_max_lag{30000};
+  // Continuous checking in the leader: every check_interval (0 = off), full mode every
+  // check_full_every-th check and presence mode in between; auto_repair none|src-miss|all.
+  std::chrono::milliseconds check_interval{300000};
+  int check_full_every = 1;
+  std::string auto_repair = "src-miss";
   std::chrono::milliseconds progress_interval{5000};
   std::chrono::milliseconds status_interval{10000};
   std::string log_level = "info";

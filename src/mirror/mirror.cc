@@ -14,6 +14,7 @@
 #include "common/strings.h"
 #include "etcd/retry.h"
 #include "log/log.h"
+#include "mirror/continuous_check.h"
 #include "mirror/txn_batcher.h"
 
 namespace kvsync::mirror {
@@ -214,6 +215,19 @@ absl::Status Mirror::Start() {
 }
 
 absl::Status Mirror::Run() {
+  // Continuous checks run beside the sync for as long as this Run (one leadership term) lasts.
+  std::unique_ptr<ContinuousChecker> checks;
+  if (config_.check_interval.count() > 0 && !config_.once) {
+    checks =
+        std::make_unique<ContinuousChecker>(config_, src_, dst_, mapper_, fence_, stop_, &stats_);
+    checks->Start();
+  }
+  absl::Status s = RunSync();
+  if (checks) checks->Stop();
+  return s;
+}
+
+absl::Status Mirror::RunSync() {
   RETURN_IF_ERROR(Start());
   ASSIGN_OR_RETURN(std::optional<checker::Checkpoint> cp, LoadCheckpoint());
   ASSIGN_OR_RETURN(int64_t head, SourceRevision());

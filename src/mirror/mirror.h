@@ -36,7 +36,10 @@ class Mirror {
 
   // Compares added to every destination txn (the leader's fence); a failed compare makes
   // Run() return election::IsFenced.
-  void set_fence(std::vector<etcd::Compare> fence) { writer_.set_fence(std::move(fence)); }
+  void set_fence(std::vector<etcd::Compare> fence) {
+    fence_ = fence;
+    writer_.set_fence(std::move(fence));
+  }
 
   // Returns OK when stopped or, with --once, when the destination matched the source at the
   // start revision. Errors: Unavailable (a cluster unreachable at start-up), FailedPrecondition
@@ -49,6 +52,7 @@ class Mirror {
   struct WatchQueue;
 
   absl::Status Start();
+  absl::Status RunSync();
   absl::StatusOr<std::optional<checker::Checkpoint>> LoadCheckpoint();
   absl::StatusOr<int64_t> SourceRevision();
   absl::Status FullSync();
@@ -66,6 +70,7 @@ class Mirror {
   etcd::Client* dst_;
   const common::StopToken* stop_;
   checker::KeyMapper mapper_;
+  std::vector<etcd::Compare> fence_;
   Stats& stats_;
   TxnWriter writer_;
 

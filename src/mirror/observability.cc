@@ -87,6 +87,27 @@ void RegisterMetrics(metrics::Registry* r, const std::string& task, Stats* s) {
           int64_t at = s->last_checkpoint_write_ms.load();
           return at > 0 ? static_cast<double>(NowMs() - at) / 1000.0 : 0.0;
         });
+  gauge("kvsync_check_dst_miss",
+        "Last continuous check: keys at the source missing at the "
+        "destination (confirmed in two rounds)",
+        [s] { return static_cast<double>(s->check_dst_miss.load()); });
+  gauge("kvsync_check_src_miss",
+        "Last continuous check: destination keys missing at the "
+        "source (confirmed in two rounds)",
+        [s] { return static_cast<double>(s->check_src_miss.load()); });
+  gauge("kvsync_check_mismatch",
+        "Last full continuous check: keys with different values "
+        "(confirmed in two rounds)",
+        [s] { return static_cast<double>(s->check_mismatch.load()); });
+  gauge("kvsync_check_last_timestamp_seconds", "Unix time of the last completed check (0: none)",
+        [s] { return static_cast<double>(s->check_last_ms.load()) / 1000.0; });
+  gauge("kvsync_check_duration_seconds", "Duration of the last completed check",
+        [s] { return static_cast<double>(s->check_duration_ms.load()) / 1000.0; });
+  const char* checks_help = "Continuous checks completed, by mode";
+  counter("kvsync_checks_total", checks_help, s->checks_full, with("mode", "full"));
+  counter("kvsync_checks_total", checks_help, s->checks_presence, with("mode", "presence"));
+  counter("kvsync_check_repairs_total", "Differences repaired by --auto-repair", s->check_repairs,
+          t);
   counter("kvsync_watch_restarts_total", "Source watch streams re-established", s->watch_restarts,
           t);
   counter("kvsync_split_revisions_total",

@@ -45,6 +45,15 @@ struct Stats {
   std::atomic<int64_t> errors_fenced{0};
   std::atomic<int64_t> errors_unavailable{0};
   std::atomic<int64_t> errors_other{0};
+  // Continuous checks (--check-interval): confirmed differences of the last check.
+  std::atomic<int64_t> check_dst_miss{0};
+  std::atomic<int64_t> check_src_miss{0};
+  std::atomic<int64_t> check_mismatch{0};
+  std::atomic<int64_t> check_last_ms{0};  // wall time of the last completed check
+  std::atomic<int64_t> check_duration_ms{0};
+  std::atomic<int64_t> checks_full{0};
+  std::atomic<int64_t> checks_presence{0};
+  std::atomic<int64_t> check_repairs{0};
   // Optional: destination txn latency (set before the engine starts; not owned).
   metrics::Histogram* txn_latency = nullptr;
 };

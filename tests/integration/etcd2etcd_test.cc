@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "tests/harness/etcd_cluster.h"
 #include "tests/harness/fault_proxy.h"
+#include "tests/harness/http_get.h"
 #include "tests/harness/kvsync_util.h"
 #include "tests/harness/subprocess.h"
 #include "tests/harness/wait.h"
@@ -100,9 +101,11 @@ class Etcd2EtcdTest : public ::testing::Test {
         "--progress-interval",
         "300ms",
         "--status-interval",
-        "0",
-        "--admin-addr",
-        "127.0.0.1:0"};
+        "0"};
+    // An admin server on a free port unless the test picks one.
+    if (std::find(extra.begin(), extra.end(), "--admin-addr") == extra.end()) {
+      argv.insert(argv.end(), {"--admin-addr", "127.0.0.1:0"});
+    }
     argv.insert(argv.end(), extra.begin(), extra.end());
     auto p = Subprocess::Start(argv, absl::StrCat(dir_, "/kvsync-", ++runs_, ".log"));
     EXPECT_TRUE(p.ok()) << p.status();
@@ -480,6 +483,33 @@ TEST_F(Etcd2EtcdTest, ChainedMirrorsNeverCopyMetaKeys) {
   EXPECT_EQ(meta_c.count("/kvsync/meta/bc/checkpoint"), 1u);
   EXPECT_EQ(testing::DumpPrefix(dst_.get(), "/kvsync/meta/").count("/kvsync/meta/ab/checkpoint"),
             1u);
+}
+
+// The running syncer checks itself: a destination key the source does not have (src miss) is
+// confirmed and deleted by the default --auto-repair src-miss; a missing key (dst miss) is
+// confirmed and reported in the kvsync_check_* metrics but left to --auto-repair all.
+TEST_F(Etcd2EtcdTest, ContinuousCheckReportsAndRepairsSrcMiss) {
+  StartClusters();
+  PutMany(src_.get(), "/cc/", 50, "v");
+  std::string admin = absl::StrCat("127.0.0.1:", testing::FreePort());
+  auto kvsync = StartKvsync({"--prefix", "/cc/", "--check-interval", "1s", "--admin-addr", admin});
+  ExpectSynced("/cc/", kvsync.get());
+  ASSERT_TRUE(dst_->Put("/cc/zz-left-behind", "x").ok());
+  ASSERT_TRUE(dst_->Delete("/cc/00007").ok());
+  ASSERT_TRUE(WaitFor(
+      [&] { return testing::DumpPrefix(dst_.get(), "/cc/").count("/cc/zz-left-behind") == 0; },
+      seconds(30)))
+      << kvsync->LogTail();
+  auto metric = [&](const std::string& line) {
+    auto r = testing::HttpGet(admin, "/metrics");
+    return r.ok() && r->body.find(line) != std::string::npos;
+  };
+  ASSERT_TRUE(
+      WaitFor([&] { return metric("kvsync_check_dst_miss{task=\"cc\"} 1\n"); }, seconds(30)))
+      << testing::HttpGet(admin, "/metrics")->body;
+  EXPECT_TRUE(metric("kvsync_check_repairs_total{task=\"cc\"} 1\n"));
+  EXPECT_EQ(testing::DumpPrefix(dst_.get(), "/cc/").count("/cc/00007"), 0u);  // not repaired
+  EXPECT_NE(kvsync->LogTail(50000).find("consistency differences confirmed"), std::string::npos);
 }
 
 // SIGTERM finishes the in-flight work and exits 0.
