@@ -25,13 +25,21 @@ absl::StatusOr<CheckReport> Round(etcd::Client* src, etcd::Client* dst, const Ke
                                   const absl::flat_hash_set<std::string>* confirmed_only,
                                   bool confirmed_overflow) {
   auto started = std::chrono::steady_clock::now();
+  // Rate-limited pages hold at most one second of budget, so pacing stays smooth.
+  CheckOptions paced = options;
+  if (options.read_rate > 0) {
+    paced.page_size = static_cast<int>(
+        std::max<double>(100, std::min<double>(options.page_size, options.read_rate)));
+  }
+  common::RateLimiter src_rate(options.read_rate);
+  common::RateLimiter dst_rate(options.read_rate);
   RangeCursor src_cursor(src,
-                         {mapper.src_prefix(), mapper.src_range_end(), 0, options.page_size,
-                          options.keys_only, options.serializable},
+                         {mapper.src_prefix(), mapper.src_range_end(), 0, paced.page_size,
+                          options.keys_only, options.serializable, &src_rate},
                          stop, retries);
   RangeCursor dst_cursor(dst,
-                         {mapper.dst_prefix(), mapper.dst_range_end(), 0, options.page_size,
-                          options.keys_only, options.serializable},
+                         {mapper.dst_prefix(), mapper.dst_range_end(), 0, paced.page_size,
+                          options.keys_only, options.serializable, &dst_rate},
                          stop, retries);
   CheckReport report;
   report.keys_only = options.keys_only;

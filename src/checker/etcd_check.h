@@ -23,6 +23,8 @@ struct CheckOptions {
   bool keys_only = false;
   int page_size = 10000;
   bool serializable = false;  // read from the nearest member instead of the leader
+  double read_rate = 0;       // keys/s per cluster (0 = unlimited), so a check never disturbs
+                              // the primary
   int show = 10;              // sample keys kept per kind
   // Two rounds: differences of round 1 count only if still there in round 2, taken after the
   // running syncer's checkpoint (`checkpoint_key`) passed round 1's source revision.

@@ -20,6 +20,10 @@ absl::StatusOr<etcd::RangeResponse> RangeCursor::Fetch(std::string from) {
   req.revision = options_.revision;
   req.keys_only = options_.keys_only;
   req.serializable = options_.serializable;
+  // Pace before asking for a page: a whole page counts against --read-rate.
+  if (options_.limiter != nullptr && !options_.limiter->Acquire(options_.page_size, stop_)) {
+    return absl::CancelledError("stop requested");
+  }
   return etcd::RetryTransient(*stop_, "range " + client_->options().name, retries_,
                               [&] { return client_->Range(req); });
 }

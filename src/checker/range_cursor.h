@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/rate_limiter.h"
 #include "common/stop_token.h"
 #include "etcd/client.h"
 #include "etcd/retry.h"
@@ -36,6 +37,8 @@ class RangeCursor : public KvCursor {
     int page_size = 10000;
     bool keys_only = false;
     bool serializable = false;
+    // Optional (not owned): paces the keys read; shared by cursors of one cluster.
+    common::RateLimiter* limiter = nullptr;
   };
   RangeCursor(etcd::Client* client, Options options, const common::StopToken* stop,
               etcd::RetryCounters* retries);

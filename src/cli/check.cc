@@ -139,6 +139,11 @@ std::function<int()> AddCheckCommand(CLI::App* app) {
                 "repair confirmed differences at the destination (put dst miss and mismatch from "
                 "the source, delete src miss); a key changed meanwhile is left alone")
       ->group("Check");
+  cmd->add_option("--read-rate", flags->options.read_rate,
+                  "at most this many keys/s read from each cluster (0 = unlimited)")
+      ->default_val(0)
+      ->check(CLI::NonNegativeNumber)
+      ->group("Check");
   cmd->add_flag("--serializable", flags->options.serializable,
                 "read from the nearest member instead of the leader")
       ->group("Check");

@@ -149,6 +149,12 @@ std::function<int()> AddEtcd2EtcdCommand(CLI::App* app) {
                   "every Nth check is a full check, the others presence-only (1 = always full)")
       ->default_val(c.check_full_every)
       ->group("Consistency");
+  cmd->add_option("--check-read-rate", c.check_read_rate,
+                  "continuous checks read at most this many keys/s from each cluster (0 = "
+                  "unlimited)")
+      ->default_val(0)
+      ->check(CLI::NonNegativeNumber)
+      ->group("Consistency");
   cmd->add_option("--auto-repair", c.auto_repair,
                   "repair confirmed differences found by full checks: none, src-miss (keys the "
                   "source deleted, e.g. missed during compaction) or all")

@@ -1,6 +1,7 @@
 #include <chrono>
 
 #include "common/backoff.h"
+#include "common/rate_limiter.h"
 #include "common/strings.h"
 #include "gtest/gtest.h"
 
@@ -34,6 +35,20 @@ TEST(Backoff, GrowsAndIsCapped) {
 // Non-printable bytes are escaped so that a log line stays one line.
 TEST(PrintableKey, EscapesControlBytes) {
   EXPECT_EQ(PrintableKey(std::string("a\nb", 3)), "a\\x0ab");
+}
+
+// The limiter allows one second of burst, then spaces work out at the configured rate.
+TEST(RateLimiter, AllowsOneSecondBurstThenPaces) {
+  RateLimiter limiter(1000);  // units per second
+  auto t0 = RateLimiter::Clock::now();
+  EXPECT_EQ(limiter.Reserve(1000, t0).count(), 0);      // the first second's budget
+  EXPECT_EQ(limiter.Reserve(500, t0).count(), 500000);  // half a second later
+  // After a long pause the old budget is forgotten: again one second of burst, no more.
+  auto later = t0 + std::chrono::seconds(10);
+  EXPECT_EQ(limiter.Reserve(1000, later).count(), 0);
+  EXPECT_EQ(limiter.Reserve(1, later).count(), 1000);
+  RateLimiter unlimited(0);
+  EXPECT_EQ(unlimited.Reserve(1000000, t0).count(), 0);
 }
 
 }  // namespace

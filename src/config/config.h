@@ -55,6 +55,7 @@ struct MirrorConfig {
   std::chrono::milliseconds check_interval{300000};
   int check_full_every = 1;
   std::string auto_repair = "src-miss";
+  double check_read_rate = 0;  // keys/s per cluster for continuous checks (0 = unlimited)
   std::chrono::milliseconds progress_interval{5000};
   std::chrono::milliseconds status_interval{10000};
   std::string log_level = "info";

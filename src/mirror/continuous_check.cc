@@ -60,6 +60,7 @@ void ContinuousChecker::CheckOnce(bool full) {
   options.keys_only = !full;
   options.page_size = config_.page_size;
   options.show = 3;
+  options.read_rate = config_.check_read_rate;
   options.confirm = true;
   options.checkpoint_key = checker::CheckpointKey(config_.meta_prefix, config_.name);
   options.confirm_timeout = std::chrono::milliseconds(60000);
