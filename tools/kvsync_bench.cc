@@ -9,6 +9,7 @@
 //   delay-proxy  TCP proxy adding a fixed delay per direction (a slow link without a
 //                bandwidth cap)
 //   count, wait  key count of a prefix; poll until a count or a key value is reached
+//   read         read a whole prefix in pages at one revision, nothing else (a read ceiling)
 //   compare      key-by-key comparison of a prefix in two clusters
 //   seq-put      paced puts of new keys <prefix>%09d (each source revision a distinct key)
 //   watch        every event of a prefix or key as a JSON line with its receive time
@@ -1092,6 +1093,50 @@ int RunCount(const CountFlags& f) {
   return kExitOk;
 }
 
+struct ReadFlags {
+  std::string endpoints;
+  std::string prefix;
+  int64_t page_size = 10000;
+  bool keys_only = false;
+};
+
+// Reads the whole prefix in pages at one pinned revision (the first page's) and only counts
+// keys and key+value bytes: the read cost of a check or a full sync, without any comparison.
+int RunRead(const ReadFlags& f) {
+  if (auto s = CheckPrefix(f.prefix); !s.ok()) return Fail("read", s);
+  auto client = Open(f.endpoints, "etcd");
+  if (!client.ok()) return Fail("read", client.status());
+  etcd::RangeRequest request;
+  request.key = f.prefix;
+  request.range_end = common::PrefixEnd(f.prefix);
+  request.limit = f.page_size;
+  request.keys_only = f.keys_only;
+  int64_t keys = 0;
+  int64_t bytes = 0;
+  int64_t pages = 0;
+  auto start = Clock::now();
+  while (true) {
+    auto page = RangeWithRetry(client->get(), request);
+    if (!page.ok()) return Fail("read", page.status());
+    ++pages;
+    if (request.revision == 0) request.revision = page->header.revision;
+    for (const auto& kv : page->kvs) {
+      ++keys;
+      bytes += static_cast<int64_t>(kv.key.size() + kv.value.size());
+    }
+    if (!page->more || page->kvs.empty()) break;
+    request.key = page->kvs.back().key;
+    request.key.push_back('\0');
+  }
+  double seconds = SecondsSince(start);
+  PrintJson(absl::StrFormat(
+      R"({"command":"read","keys":%d,"bytes":%d,"pages":%d,"revision":%d,"page_size":%d,)"
+      R"("keys_only":%s,"seconds":%.3f,"keys_per_sec":%.0f})",
+      keys, bytes, pages, request.revision, f.page_size, f.keys_only ? "true" : "false", seconds,
+      PerSecond(keys, seconds)));
+  return kExitOk;
+}
+
 struct WaitFlags {
   std::string endpoints;
   std::string prefix;
@@ -1560,6 +1605,16 @@ int Main(int argc, char** argv) {
   cmd->add_option("--endpoints", count.endpoints, "etcd endpoints")->required();
   cmd->add_option("--prefix", count.prefix, "key prefix")->required();
   commands["count"] = [&] { return RunCount(count); };
+
+  ReadFlags read;
+  cmd = app.add_subcommand("read", "read a prefix in pages at one revision; keys, bytes, seconds");
+  cmd->add_option("--endpoints", read.endpoints, "etcd endpoints")->required();
+  cmd->add_option("--prefix", read.prefix, "key prefix")->required();
+  cmd->add_option("--page-size", read.page_size, "keys per range page")
+      ->default_val(10000)
+      ->check(CLI::Range(int64_t{1}, kMaxCount));
+  cmd->add_flag("--keys-only", read.keys_only, "keys only (no values)");
+  commands["read"] = [&] { return RunRead(read); };
 
   WaitFlags wait;
   cmd = app.add_subcommand("wait", "poll until a prefix holds --count keys and/or --key exists");
