@@ -35,7 +35,7 @@ absl::StatusOr<CheckReport> Round(etcd::Client* src, etcd::Client* dst, const Ke
   common::RateLimiter dst_rate(options.read_rate);
   RangeCursor src_cursor(src,
                          {mapper.src_prefix(), mapper.src_range_end(), 0, paced.page_size,
-                          options.keys_only, options.serializable, &src_rate},
+                          options.keys_only, options.serializable, &src_rate, options.progress},
                          stop, retries);
   RangeCursor dst_cursor(dst,
                          {mapper.dst_prefix(), mapper.dst_range_end(), 0, paced.page_size,

@@ -5,6 +5,7 @@
 // used by `kvsync check etcd2etcd` on one thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -35,6 +36,8 @@ struct CheckOptions {
   // Keep every confirmed difference (with the source value and the destination's observed
   // mod revision) in CheckReport::repairs, for Repair().
   bool collect_repairs = false;
+  // Optional (not owned): source keys read so far, for a progress display.
+  std::atomic<int64_t>* progress = nullptr;
 };
 
 // One confirmed difference and what the destination looked like when it was read.

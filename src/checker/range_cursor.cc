@@ -55,6 +55,10 @@ absl::StatusOr<const etcd::KeyValue*> RangeCursor::Current() {
       if (options_.revision == 0) options_.revision = revision_;
     }
     for (const auto& kv : resp->kvs) bytes_read_ += kv.key.size() + kv.value.size();
+    if (options_.keys_read != nullptr) {
+      options_.keys_read->fetch_add(static_cast<int64_t>(resp->kvs.size()),
+                                    std::memory_order_relaxed);
+    }
     page_ = std::move(resp->kvs);
     pos_ = 0;
     more_ = resp->more;

@@ -39,6 +39,8 @@ class RangeCursor : public KvCursor {
     bool serializable = false;
     // Optional (not owned): paces the keys read; shared by cursors of one cluster.
     common::RateLimiter* limiter = nullptr;
+    // Optional (not owned): incremented by the keys of each page, for progress displays.
+    std::atomic<int64_t>* keys_read = nullptr;
   };
   RangeCursor(etcd::Client* client, Options options, const common::StopToken* stop,
               etcd::RetryCounters* retries);

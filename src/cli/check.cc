@@ -2,8 +2,10 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <memory>
+#include <thread>
 
 #include "checker/checkpoint.h"
 #include "checker/etcd_check.h"
@@ -67,6 +69,20 @@ int Run(Flags* f, CLI::App* cmd) {
   StartSignalThread(&stop);
   checker::KeyMapper mapper(c.prefix, c.dst_prefix, c.exclude_prefixes, c.meta_prefix);
   etcd::RetryCounters retries;
+  // On a terminal, a progress line on stderr while the check runs.
+  std::atomic<int64_t> scanned{0};
+  f->options.progress = &scanned;
+  common::StopToken progress_done;
+  std::thread progress;
+  if (isatty(STDERR_FILENO)) {
+    progress = std::thread([&] {
+      while (!progress_done.WaitFor(std::chrono::milliseconds(500))) {
+        std::fprintf(stderr, "\rcheck: %lld source keys read", static_cast<long long>(scanned));
+        std::fflush(stderr);
+      }
+      std::fprintf(stderr, "\rcheck: %lld source keys read\n", static_cast<long long>(scanned));
+    });
+  }
   absl::StatusOr<checker::CheckReport> report;
   // A compaction of the pinned source revision mid-check restarts it at a fresh revision.
   for (int attempt = 0; attempt < 3; ++attempt) {
@@ -74,6 +90,8 @@ int Run(Flags* f, CLI::App* cmd) {
     if (report.ok() || !etcd::IsCompacted(report.status())) break;
     log::Warn("check", "source compacted during the check, restarting");
   }
+  progress_done.RequestStop();
+  if (progress.joinable()) progress.join();
   if (!report.ok()) return ReportAndExit("check", report.status());
   if (f->fix && !report->repairs.empty()) {
     // While a task leads (--ha), every repair txn carries its leader's fence.

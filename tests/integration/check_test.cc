@@ -185,6 +185,20 @@ TEST_F(CheckTest, HeavyWritesDuringCheckGiveNoConfirmedDifferences) {
   (*syncer)->Stop();
 }
 
+// On a terminal (here a pseudo-terminal made by script(1)) a check shows its progress.
+TEST_F(CheckTest, ShowsProgressOnATerminal) {
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(src_->Put(absl::StrCat("/t/", i), "v").ok());
+  std::string cmd =
+      absl::StrCat(testing::KvsyncBinary(), " check etcd2etcd --prefix /t/", " --src-endpoints ",
+                   src_cluster_->endpoints_csv(), " --dst-endpoints ",
+                   dst_cluster_->endpoints_csv(), " --single-round --log-format text");
+  auto r = testing::RunCommand({"script", "-qec", cmd, "/dev/null"}, seconds(60));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->exit_code, 1) << r->out;  // the destination is empty: 50 dst miss
+  EXPECT_NE(r->out.find("check: 50 source keys read"), std::string::npos) << r->out;
+  EXPECT_NE(r->out.find("dst miss"), std::string::npos) << r->out;
+}
+
 // Configuration mistakes exit 2 with one clear line.
 TEST_F(CheckTest, BadFlagsExitTwo) {
   auto r =
