@@ -120,7 +120,7 @@ std::function<int()> AddCheckCommand(CLI::App* app) {
   auto flags = std::make_shared<Flags>();
   config::MirrorConfig& c = flags->config;
   CLI::App* check = app->add_subcommand(
-      "check", "Compare a destination with its source and report the differences (read-only)");
+      "check", "Compare a destination with its source and report the differences (--fix repairs)");
   check->require_subcommand(1);
   CLI::App* cmd = check->add_subcommand(
       "etcd2etcd",
