@@ -10,6 +10,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   golang-etcd-server-dev etcd-server etcd-client
   procps time openssl clang-format prometheus
+  zookeeper libzookeeper-mt-dev redis-server libssl-dev default-jre-headless
 )
 
 missing=()
@@ -26,7 +27,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Debian starts packaged daemons on install; kvsync's tests start their own on free ports.
-for svc in etcd prometheus; do
+for svc in etcd prometheus redis-server zookeeper; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
     systemctl stop "$svc" >/dev/null 2>&1 || true
   fi
