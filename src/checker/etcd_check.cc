@@ -188,10 +188,14 @@ absl::Status RepairDifferences(etcd::Client* dst, std::vector<etcd::Compare> fen
 }
 
 std::string RenderText(const CheckReport& r) {
+  const char* verdict = r.consistent() ? "CONSISTENT" : "DIFFERENCES FOUND";
   std::string out =
-      absl::StrFormat("%s check at source revision %d (destination revision %d): %s\n",
-                      r.keys_only ? "presence" : "full", r.source_revision, r.destination_revision,
-                      r.consistent() ? "CONSISTENT" : "DIFFERENCES FOUND");
+      r.zookeeper_source
+          ? absl::StrFormat("ZooKeeper -> etcd check (etcd revision %d): %s\n",
+                            r.destination_revision, verdict)
+          : absl::StrFormat("%s check at source revision %d (destination revision %d): %s\n",
+                            r.keys_only ? "presence" : "full", r.source_revision,
+                            r.destination_revision, verdict);
   absl::StrAppendFormat(&out, "  %-12s %12d\n", "source keys", r.counts.source_keys);
   absl::StrAppendFormat(&out, "  %-12s %12d\n", "dest keys", r.counts.destination_keys);
   absl::StrAppendFormat(&out, "  %-12s %12d\n", "dst miss", r.counts.dst_miss);
@@ -200,6 +204,10 @@ std::string RenderText(const CheckReport& r) {
     absl::StrAppendFormat(&out, "  %-12s %12s\n", "mismatch", "n/a");
   } else {
     absl::StrAppendFormat(&out, "  %-12s %12d\n", "mismatch", r.counts.mismatch);
+  }
+  if (r.not_owned > 0) {
+    absl::StrAppendFormat(&out, "  %-12s %12d  (etcd keys of other writers, left alone)\n",
+                          "not owned", r.not_owned);
   }
   absl::StrAppendFormat(&out,
                         "  read %d bytes from the source, %d from the destination in %.3f s\n",
@@ -230,6 +238,10 @@ std::string RenderJson(const CheckReport& r) {
   j["unconfirmed"] = r.unconfirmed;
   j["fixed"] = r.fixed;
   j["fix_skipped"] = r.fix_skipped;
+  if (r.zookeeper_source) {
+    j["source"] = "zookeeper";
+    j["not_owned"] = r.not_owned;
+  }
   nlohmann::json samples = nlohmann::json::array();
   for (const CheckSample& s : r.samples) {
     samples.push_back({{"kind", DiffKindName(s.kind)},

@@ -68,6 +68,10 @@ struct CheckReport {
   std::vector<Repair> repairs;  // with CheckOptions::collect_repairs
   int64_t fixed = 0;            // set by Repair()
   int64_t fix_skipped = 0;      // changed at the destination since it was read: left alone
+  // zk2etcd checks: the source is a ZooKeeper tree (no revision), and destination keys that
+  // no znode matches but another writer owns are counted here, not as src miss.
+  bool zookeeper_source = false;
+  int64_t not_owned = 0;
   bool consistent() const { return counts.total() == 0; }
 };
 

@@ -10,6 +10,7 @@
 #include "checker/checkpoint.h"
 #include "checker/etcd_check.h"
 #include "cli/command.h"
+#include "cli/zk2etcd.h"
 #include "common/status_macros.h"
 #include "config/config.h"
 #include "config/yaml_config.h"
@@ -175,7 +176,8 @@ std::function<int()> AddCheckCommand(CLI::App* app) {
                               "--status-interval", "--ready-max-lag", "--election-endpoints"}) {
     cmd->add_option(ignored, flags->ignored, "ignored by check")->group("");
   }
-  return [flags, cmd] { return Run(flags.get(), cmd); };
+  std::function<int()> zk = AddCheckZk2EtcdCommand(check);
+  return [flags, cmd, zk] { return cmd->parsed() ? Run(flags.get(), cmd) : zk(); };
 }
 
 }  // namespace kvsync::cli

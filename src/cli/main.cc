@@ -8,17 +8,19 @@
 #include "cli/check.h"
 #include "cli/command.h"
 #include "cli/etcd2etcd.h"
+#include "cli/zk2etcd.h"
 
 int main(int argc, char** argv) {
   kvsync::cli::BlockStopSignals();
   CLI::App app("kvsync " KVSYNC_VERSION
                ": keep service registries consistent across data centers\n"
-               "(etcd -> etcd hot standby; ZooKeeper -> etcd migration in later versions)",
+               "(etcd -> etcd hot standby, ZooKeeper -> etcd live migration)",
                "kvsync");
   app.set_version_flag("--version", "kvsync " KVSYNC_VERSION);
   app.require_subcommand(1);
   std::map<std::string, std::function<int()>> commands;
   commands["etcd2etcd"] = kvsync::cli::AddEtcd2EtcdCommand(&app);
+  commands["zk2etcd"] = kvsync::cli::AddZk2EtcdCommand(&app);
   commands["check"] = kvsync::cli::AddCheckCommand(&app);
   app.footer("Run 'kvsync <command> --help' for a command's flags.");
 

@@ -15,6 +15,13 @@ inline bool HasPrefix(std::string_view key, std::string_view prefix) {
   return key.substr(0, prefix.size()) == prefix;
 }
 
+// Path-aware prefix test for slash-separated paths: "/dubbo" and "/dubbo/x" are under "/dubbo",
+// "/dubbo2" is not; everything is under "/".
+inline bool PathUnder(std::string_view path, std::string_view prefix) {
+  if (prefix == "/") return !path.empty() && path[0] == '/';
+  return HasPrefix(path, prefix) && (path.size() == prefix.size() || path[prefix.size()] == '/');
+}
+
 // Renders a key for logs: printable ASCII as is, other bytes as \xNN, cut after 200 bytes.
 std::string PrintableKey(std::string_view key);
 

@@ -116,3 +116,97 @@ absl::Status ValidateMirrorConfig(MirrorConfig* c) {
 }
 
 }  // namespace kvsync::config
+
+namespace kvsync::config {
+namespace {
+
+absl::Status CheckZkPath(const char* flag, const std::string& path) {
+  if (path.empty() || path[0] != '/' || (path.size() > 1 && path.back() == '/') ||
+      path.find("//") != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        flag, " \"", path, "\" is not a ZooKeeper path (absolute, no trailing or double '/')"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateZk2EtcdConfig(Zk2EtcdConfig* c) {
+  if (c->zk_servers.empty()) return absl::InvalidArgumentError("--zk-servers is required");
+  if (c->etcd.endpoints.empty()) return absl::InvalidArgumentError("--etcd-endpoints is required");
+  RETURN_IF_ERROR(etcd::ValidateClientOptions(c->etcd.ToClientOptions("etcd")));
+  if (c->zk_prefixes.empty()) {
+    return absl::InvalidArgumentError("--zk-prefix is required (use --zk-prefix / for the whole tree)");
+  }
+  for (const auto& p : c->zk_prefixes) RETURN_IF_ERROR(CheckZkPath("--zk-prefix", p));
+  for (const auto& ex : c->zk_excludes) {
+    RETURN_IF_ERROR(CheckZkPath("--zk-exclude-prefix", ex));
+    bool inside = false;
+    for (const auto& p : c->zk_prefixes) inside = inside || common::PathUnder(ex, p);
+    if (!inside) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--zk-exclude-prefix \"", ex, "\" is not under any --zk-prefix"));
+    }
+  }
+  if (!c->zk_auth.empty() && c->zk_auth.find(':') == std::string::npos) {
+    return absl::InvalidArgumentError("--zk-auth must be user:password");
+  }
+  if (c->zk_session_timeout < std::chrono::milliseconds(2000) ||
+      c->zk_session_timeout > std::chrono::milliseconds(600000)) {
+    return absl::InvalidArgumentError("--zk-session-timeout must be between 2s and 10m");
+  }
+  if (!c->etcd_prefix.empty() && c->etcd_prefix.back() == '/') {
+    return absl::InvalidArgumentError(
+        "--etcd-prefix must not end with '/' (znode paths start with one)");
+  }
+  if (c->meta_prefix.empty() || c->meta_prefix.back() != '/') {
+    return absl::InvalidArgumentError("--meta-prefix must end with '/'");
+  }
+  for (const auto& p : c->zk_prefixes) {
+    if (common::HasPrefix(c->KeyOf(p), c->meta_prefix)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--zk-prefix \"", p, "\" maps into kvsync's meta prefix \"", c->meta_prefix, "\""));
+    }
+  }
+  if (c->name.empty()) c->name = "zk-" + DeriveTaskName(c->zk_prefixes[0]);
+  if (c->name.find('/') != std::string::npos) {
+    return absl::InvalidArgumentError("--name must not contain '/'");
+  }
+  if (c->concurrency < 1 || c->concurrency > 4096) {
+    return absl::InvalidArgumentError("--concurrency must be between 1 and 4096");
+  }
+  if (c->inflight < 1 || c->inflight > 256) {
+    return absl::InvalidArgumentError("--inflight must be between 1 and 256");
+  }
+  if (c->max_txn_ops < 4) return absl::InvalidArgumentError("--max-txn-ops must be at least 4");
+  if (c->max_request_bytes < 4096) {
+    return absl::InvalidArgumentError("--max-request-bytes must be at least 4096");
+  }
+  if (c->page_size < 1) return absl::InvalidArgumentError("--page-size must be positive");
+  if (c->coalesce.count() < 0 || c->coalesce > std::chrono::milliseconds(10000)) {
+    return absl::InvalidArgumentError("--coalesce must be between 0 and 10s");
+  }
+  if (c->ownership != "redis" && c->ownership != "etcd" && c->ownership != "none") {
+    return absl::InvalidArgumentError("--ownership must be redis, etcd or none, got \"" +
+                                      c->ownership + "\"");
+  }
+  if (c->ownership == "redis" && c->redis_addr.empty()) {
+    return absl::InvalidArgumentError("--ownership redis needs --redis-addr host:port");
+  }
+  if (c->ownership != "redis" && !c->redis_addr.empty()) {
+    return absl::InvalidArgumentError("--redis-addr is only used with --ownership redis");
+  }
+  if (c->redis_db < 0) return absl::InvalidArgumentError("--redis-db must be >= 0");
+  if (c->ha) {
+    if (c->lease_ttl.count() < 1) return absl::InvalidArgumentError("--lease-ttl must be >= 1s");
+    if (c->once) return absl::InvalidArgumentError("--once and --ha cannot be combined");
+    if (c->election.endpoints.empty()) {
+      c->election = c->etcd;
+    } else {
+      RETURN_IF_ERROR(etcd::ValidateClientOptions(c->election.ToClientOptions("election")));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace kvsync::config

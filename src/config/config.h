@@ -62,6 +62,52 @@ struct MirrorConfig {
   std::string log_format = "json";
 };
 
+// A ZooKeeper -> etcd task (kvsync zk2etcd and kvsync check zk2etcd).
+struct Zk2EtcdConfig {
+  std::string zk_servers;  // host:port,host:port[/chroot]
+  std::vector<std::string> zk_prefixes;
+  std::vector<std::string> zk_excludes;
+  std::chrono::milliseconds zk_session_timeout{10000};
+  std::string zk_auth;  // digest user:password
+  EtcdConnection etcd;
+  std::string etcd_prefix;  // prepended to every znode path ("" = keys are the znode paths)
+  std::string name;         // derived from the first ZooKeeper prefix when empty
+  std::string meta_prefix = "/kvsync/meta/";
+  int concurrency = 64;  // ZooKeeper reads in flight
+  int inflight = 8;      // etcd txns in flight
+  int max_txn_ops = 128;
+  int64_t max_request_bytes = 1536 * 1024;
+  int page_size = 10000;
+  std::chrono::milliseconds fullsync_interval{300000};  // 0 = only at start and on reconnect
+  std::chrono::milliseconds coalesce{20};  // a parent's burst of child changes: max delay
+  std::string ownership = "etcd";          // redis | etcd | none
+  std::string redis_addr;
+  std::string redis_password;
+  int redis_db = 0;
+  bool redis_tls = false;
+  std::string redis_cacert;
+  std::string redis_cert;
+  std::string redis_key;
+  bool once = false;
+  bool ha = false;
+  std::chrono::seconds lease_ttl{5};
+  EtcdConnection election;  // empty endpoints: the destination cluster
+  std::string instance_id;
+  std::string admin_addr = "127.0.0.1:9464";
+  std::chrono::milliseconds ready_max_lag{30000};
+  std::chrono::milliseconds status_interval{10000};
+  std::string log_level = "info";
+  std::string log_format = "json";
+
+  // The etcd key of a znode path, and back (nullopt for keys outside --etcd-prefix).
+  std::string KeyOf(const std::string& path) const { return etcd_prefix + path; }
+  // Where kvsync keeps this task's bookkeeping (ownership marks, election).
+  std::string TaskMeta() const { return meta_prefix + name + "/"; }
+};
+
+// Checks every field of a zk2etcd task and fills defaults (name, election connection).
+absl::Status ValidateZk2EtcdConfig(Zk2EtcdConfig* config);
+
 // "/registry/services/" -> "registry-services"; "" or "/" -> "root".
 std::string DeriveTaskName(const std::string& prefix);
 

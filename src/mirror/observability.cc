@@ -24,7 +24,7 @@ double LagSeconds(const Stats& s) {
   return pending > 0 ? static_cast<double>(NowMs() - pending) / 1000.0 : 0.0;
 }
 
-void RegisterMetrics(metrics::Registry* r, const std::string& task, Stats* s) {
+void RegisterCommonMetrics(metrics::Registry* r, const std::string& task, Stats* s) {
   const metrics::Labels t = {{"task", task}};
   auto with = [&](const char* name, const char* value) {
     metrics::Labels l = t;
@@ -47,23 +47,8 @@ void RegisterMetrics(metrics::Registry* r, const std::string& task, Stats* s) {
   counter("kvsync_fencing_rejections_total",
           "Destination txns of this replica rejected by the leader fence", s->fencing_rejections,
           t);
-  counter("kvsync_sync_path_total",
-          "Sync paths taken: fast = resume from checkpoint, slow = "
-          "full sync",
-          s->fast_path_resumes, with("path", "fast"));
-  counter("kvsync_sync_path_total",
-          "Sync paths taken: fast = resume from checkpoint, slow = "
-          "full sync",
-          s->full_syncs, with("path", "slow"));
-  gauge("kvsync_last_synced_revision", "Last source revision applied to the destination",
-        [s] { return static_cast<double>(s->last_synced_revision.load()); });
-  gauge("kvsync_source_head_revision", "Newest source revision seen",
-        [s] { return static_cast<double>(s->source_head_revision.load()); });
-  gauge("kvsync_lag_revisions", "Source head revision minus last synced revision",
-        [s] { return static_cast<double>(LagRevisions(*s)); });
   gauge("kvsync_lag_seconds", "Age of the oldest source change received but not yet applied",
         [s] { return LagSeconds(*s); });
-  counter("kvsync_events_applied_total", "Source events applied", s->events_applied, t);
   counter("kvsync_puts_total", "Destination puts written", s->puts, t);
   counter("kvsync_deletes_total", "Destination deletes written", s->deletes, t);
   counter("kvsync_txns_total", "Destination txns committed", s->txns, t);
@@ -82,6 +67,40 @@ void RegisterMetrics(metrics::Registry* r, const std::string& task, Stats* s) {
   counter("kvsync_full_syncs_total", "Full syncs started", s->full_syncs, t);
   gauge("kvsync_full_sync_duration_seconds", "Duration of the last completed full sync",
         [s] { return static_cast<double>(s->last_full_sync_ms.load()) / 1000.0; });
+}
+
+void RegisterMetrics(metrics::Registry* r, const std::string& task, Stats* s) {
+  const metrics::Labels t = {{"task", task}};
+  auto with = [&](const char* name, const char* value) {
+    metrics::Labels l = t;
+    l.emplace_back(name, value);
+    return l;
+  };
+  auto counter = [&](const char* name, const char* help, const std::atomic<int64_t>& v,
+                     metrics::Labels labels) {
+    r->AddCounterCallback(name, help, std::move(labels),
+                          [&v] { return static_cast<double>(v.load()); });
+  };
+  auto gauge = [&](const char* name, const char* help, std::function<double()> fn) {
+    r->AddGaugeCallback(name, help, t, std::move(fn));
+  };
+
+  RegisterCommonMetrics(r, task, s);
+  counter("kvsync_sync_path_total",
+          "Sync paths taken: fast = resume from checkpoint, slow = "
+          "full sync",
+          s->fast_path_resumes, with("path", "fast"));
+  counter("kvsync_sync_path_total",
+          "Sync paths taken: fast = resume from checkpoint, slow = "
+          "full sync",
+          s->full_syncs, with("path", "slow"));
+  gauge("kvsync_last_synced_revision", "Last source revision applied to the destination",
+        [s] { return static_cast<double>(s->last_synced_revision.load()); });
+  gauge("kvsync_source_head_revision", "Newest source revision seen",
+        [s] { return static_cast<double>(s->source_head_revision.load()); });
+  gauge("kvsync_lag_revisions", "Source head revision minus last synced revision",
+        [s] { return static_cast<double>(LagRevisions(*s)); });
+  counter("kvsync_events_applied_total", "Source events applied", s->events_applied, t);
   gauge("kvsync_checkpoint_age_seconds",
         "Seconds since this replica last wrote the checkpoint (0 before its first write)", [s] {
           int64_t at = s->last_checkpoint_write_ms.load();

@@ -15,6 +15,9 @@ namespace kvsync::mirror {
 // Registers the kvsync_* metrics of `task` (documented in docs/metrics.md) and points
 // stats->txn_latency at the txn latency histogram. `stats` must outlive `registry` scrapes.
 void RegisterMetrics(metrics::Registry* registry, const std::string& task, Stats* stats);
+// The families every engine shares (role, fencing, lag, puts, deletes, txns, retries, errors,
+// full syncs); RegisterMetrics includes them, zk2etcd registers them with its own.
+void RegisterCommonMetrics(metrics::Registry* registry, const std::string& task, Stats* stats);
 
 // Seconds since the oldest source change that is received but not yet applied (0: caught up).
 double LagSeconds(const Stats& stats);

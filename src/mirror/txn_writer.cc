@@ -15,7 +15,8 @@ TxnWriter::TxnWriter(etcd::Client* dst, std::string checkpoint_key, const common
     : dst_(dst), checkpoint_key_(std::move(checkpoint_key)), stop_(stop), stats_(stats) {}
 
 absl::Status TxnWriter::CommitOnce(const std::vector<etcd::Op>& ops,
-                                   const std::optional<checker::Checkpoint>& checkpoint) {
+                                   const std::optional<checker::Checkpoint>& checkpoint,
+                                   int64_t* revision) {
   etcd::TxnRequest txn;
   txn.compares = fence_;
   txn.success = ops;
@@ -35,6 +36,7 @@ absl::Status TxnWriter::CommitOnce(const std::vector<etcd::Op>& ops,
     return election::FencedError("destination txn");
   }
   stats_->txns.fetch_add(1, std::memory_order_relaxed);
+  if (revision != nullptr) *revision = resp->header.revision;
   if (checkpoint) {
     stats_->last_checkpoint_write_ms.store(std::chrono::duration_cast<std::chrono::milliseconds>(
                                                std::chrono::system_clock::now().time_since_epoch())
@@ -49,8 +51,8 @@ absl::Status TxnWriter::CommitOnce(const std::vector<etcd::Op>& ops,
 }
 
 absl::Status TxnWriter::Commit(std::vector<etcd::Op> ops,
-                               std::optional<checker::Checkpoint> checkpoint) {
-  absl::Status s = CommitOnce(ops, checkpoint);
+                               std::optional<checker::Checkpoint> checkpoint, int64_t* revision) {
+  absl::Status s = CommitOnce(ops, checkpoint, revision);
   if (s.ok() || !etcd::IsRequestTooLarge(s)) return s;
   if (ops.size() <= 1 && !checkpoint) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -66,12 +68,12 @@ absl::Status TxnWriter::Commit(std::vector<etcd::Op> ops,
     std::vector<etcd::Op> second(std::make_move_iterator(ops.begin() + ops.size() / 2),
                                  std::make_move_iterator(ops.end()));
     ops.resize(ops.size() / 2);
-    RETURN_IF_ERROR(Commit(std::move(ops), std::nullopt));
-    RETURN_IF_ERROR(Commit(std::move(second), std::nullopt));
+    RETURN_IF_ERROR(Commit(std::move(ops), std::nullopt, revision));
+    RETURN_IF_ERROR(Commit(std::move(second), std::nullopt, revision));
   } else if (!ops.empty()) {
-    RETURN_IF_ERROR(Commit(std::move(ops), std::nullopt));
+    RETURN_IF_ERROR(Commit(std::move(ops), std::nullopt, revision));
   }
-  if (checkpoint) return CommitOnce({}, checkpoint);
+  if (checkpoint) return CommitOnce({}, checkpoint, revision);
   return absl::OkStatus();
 }
 

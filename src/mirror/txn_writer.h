@@ -28,11 +28,14 @@ class TxnWriter {
   // Applies `ops` (and the checkpoint, when given) atomically when they fit in one txn.
   // Errors: Cancelled (stop requested), FailedPrecondition (fenced, or a single op the
   // destination refuses as too large), other non-transient etcd errors.
-  absl::Status Commit(std::vector<etcd::Op> ops, std::optional<checker::Checkpoint> checkpoint);
+  // `revision` (optional) receives the revision of the (last) committed txn.
+  absl::Status Commit(std::vector<etcd::Op> ops, std::optional<checker::Checkpoint> checkpoint,
+                      int64_t* revision = nullptr);
 
  private:
   absl::Status CommitOnce(const std::vector<etcd::Op>& ops,
-                          const std::optional<checker::Checkpoint>& checkpoint);
+                          const std::optional<checker::Checkpoint>& checkpoint,
+                          int64_t* revision);
 
   etcd::Client* dst_;
   std::string checkpoint_key_;

@@ -1,0 +1,444 @@
+#include "cli/zk2etcd.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "cli/command.h"
+#include "common/status_macros.h"
+#include "config/config.h"
+#include "config/yaml_config.h"
+#include "election/elector.h"
+#include "election/leader_loop.h"
+#include "etcd/client.h"
+#include "http/admin_server.h"
+#include "log/log.h"
+#include "metrics/process_metrics.h"
+#include "metrics/registry.h"
+#include "ownership/store.h"
+#include "redis/client.h"
+#include "zk/session.h"
+#include "zk2etcd/check.h"
+#include "zk2etcd/observability.h"
+#include "zk2etcd/syncer.h"
+
+namespace kvsync::cli {
+namespace {
+
+constexpr const char* kAliases = "Aliases of the open-source zk2etcd's flags";
+
+struct Flags {
+  config::Zk2EtcdConfig config;
+  std::string config_file;
+  std::chrono::milliseconds lease_ttl{5000};
+  // check only
+  std::string output = "text";
+  int show = 10;
+  bool single_round = false;
+  bool fix = false;
+  std::string ignored;
+  bool ignored_flag = false;
+};
+
+// Flags shared by the task and its check: what to sync, where, and who owns what.
+void AddTaskFlags(CLI::App* cmd, Flags* f) {
+  config::Zk2EtcdConfig& c = f->config;
+  cmd->add_option("--config", f->config_file,
+                  "YAML file setting any of these flags (flags and environment win)");
+  const char* zk = "ZooKeeper";
+  cmd->add_option("--zk-servers,--zookeeper-servers", c.zk_servers,
+                  "ZooKeeper ensemble, host:port[,host:port...][/chroot]")
+      ->group(zk);
+  AddDurationFlag(cmd, "--zk-session-timeout", &c.zk_session_timeout,
+                  "ZooKeeper session timeout (ephemeral znodes of a dead session vanish after "
+                  "this long)")
+      ->group(zk);
+  cmd->add_option("--zk-auth", c.zk_auth, "ZooKeeper digest auth, user:password")
+      ->envname("KVSYNC_ZK_AUTH")
+      ->group(zk);
+  cmd->add_option("--zk-prefix,--zookeeper-prefix", c.zk_prefixes,
+                  "znode subtree to sync (repeatable; path-aware: /dubbo does not cover /dubbo2)")
+      ->group("What to sync");
+  cmd->add_option("--zk-exclude-prefix,--zookeeper-exclude-prefix", c.zk_excludes,
+                  "znode subtree to leave alone (repeatable, path-aware)")
+      ->group("What to sync");
+  cmd->add_option("--etcd-prefix", c.etcd_prefix,
+                  "prepended to every znode path to form the etcd key (default: none, keys are "
+                  "the znode paths)")
+      ->group("What to sync");
+  cmd->add_option("--name", c.name,
+                  "task name: namespaces ownership records and the election (default: from "
+                  "the first --zk-prefix)")
+      ->group("What to sync");
+  cmd->add_option("--meta-prefix", c.meta_prefix,
+                  "where kvsync keeps ownership marks and the election in etcd; never synced")
+      ->default_val(c.meta_prefix)
+      ->group("What to sync");
+  AddConnectionFlags(cmd, "etcd", "etcd", &c.etcd);
+  cmd->add_option("--etcd-servers", c.etcd.endpoints, "same as --etcd-endpoints")->group(kAliases);
+  const char* own = "Ownership";
+  cmd->add_option("--ownership", c.ownership,
+                  "how kvsync remembers the keys it wrote, so that it deletes only those: etcd "
+                  "(a mark written in the same txn), redis (a set per task, as the original "
+                  "tool), none (delete any key under the prefix without a znode)")
+      ->default_val(c.ownership)
+      ->group(own);
+  cmd->add_option("--redis-addr", c.redis_addr, "Redis host:port (--ownership redis)")->group(own);
+  cmd->add_option("--redis-password", c.redis_password, "Redis password (or KVSYNC_REDIS_PASSWORD)")
+      ->envname("KVSYNC_REDIS_PASSWORD")
+      ->group(own);
+  cmd->add_option("--redis-db", c.redis_db, "Redis database number")->default_val(0)->group(own);
+  cmd->add_flag("--redis-tls", c.redis_tls, "connect to Redis over TLS")->group(own);
+  cmd->add_option("--redis-cacert", c.redis_cacert, "CA bundle verifying Redis (implies TLS)")
+      ->group(own);
+  cmd->add_option("--redis-cert", c.redis_cert, "Redis client TLS certificate")->group(own);
+  cmd->add_option("--redis-key", c.redis_key, "Redis client TLS key")->group(own);
+  cmd->add_option("--concurrency,--concurrent", c.concurrency,
+                  "ZooKeeper reads in flight during tree walks")
+      ->default_val(c.concurrency)
+      ->group("Throughput");
+  cmd->add_option("--page-size", c.page_size, "etcd keys per range page")
+      ->default_val(c.page_size)
+      ->group("Throughput");
+  AddLogFlags(cmd, &c.log_level, &c.log_format);
+}
+
+absl::Status Finalise(Flags* f) {
+  config::Zk2EtcdConfig& c = f->config;
+  c.lease_ttl = std::chrono::duration_cast<std::chrono::seconds>(f->lease_ttl);
+  if (c.instance_id.empty()) {
+    char host[256] = {0};
+    gethostname(host, sizeof(host) - 1);
+    c.instance_id = absl::StrFormat("%s-%d", host, getpid());
+  }
+  if (!c.redis_cacert.empty() || !c.redis_cert.empty()) c.redis_tls = true;
+  RETURN_IF_ERROR(log::Init(c.log_level, c.log_format));
+  RETURN_IF_ERROR(config::ValidateZk2EtcdConfig(&c));
+  if (c.ownership == "redis") {
+    RETURN_IF_ERROR(redis::ValidateOptions(redis::Options{
+        .addr = c.redis_addr,
+        .password = c.redis_password,
+        .db = c.redis_db,
+        .tls = c.redis_tls,
+        .ca_file = c.redis_cacert,
+        .cert_file = c.redis_cert,
+        .key_file = c.redis_key,
+    }));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<ownership::Store>> OpenOwnership(const config::Zk2EtcdConfig& c) {
+  if (c.ownership == "none") return ownership::NewNoneStore();
+  if (c.ownership == "etcd") return ownership::NewEtcdStore(c.TaskMeta() + "owned");
+  return ownership::NewRedisStore(
+      redis::Options{
+          .addr = c.redis_addr,
+          .password = c.redis_password,
+          .db = c.redis_db,
+          .tls = c.redis_tls,
+          .ca_file = c.redis_cacert,
+          .cert_file = c.redis_cert,
+          .key_file = c.redis_key,
+      },
+      c.name);
+}
+
+absl::StatusOr<std::unique_ptr<zk::Session>> OpenZk(const config::Zk2EtcdConfig& c) {
+  zk::SessionOptions options;
+  options.servers = c.zk_servers;
+  options.session_timeout = c.zk_session_timeout;
+  options.connect_timeout = std::max(c.zk_session_timeout, std::chrono::milliseconds(5000));
+  options.digest_auth = c.zk_auth;
+  return zk::Session::Open(options, [](const zk::WatchEvent&) {});
+}
+
+int LoadAndValidate(const char* what, Flags* f, CLI::App* cmd) {
+  if (cmd->remaining_size() > 0) {
+    return ReportAndExit(what, absl::InvalidArgumentError("unexpected argument " +
+                                                          cmd->remaining()[0]));
+  }
+  if (!f->config_file.empty()) {
+    absl::Status loaded = config::ApplyYamlFlags(cmd, f->config_file);
+    if (!loaded.ok()) return ReportAndExit(what, loaded);
+  }
+  absl::Status valid = Finalise(f);
+  if (!valid.ok()) return ReportAndExit(what, valid);
+  return -1;
+}
+
+void ReportStatus(const zk2etcd::Stats& s, const std::string& task,
+                  std::chrono::milliseconds interval, const common::StopToken& done) {
+  while (!done.WaitFor(interval)) {
+    log::Info("status", "progress",
+              {{"task", task},
+               {"phase", mirror::PhaseName(static_cast<mirror::Phase>(s.common.phase.load()))},
+               {"zk_session", zk2etcd::SessionStateName(s.session_state.load())},
+               {"znodes_watched", s.znodes_watched.load()},
+               {"lag_seconds", mirror::LagSeconds(s.common)},
+               {"puts", s.common.puts.load()},
+               {"deletes", s.common.deletes.load()},
+               {"txns", s.common.txns.load()},
+               {"fixed", s.fixed_dst_miss.load() + s.fixed_src_miss.load() +
+                             s.fixed_mismatch.load()},
+               {"deletes_deferred", s.deletes_deferred.load()}});
+  }
+}
+
+int RunSync(Flags* f, CLI::App* cmd) {
+  if (int rc = LoadAndValidate("zk2etcd", f, cmd); rc >= 0) return rc;
+  const config::Zk2EtcdConfig& c = f->config;
+  auto etcd_client = etcd::Client::Create(c.etcd.ToClientOptions("etcd"));
+  if (!etcd_client.ok()) return ReportAndExit("zk2etcd", etcd_client.status());
+  if (auto connected = (*etcd_client)->Connect(); !connected.ok()) {
+    return ReportAndExit("zk2etcd", connected.status());
+  }
+  std::unique_ptr<etcd::Client> election_client;
+  if (c.ha) {
+    auto created = etcd::Client::Create(c.election.ToClientOptions("election"));
+    if (!created.ok()) return ReportAndExit("zk2etcd", created.status());
+    election_client = std::move(*created);
+  }
+  auto owners = OpenOwnership(c);
+  if (!owners.ok()) return ReportAndExit("zk2etcd", owners.status());
+  ownership::Store* store = owners->get();
+
+  common::StopToken stop;
+  StartSignalThread(&stop);
+  log::Info("main", "started",
+            {{"command", "zk2etcd"},
+             {"version", KVSYNC_VERSION},
+             {"task", c.name},
+             {"zk_servers", c.zk_servers},
+             {"etcd_prefix", c.etcd_prefix},
+             {"ownership", c.ownership},
+             {"once", c.once}});
+  zk2etcd::Stats stats;
+  stats.common.leading.store(c.ha ? 0 : 1);
+  metrics::Registry registry;
+  metrics::AddProcessMetrics(&registry);
+  zk2etcd::RegisterMetrics(
+      &registry, c.name, &stats, [store] { return store->available(); },
+      [store] { return store->pending(); });
+  std::unique_ptr<election::Elector> elector;
+  if (c.ha) {
+    elector = std::make_unique<election::Elector>(
+        election_client.get(),
+        election::ElectorOptions{c.TaskMeta() + "election", c.instance_id, c.lease_ttl}, &stop);
+  }
+  mirror::RoleView role{c.ha, c.instance_id, nullptr, nullptr};
+  if (elector) {
+    role.leader = [&elector] { return elector->CurrentLeader().value_or(""); };
+    role.standby_healthy = [&elector] { return elector->healthy(); };
+  }
+  std::unique_ptr<http::AdminServer> admin;
+  if (!c.admin_addr.empty()) {
+    using Response = http::AdminServer::Response;
+    std::map<std::string, http::AdminServer::Handler> routes;
+    routes["/metrics"] = [&registry] {
+      return Response{200, "text/plain; version=0.0.4; charset=utf-8", registry.Render()};
+    };
+    routes["/healthz"] = [] { return Response{200, "text/plain; charset=utf-8", "ok\n"}; };
+    routes["/readyz"] = [&stats, &role, max_lag = c.ready_max_lag] {
+      std::string why;
+      if (zk2etcd::Ready(stats, role, max_lag, &why)) {
+        return Response{200, "text/plain; charset=utf-8", "ready\n"};
+      }
+      return Response{503, "text/plain; charset=utf-8", "not ready: " + why + "\n"};
+    };
+    routes["/status"] = [&stats, &role, store, task = c.name, max_lag = c.ready_max_lag] {
+      return http::JsonResponse(
+          200, zk2etcd::StatusJson(stats, task, role, max_lag, store->available()) + "\n");
+    };
+    auto started = http::AdminServer::Start(c.admin_addr, std::move(routes));
+    if (!started.ok()) return ReportAndExit("zk2etcd", started.status());
+    admin = std::move(*started);
+  }
+  common::StopToken status_done;
+  std::thread status;
+  if (c.status_interval.count() > 0) {
+    status = std::thread(ReportStatus, std::cref(stats), c.name, c.status_interval,
+                         std::cref(status_done));
+  }
+  absl::Status result;
+  if (!c.ha) {
+    zk2etcd::Syncer engine(c, etcd_client->get(), store, &stop, &stats);
+    result = engine.Run();
+  } else {
+    election::LeaderLoopObserver observer;
+    observer.on_role = [&stats](bool leading) {
+      stats.common.leading.store(leading ? 1 : 0);
+      stats.common.leadership_changes.fetch_add(1);
+    };
+    observer.on_fenced = [&stats] {
+      stats.common.fencing_rejections.fetch_add(1);
+      stats.common.errors_fenced.fetch_add(1);
+    };
+    observer.on_term_error = [&stats](const absl::Status& s) {
+      (etcd::IsTransient(s) ? stats.common.errors_unavailable : stats.common.errors_other)
+          .fetch_add(1);
+    };
+    result = election::RunWhileLeader(
+        elector.get(), &stop,
+        [&](const common::StopToken& term_stop, std::vector<etcd::Compare> fence) {
+          zk2etcd::Syncer engine(c, etcd_client->get(), store, &term_stop, &stats);
+          engine.set_fence(std::move(fence));
+          return engine.Run();
+        },
+        observer);
+  }
+  status_done.RequestStop();
+  if (status.joinable()) status.join();
+  if (!result.ok()) log::Error("main", "exiting on error", {{"error", result}});
+  return ReportAndExit("zk2etcd", result);
+}
+
+int RunCheck(Flags* f, CLI::App* cmd) {
+  if (f->output != "text" && f->output != "json") {
+    return ReportAndExit("check", absl::InvalidArgumentError("--output must be text or json, got \"" +
+                                                             f->output + "\""));
+  }
+  if (f->show < 0) {
+    return ReportAndExit("check", absl::InvalidArgumentError("--show must not be negative"));
+  }
+  if (int rc = LoadAndValidate("check", f, cmd); rc >= 0) return rc;
+  const config::Zk2EtcdConfig& c = f->config;
+  auto etcd_client = etcd::Client::Create(c.etcd.ToClientOptions("etcd"));
+  if (!etcd_client.ok()) return ReportAndExit("check", etcd_client.status());
+  if (auto connected = (*etcd_client)->Connect(); !connected.ok()) {
+    return ReportAndExit("check", connected.status());
+  }
+  auto session = OpenZk(c);
+  if (!session.ok()) return ReportAndExit("check", session.status());
+  auto owners = OpenOwnership(c);
+  if (!owners.ok()) return ReportAndExit("check", owners.status());
+  common::StopToken stop;
+  StartSignalThread(&stop);
+  std::atomic<int64_t> walked{0};
+  zk2etcd::CheckOptions options;
+  options.show = f->show;
+  options.confirm = !f->single_round;
+  options.fix = f->fix;
+  options.progress = &walked;
+  common::StopToken progress_done;
+  std::thread progress;
+  if (isatty(STDERR_FILENO)) {
+    progress = std::thread([&] {
+      while (!progress_done.WaitFor(std::chrono::milliseconds(500))) {
+        std::fprintf(stderr, "\rcheck: %lld znodes read", static_cast<long long>(walked));
+        std::fflush(stderr);
+      }
+      std::fprintf(stderr, "\rcheck: %lld znodes read\n", static_cast<long long>(walked));
+    });
+  }
+  etcd::RetryCounters retries;
+  auto report = zk2etcd::Check(c, session->get(), etcd_client->get(), owners->get(), options,
+                               stop, &retries);
+  progress_done.RequestStop();
+  if (progress.joinable()) progress.join();
+  if (!report.ok()) return ReportAndExit("check", report.status());
+  std::string out =
+      f->output == "json" ? checker::RenderJson(*report) + "\n" : checker::RenderText(*report);
+  std::fputs(out.c_str(), stdout);
+  return report->consistent() ? kExitOk : kExitFailure;
+}
+
+}  // namespace
+
+std::function<int()> AddZk2EtcdCommand(CLI::App* app) {
+  auto flags = std::make_shared<Flags>();
+  config::Zk2EtcdConfig& c = flags->config;
+  CLI::App* cmd = app->add_subcommand(
+      "zk2etcd",
+      "Mirror ZooKeeper subtrees into etcd, live: a parallel full sync (only differences\n"
+      "written), then data and child watches on every znode; a periodic full sync repairs\n"
+      "differences confirmed in two rounds. Deletes only keys it owns (--ownership).\n"
+      "Flags of the open-source zk2etcd are accepted as aliases (--zookeeper-servers,\n"
+      "--zookeeper-prefix, --zookeeper-exclude-prefix, --etcd-servers, --concurrent).");
+  AddTaskFlags(cmd, flags.get());
+  cmd->add_option("--inflight", c.inflight, "etcd txns in flight")
+      ->default_val(c.inflight)
+      ->group("Throughput");
+  cmd->add_option("--max-txn-ops", c.max_txn_ops, "ops per etcd txn (etcd's --max-txn-ops)")
+      ->default_val(c.max_txn_ops)
+      ->group("Throughput");
+  cmd->add_option("--max-request-bytes", c.max_request_bytes,
+                  "bytes per etcd txn (etcd's --max-request-bytes)")
+      ->default_val(c.max_request_bytes)
+      ->group("Throughput");
+  AddDurationFlag(cmd, "--fullsync-interval", &c.fullsync_interval,
+                  "run a two-round full sync this often (0 = only at start and after reconnects)")
+      ->group("Behaviour");
+  AddDurationFlag(cmd, "--coalesce", &c.coalesce,
+                  "a parent's child changes are listed at most this long after the first one "
+                  "(one listing per burst; 0 = list at once)")
+      ->group("Behaviour");
+  cmd->add_flag("--once", c.once, "one full sync (no watches), then exit 0")->group("Behaviour");
+  AddDurationFlag(cmd, "--status-interval", &c.status_interval,
+                  "how often a progress line is logged (0 = never)")
+      ->group("Behaviour");
+  cmd->add_flag("--ha", c.ha,
+                "active/standby: run several replicas; only the elected leader writes, its "
+                "txns fenced on its election key")
+      ->group("High availability");
+  AddDurationFlag(cmd, "--lease-ttl", &flags->lease_ttl,
+                  "leadership lease; a dead leader is replaced within about this long")
+      ->group("High availability");
+  cmd->add_option("--instance-id", c.instance_id,
+                  "this replica's name in the election (default: <hostname>-<pid>)")
+      ->group("High availability");
+  AddConnectionFlags(cmd, "election", "election", &c.election);
+  cmd->add_option("--admin-addr", c.admin_addr,
+                  "admin HTTP server (/metrics, /healthz, /readyz, /status); use 0.0.0.0:9464 "
+                  "in a pod, \"\" to disable")
+      ->default_val(c.admin_addr)
+      ->group("Observability");
+  AddDurationFlag(cmd, "--ready-max-lag", &c.ready_max_lag,
+                  "/readyz fails while the leader lags more than this")
+      ->group("Observability");
+  return [flags, cmd] { return RunSync(flags.get(), cmd); };
+}
+
+std::function<int()> AddCheckZk2EtcdCommand(CLI::App* check) {
+  auto flags = std::make_shared<Flags>();
+  CLI::App* cmd = check->add_subcommand(
+      "zk2etcd",
+      "Compare a zk2etcd task's ZooKeeper subtrees with etcd: dst miss (znode missing in etcd),\n"
+      "src miss (a key kvsync owns left after its znode went), mismatch (different data).\n"
+      "Keys of other writers are counted as not owned. Exit 0 consistent, 1 differences\n"
+      "found, 2 error. Takes the same flags (or --config) as `kvsync zk2etcd`.");
+  AddTaskFlags(cmd, flags.get());
+  cmd->add_option("--show", flags->show, "sample keys printed per kind of difference")
+      ->default_val(10)
+      ->group("Check");
+  cmd->add_option("--output", flags->output, "text (a summary table) or json")
+      ->default_val("text")
+      ->group("Check");
+  cmd->add_flag("--single-round", flags->single_round,
+                "report round 1 as is; by default a difference counts only if a second round "
+                "sees it again")
+      ->group("Check");
+  cmd->add_flag("--fix", flags->fix,
+                "repair confirmed differences (put dst miss and mismatch, delete owned src miss); "
+                "a key changed meanwhile is left alone")
+      ->group("Check");
+  // Task flags a task's YAML may carry but a check ignores.
+  for (const char* ignored : {"--ha", "--once"}) {
+    cmd->add_flag(ignored, flags->ignored_flag, "ignored by check")->group("");
+  }
+  for (const char* ignored :
+       {"--lease-ttl", "--instance-id", "--admin-addr", "--max-txn-ops", "--max-request-bytes",
+        "--inflight", "--fullsync-interval", "--coalesce", "--status-interval", "--ready-max-lag",
+        "--election-endpoints"}) {
+    cmd->add_option(ignored, flags->ignored, "ignored by check")->group("");
+  }
+  return [flags, cmd] { return RunCheck(flags.get(), cmd); };
+}
+
+}  // namespace kvsync::cli

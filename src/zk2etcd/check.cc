@@ -1,0 +1,176 @@
+#include "zk2etcd/check.h"
+
+#include <mutex>
+
+#include "absl/container/flat_hash_map.h"
+#include "common/status_macros.h"
+#include "log/log.h"
+#include "zk/walk.h"
+#include "zk2etcd/node_table.h"
+#include "zk2etcd/scope.h"
+#include "zk2etcd/snapshot.h"
+
+namespace kvsync::zk2etcd {
+namespace {
+
+using checker::DiffKind;
+
+struct Found {
+  DiffKind kind;
+  std::string path;  // empty for a src miss
+  std::string key;
+  std::string data;
+  int64_t mod_revision = 0;  // 0: the key was absent
+};
+
+struct RoundResult {
+  absl::flat_hash_map<KeyHash, Found> diffs;
+  checker::DiffCounts counts;
+  int64_t not_owned = 0;
+  int64_t zk_bytes = 0;
+  int64_t etcd_bytes = 0;
+  int64_t etcd_revision = 0;
+};
+
+absl::StatusOr<RoundResult> Round(const config::Zk2EtcdConfig& config, const Scope& scope,
+                                  zk::Session* session, etcd::Client* etcd,
+                                  ownership::Store* owners, const CheckOptions& options,
+                                  const common::StopToken& stop, etcd::RetryCounters* retries) {
+  RoundResult out;
+  ASSIGN_OR_RETURN(Snapshot snap, Snapshot::Load(etcd, scope, owners->MarkKey(""),
+                                                 config.page_size, stop, retries));
+  out.etcd_revision = snap.revision();
+  out.etcd_bytes = snap.bytes_read();
+  out.counts.destination_keys = snap.keys();
+  std::mutex mu;  // visits run on the ZooKeeper completion thread
+  zk::WalkOptions walk;
+  walk.roots = scope.roots();
+  walk.excludes = scope.walk_excludes();
+  walk.concurrency = config.concurrency;
+  walk.watch = false;
+  auto walked = zk::Walk(
+      session, walk,
+      [&](const std::string& path, const std::string& data, const zk::Stat&) {
+        if (!scope.Covers(path)) return;
+        std::lock_guard<std::mutex> lock(mu);
+        out.counts.source_keys++;
+        out.zk_bytes += static_cast<int64_t>(path.size() + data.size());
+        if (options.progress != nullptr) options.progress->store(out.counts.source_keys);
+        std::string key = scope.KeyOf(path);
+        KeyHash h = HashKey(key);
+        Snapshot::Entry* e = snap.Find(h);
+        if (e != nullptr) e->visited = true;
+        if (e != nullptr && e->value_hash == HashValue(data)) return;
+        DiffKind kind = e == nullptr ? DiffKind::kDstMiss : DiffKind::kMismatch;
+        (kind == DiffKind::kDstMiss ? out.counts.dst_miss : out.counts.mismatch)++;
+        out.diffs[h] = Found{kind, path, key, data, e == nullptr ? 0 : e->mod_revision};
+      },
+      &stop);
+  if (!walked.ok()) return walked.status();
+  std::vector<std::pair<std::string, Snapshot::Entry>> unvisited;
+  RETURN_IF_ERROR(snap.ForEachUnvisited(
+      etcd, scope, config.page_size, stop, retries,
+      [&](const std::string& key, Snapshot::Entry& e) { unvisited.emplace_back(key, e); }));
+  std::vector<std::string> keys;
+  for (const auto& u : unvisited) keys.push_back(u.first);
+  std::vector<ownership::Owner> owned = owners->Lookup(keys);
+  for (size_t i = 0; i < unvisited.size(); ++i) {
+    bool mine = owners->backend() == "etcd" ? unvisited[i].second.marked
+                                            : owned[i] != ownership::Owner::kNotOwned;
+    if (!mine) {
+      out.not_owned++;
+      continue;
+    }
+    out.counts.src_miss++;
+    out.diffs[HashKey(unvisited[i].first)] =
+        Found{DiffKind::kSrcMiss, "", unvisited[i].first, "", unvisited[i].second.mod_revision};
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<checker::CheckReport> Check(const config::Zk2EtcdConfig& config,
+                                           zk::Session* session, etcd::Client* etcd,
+                                           ownership::Store* owners, const CheckOptions& options,
+                                           const common::StopToken& stop,
+                                           etcd::RetryCounters* retries) {
+  auto started = std::chrono::steady_clock::now();
+  Scope scope(config.zk_prefixes, config.zk_excludes, config.etcd_prefix, config.meta_prefix);
+  ASSIGN_OR_RETURN(RoundResult result,
+                   Round(config, scope, session, etcd, owners, options, stop, retries));
+  checker::CheckReport report;
+  report.zookeeper_source = true;
+  if (options.confirm && !result.diffs.empty()) {
+    ASSIGN_OR_RETURN(RoundResult second,
+                     Round(config, scope, session, etcd, owners, options, stop, retries));
+    report.rounds = 2;
+    int64_t first_total = static_cast<int64_t>(result.diffs.size());
+    // Keep round 2's view of the differences round 1 also saw, with the same kind.
+    absl::flat_hash_map<KeyHash, Found> confirmed;
+    checker::DiffCounts counts = second.counts;
+    counts.dst_miss = counts.src_miss = counts.mismatch = 0;
+    for (auto& [h, f] : second.diffs) {
+      auto it = result.diffs.find(h);
+      if (it == result.diffs.end() || it->second.kind != f.kind) continue;
+      (f.kind == DiffKind::kDstMiss   ? counts.dst_miss
+       : f.kind == DiffKind::kSrcMiss ? counts.src_miss
+                                      : counts.mismatch)++;
+      confirmed.emplace(h, std::move(f));
+    }
+    second.diffs = std::move(confirmed);
+    second.counts = counts;
+    report.unconfirmed = std::max<int64_t>(0, first_total - counts.total());
+    result = std::move(second);
+  }
+  report.counts = result.counts;
+  report.not_owned = result.not_owned;
+  report.destination_revision = result.etcd_revision;
+  report.source_bytes = result.zk_bytes;
+  report.destination_bytes = result.etcd_bytes;
+  // Samples in key order, so reports are stable.
+  std::vector<const Found*> ordered;
+  for (const auto& [h, f] : result.diffs) ordered.push_back(&f);
+  std::sort(ordered.begin(), ordered.end(),
+            [](const Found* a, const Found* b) { return a->key < b->key; });
+  absl::flat_hash_map<int, int> shown;
+  for (const Found* f : ordered) {
+    if (shown[static_cast<int>(f->kind)]++ >= options.show) continue;
+    report.samples.push_back(checker::CheckSample{f->kind, f->path, f->key});
+  }
+  if (options.fix) {
+    for (const Found* f : ordered) {
+      etcd::TxnRequest txn;
+      etcd::Compare cmp;
+      cmp.key = f->key;
+      if (f->mod_revision == 0) {
+        cmp.target = etcd::Compare::Target::kVersion;
+        cmp.number = 0;
+      } else {
+        cmp.target = etcd::Compare::Target::kModRevision;
+        cmp.number = f->mod_revision;
+      }
+      txn.compares.push_back(cmp);
+      if (f->kind == DiffKind::kSrcMiss) {
+        owners->AppendDelete(f->key, &txn.success);
+      } else {
+        owners->AppendPut(f->key, f->data, &txn.success);
+      }
+      if (f->kind != DiffKind::kSrcMiss) owners->RecordWrites({f->key});
+      auto resp = etcd::RetryTransient(stop, "fix txn", retries, [&] { return etcd->Txn(txn); });
+      if (!resp.ok()) return resp.status();
+      if (resp->succeeded) {
+        report.fixed++;
+        if (f->kind == DiffKind::kSrcMiss) owners->ForgetDeletes({f->key});
+      } else {
+        report.fix_skipped++;
+      }
+    }
+    log::Info("check", "repair done", {{"fixed", report.fixed}, {"skipped", report.fix_skipped}});
+  }
+  report.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return report;
+}
+
+}  // namespace kvsync::zk2etcd

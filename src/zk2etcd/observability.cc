@@ -1,0 +1,151 @@
+#include "zk2etcd/observability.h"
+
+#include "nlohmann/json.hpp"
+
+namespace kvsync::zk2etcd {
+
+const char* SessionStateName(int state) {
+  switch (state) {
+    case 0:
+      return "connecting";
+    case 1:
+      return "connected";
+    case 2:
+      return "expired";
+    case 3:
+      return "auth_failed";
+    default:
+      return "closed";
+  }
+}
+
+void RegisterMetrics(metrics::Registry* r, const std::string& task, Stats* s,
+                     std::function<bool()> owners_available,
+                     std::function<int64_t()> owners_pending) {
+  mirror::RegisterCommonMetrics(r, task, &s->common);
+  const metrics::Labels t = {{"task", task}};
+  auto with = [&](const char* name, const char* value) {
+    metrics::Labels l = t;
+    l.emplace_back(name, value);
+    return l;
+  };
+  auto counter = [&](const char* name, const char* help, const std::atomic<int64_t>& v,
+                     metrics::Labels labels) {
+    r->AddCounterCallback(name, help, std::move(labels),
+                          [&v] { return static_cast<double>(v.load()); });
+  };
+  auto gauge = [&](const char* name, const char* help, metrics::Labels labels,
+                   std::function<double()> fn) {
+    r->AddGaugeCallback(name, help, std::move(labels), std::move(fn));
+  };
+
+  gauge("kvsync_zk2etcd_znodes_watched", "Znodes mirrored and watched (data watch each)", t,
+        [s] { return static_cast<double>(s->znodes_watched.load()); });
+  for (int state = 0; state <= 4; ++state) {
+    gauge("kvsync_zk2etcd_session_state",
+          "1 for the ZooKeeper session's current state, 0 for the others",
+          with("state", SessionStateName(state)),
+          [s, state] { return s->session_state.load() == state ? 1.0 : 0.0; });
+  }
+  counter("kvsync_zk2etcd_session_expirations_total", "ZooKeeper sessions that expired",
+          s->session_expirations, t);
+  counter("kvsync_zk2etcd_reconnects_total",
+          "ZooKeeper connections re-established within a session (each reconciled)",
+          s->reconnects, t);
+  const char* zk_help = "ZooKeeper reads issued, by operation";
+  counter("kvsync_zk2etcd_zk_requests_total", zk_help, s->zk_get_data, with("op", "get_data"));
+  counter("kvsync_zk2etcd_zk_requests_total", zk_help, s->zk_get_children,
+          with("op", "get_children"));
+  counter("kvsync_zk2etcd_zk_errors_total",
+          "ZooKeeper reads that failed (connection loss, expiry); reconciled by a full sync",
+          s->zk_errors, t);
+  s->zk_latency = r->AddHistogram("kvsync_zk2etcd_zk_request_duration_seconds",
+                                  "Latency of incremental ZooKeeper reads",
+                                  metrics::LatencyBuckets(), t);
+  s->event_lag = r->AddHistogram(
+      "kvsync_zk2etcd_event_lag_seconds",
+      "From a ZooKeeper watch event arriving to its change committed in etcd",
+      metrics::LatencyBuckets(), t);
+  const char* ev_help = "ZooKeeper watch events received, by type";
+  counter("kvsync_zk2etcd_events_total", ev_help, s->events_created, with("type", "created"));
+  counter("kvsync_zk2etcd_events_total", ev_help, s->events_deleted, with("type", "deleted"));
+  counter("kvsync_zk2etcd_events_total", ev_help, s->events_data, with("type", "data"));
+  counter("kvsync_zk2etcd_events_total", ev_help, s->events_children, with("type", "children"));
+  const char* found_help = "Differences found by full-sync rounds, by kind";
+  counter("kvsync_zk2etcd_diffs_total", found_help, s->found_dst_miss, with("kind", "dst_miss"));
+  counter("kvsync_zk2etcd_diffs_total", found_help, s->found_src_miss, with("kind", "src_miss"));
+  counter("kvsync_zk2etcd_diffs_total", found_help, s->found_mismatch, with("kind", "mismatch"));
+  const char* fixed_help =
+      "Differences fixed by full syncs, by kind (the start-up sync fixes at once, periodic "
+      "syncs only what two rounds confirm)";
+  counter("kvsync_zk2etcd_fixed_total", fixed_help, s->fixed_dst_miss, with("kind", "dst_miss"));
+  counter("kvsync_zk2etcd_fixed_total", fixed_help, s->fixed_src_miss, with("kind", "src_miss"));
+  counter("kvsync_zk2etcd_fixed_total", fixed_help, s->fixed_mismatch, with("kind", "mismatch"));
+  gauge("kvsync_zk2etcd_full_sync_walked", "Znodes walked by the current or last full sync", t,
+        [s] { return static_cast<double>(s->full_sync_walked.load()); });
+  counter("kvsync_zk2etcd_unowned_skipped_total",
+          "etcd keys left alone because kvsync does not own them", s->unowned_skipped, t);
+  gauge("kvsync_zk2etcd_ownership_available",
+        "1 while the ownership store answers (always 1 for etcd/none)", t,
+        [owners_available] { return owners_available() ? 1.0 : 0.0; });
+  gauge("kvsync_zk2etcd_ownership_pending",
+        "Ownership records waiting for the store to return", t,
+        [owners_pending] { return static_cast<double>(owners_pending()); });
+  gauge("kvsync_zk2etcd_deletes_deferred",
+        "Deletes waiting because ownership is unknown (store down)", t,
+        [s] { return static_cast<double>(s->deletes_deferred.load()); });
+  counter("kvsync_zk2etcd_repairs_paused_total",
+          "Full-sync repairs skipped because ownership was unknown", s->repairs_paused, t);
+}
+
+bool Ready(const Stats& s, const mirror::RoleView& role, std::chrono::milliseconds max_lag,
+           std::string* why) {
+  if (role.ha && s.common.leading.load() == 0) {
+    if (role.standby_healthy && role.standby_healthy()) return true;
+    *why = "standby without a healthy election session";
+    return false;
+  }
+  if (s.session_state.load() != 1) {
+    *why = std::string("zookeeper session ") + SessionStateName(s.session_state.load());
+    return false;
+  }
+  auto phase = static_cast<mirror::Phase>(s.common.phase.load());
+  if (phase == mirror::Phase::kStarting ||
+      (phase == mirror::Phase::kFullSync && s.common.last_full_sync_ms.load() == 0)) {
+    *why = "first full sync not done";
+    return false;
+  }
+  double lag = mirror::LagSeconds(s.common);
+  if (lag * 1000.0 > static_cast<double>(max_lag.count())) {
+    *why = "lag " + std::to_string(lag) + " s above the readiness threshold";
+    return false;
+  }
+  return true;
+}
+
+std::string StatusJson(const Stats& s, const std::string& task, const mirror::RoleView& role,
+                       std::chrono::milliseconds max_lag, bool owners_available) {
+  nlohmann::json j;
+  bool leading = s.common.leading.load() != 0;
+  j["task"] = task;
+  j["instance_id"] = role.instance_id;
+  j["role"] = !role.ha ? "single" : (leading ? "leader" : "standby");
+  j["leader"] = !role.ha ? role.instance_id
+                         : (leading ? role.instance_id : (role.leader ? role.leader() : ""));
+  j["phase"] = mirror::PhaseName(static_cast<mirror::Phase>(s.common.phase.load()));
+  j["zk_session"] = SessionStateName(s.session_state.load());
+  j["znodes_watched"] = s.znodes_watched.load();
+  j["lag_seconds"] = mirror::LagSeconds(s.common);
+  j["full_syncs"] = s.common.full_syncs.load();
+  j["fixed"] = {{"dst_miss", s.fixed_dst_miss.load()},
+                {"src_miss", s.fixed_src_miss.load()},
+                {"mismatch", s.fixed_mismatch.load()}};
+  j["ownership_available"] = owners_available;
+  j["deletes_deferred"] = s.deletes_deferred.load();
+  std::string why;
+  j["ready"] = Ready(s, role, max_lag, &why);
+  if (!why.empty()) j["not_ready_reason"] = why;
+  return j.dump();
+}
+
+}  // namespace kvsync::zk2etcd

@@ -1,0 +1,48 @@
+// Live counters of a zk2etcd task, written by the engine threads and read by the metrics
+// exporter, /status and the progress log. The parts every task shares (role, txns, puts,
+// deletes, retries, errors, full syncs, lag) are a mirror::Stats. All atomics; any thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "mirror/stats.h"
+
+namespace kvsync::metrics {
+class Histogram;
+}  // namespace kvsync::metrics
+
+namespace kvsync::zk2etcd {
+
+struct Stats {
+  mirror::Stats common;
+  // zk::SessionState as an int (0 connecting, 1 connected, 2 expired, 3 auth failed, 4 closed).
+  std::atomic<int> session_state{0};
+  std::atomic<int64_t> session_expirations{0};
+  std::atomic<int64_t> reconnects{0};
+  std::atomic<int64_t> znodes_watched{0};
+  std::atomic<int64_t> zk_get_data{0};
+  std::atomic<int64_t> zk_get_children{0};
+  std::atomic<int64_t> zk_errors{0};
+  std::atomic<int64_t> events_created{0};
+  std::atomic<int64_t> events_deleted{0};
+  std::atomic<int64_t> events_data{0};
+  std::atomic<int64_t> events_children{0};
+  // Full-sync differences found (every round) and fixed, by kind.
+  std::atomic<int64_t> found_dst_miss{0};
+  std::atomic<int64_t> found_src_miss{0};
+  std::atomic<int64_t> found_mismatch{0};
+  std::atomic<int64_t> fixed_dst_miss{0};
+  std::atomic<int64_t> fixed_src_miss{0};
+  std::atomic<int64_t> fixed_mismatch{0};
+  std::atomic<int64_t> full_sync_walked{0};  // znodes walked by the current full sync
+  // Keys kvsync left alone because another writer owns them.
+  std::atomic<int64_t> unowned_skipped{0};
+  // Deletes waiting for the ownership store (Redis down); repairs paused meanwhile.
+  std::atomic<int64_t> deletes_deferred{0};
+  std::atomic<int64_t> repairs_paused{0};
+  metrics::Histogram* zk_latency = nullptr;  // set before the engine starts; not owned
+  metrics::Histogram* event_lag = nullptr;
+};
+
+}  // namespace kvsync::zk2etcd

@@ -1,0 +1,639 @@
+#include "zk2etcd/syncer.h"
+
+#include <future>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/backoff.h"
+#include "common/status_macros.h"
+#include "common/strings.h"
+#include "log/log.h"
+#include "metrics/registry.h"
+#include "zk/walk.h"
+
+namespace kvsync::zk2etcd {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using checker::DiffKind;
+
+std::string ChildPath(const std::string& parent, const std::string& child) {
+  return parent == "/" ? "/" + child : parent + "/" + child;
+}
+
+std::atomic<int64_t>& Found(Stats* s, DiffKind k) {
+  return k == DiffKind::kDstMiss   ? s->found_dst_miss
+         : k == DiffKind::kSrcMiss ? s->found_src_miss
+                                   : s->found_mismatch;
+}
+
+std::atomic<int64_t>& Fixed(Stats* s, DiffKind k) {
+  return k == DiffKind::kDstMiss   ? s->fixed_dst_miss
+         : k == DiffKind::kSrcMiss ? s->fixed_src_miss
+                                   : s->fixed_mismatch;
+}
+
+}  // namespace
+
+struct Syncer::Item {
+  enum class Kind { kEvent, kData, kChildren, kWalkNode, kCall };
+  Kind kind = Kind::kEvent;
+  uint64_t gen = 0;
+  zk::WatchEvent::Type event = zk::WatchEvent::Type::kSession;
+  std::string path;
+  absl::Status status;
+  std::string data;
+  zk::Stat stat;
+  std::vector<std::string> children;
+  bool discover = false;
+  Clock::time_point origin{};
+  std::function<void()> call;
+};
+
+struct Syncer::Round {
+  Mode mode = Mode::kFixNow;
+  Snapshot snapshot;
+  absl::flat_hash_map<KeyHash, DiffKind> diffs;
+  int64_t walked = 0;
+  int64_t fixed = 0;
+  bool claim = false;  // record ownership of keys already equal (first sync of a session)
+  bool Fixes(const KeyHash& h, DiffKind kind, const absl::flat_hash_map<KeyHash, DiffKind>& prev) {
+    if (mode == Mode::kFixNow) return true;
+    if (mode == Mode::kFirstRound) return false;
+    auto it = prev.find(h);
+    return it != prev.end() && it->second == kind;
+  }
+};
+
+Syncer::Syncer(const config::Zk2EtcdConfig& config, etcd::Client* etcd, ownership::Store* owners,
+               const common::StopToken* stop, Stats* stats)
+    : config_(config),
+      etcd_(etcd),
+      owners_(owners),
+      stop_(stop),
+      stats_(stats),
+      scope_(config.zk_prefixes, config.zk_excludes, config.etcd_prefix, config.meta_prefix) {}
+
+Syncer::~Syncer() = default;
+
+absl::Status Syncer::OpenSession() {
+  zk::SessionOptions options;
+  options.servers = config_.zk_servers;
+  options.session_timeout = config_.zk_session_timeout;
+  options.connect_timeout = std::max(config_.zk_session_timeout, std::chrono::milliseconds(5000));
+  options.digest_auth = config_.zk_auth;
+  uint64_t gen;
+  {
+    std::lock_guard<std::mutex> lock(session_mu_);
+    gen = ++gen_;
+    disconnected_ = reconnected_ = expired_ = false;
+  }
+  auto opened = zk::Session::Open(options, [this, gen](const zk::WatchEvent& e) { OnZkEvent(gen, e); });
+  if (!opened.ok()) return opened.status();
+  std::shared_ptr<zk::Session> s(std::move(*opened));
+  stats_->session_state.store(static_cast<int>(s->state()));
+  std::lock_guard<std::mutex> lock(session_mu_);
+  session_ = std::move(s);
+  log::Info("zk2etcd", "zookeeper session open",
+            {{"servers", config_.zk_servers},
+             {"session_id", absl::StrCat(absl::Hex(session_->session_id()))}});
+  return absl::OkStatus();
+}
+
+std::shared_ptr<zk::Session> Syncer::session() {
+  std::lock_guard<std::mutex> lock(session_mu_);
+  return session_;
+}
+
+void Syncer::OnZkEvent(uint64_t gen, const zk::WatchEvent& e) {
+  if (e.type == zk::WatchEvent::Type::kSession) {
+    std::lock_guard<std::mutex> lock(session_mu_);
+    if (gen != gen_) return;
+    stats_->session_state.store(static_cast<int>(e.state));
+    switch (e.state) {
+      case zk::SessionState::kConnecting:
+        disconnected_ = true;
+        break;
+      case zk::SessionState::kConnected:
+        if (disconnected_) reconnected_ = true;
+        disconnected_ = false;
+        break;
+      case zk::SessionState::kExpired:
+        expired_ = true;
+        break;
+      case zk::SessionState::kAuthFailed:
+        auth_failed_ = true;
+        break;
+      case zk::SessionState::kClosed:
+        break;
+    }
+    control_cv_.notify_all();
+    return;
+  }
+  Item item;
+  item.kind = Item::Kind::kEvent;
+  item.gen = gen;
+  item.event = e.type;
+  item.path = e.path;
+  item.origin = Clock::now();
+  Push(std::move(item));
+}
+
+void Syncer::Push(Item item) {
+  {
+    std::lock_guard<std::mutex> lock(inbox_mu_);
+    inbox_.push_back(std::move(item));
+  }
+  inbox_cv_.notify_one();
+}
+
+void Syncer::RunOnApplier(std::function<void()> fn) {
+  std::promise<void> done;
+  Item item;
+  item.kind = Item::Kind::kCall;
+  item.call = [&] {
+    fn();
+    done.set_value();
+  };
+  Push(std::move(item));
+  done.get_future().wait();
+}
+
+// ---- applier thread ----
+
+void Syncer::ApplierLoop() {
+  while (true) {
+    Item item;
+    bool have = false;
+    {
+      std::unique_lock<std::mutex> lock(inbox_mu_);
+      auto due = coalesce_.empty() ? Clock::now() + std::chrono::milliseconds(500)
+                                   : coalesce_.front().first;
+      inbox_cv_.wait_until(lock, due, [this] { return applier_exit_ || !inbox_.empty(); });
+      if (applier_exit_ && inbox_.empty()) return;
+      if (!inbox_.empty()) {
+        item = std::move(inbox_.front());
+        inbox_.pop_front();
+        have = true;
+      }
+    }
+    // Listings whose coalescing deadline has come.
+    auto now = Clock::now();
+    while (!coalesce_.empty() && coalesce_.front().first <= now) {
+      std::string parent = std::move(coalesce_.front().second);
+      coalesce_.pop_front();
+      coalescing_.erase(parent);
+      List(parent, now);
+    }
+    if (!deferred_.empty() && now >= next_deferred_retry_) RetryDeferred();
+    if (have) Handle(item);
+  }
+}
+
+void Syncer::Handle(Item& item) {
+  if (item.kind == Item::Kind::kCall) {
+    item.call();
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(session_mu_);
+    if (item.gen != gen_) return;  // from an expired session
+  }
+  switch (item.kind) {
+    case Item::Kind::kEvent:
+      switch (item.event) {
+        case zk::WatchEvent::Type::kDataChanged:
+          stats_->events_data.fetch_add(1);
+          if (scope_.Covers(item.path)) Read(item.path, false, item.origin);
+          break;
+        case zk::WatchEvent::Type::kCreated:
+          stats_->events_created.fetch_add(1);
+          if (scope_.Covers(item.path)) Read(item.path, true, item.origin);
+          break;
+        case zk::WatchEvent::Type::kDeleted:
+          stats_->events_deleted.fetch_add(1);
+          OnGone(item.path, item.origin);
+          break;
+        case zk::WatchEvent::Type::kChildrenChanged:
+          stats_->events_children.fetch_add(1);
+          if (config_.coalesce.count() == 0) {
+            List(item.path, item.origin);
+          } else if (coalescing_.insert(item.path).second) {
+            // The deadline is fixed by the first event; later events never extend it.
+            coalesce_.emplace_back(item.origin + config_.coalesce, item.path);
+          }
+          break;
+        default:
+          break;
+      }
+      break;
+    case Item::Kind::kData:
+      if (absl::IsNotFound(item.status)) {
+        OnGone(item.path, item.origin);
+      } else if (!item.status.ok()) {
+        stats_->zk_errors.fetch_add(1);  // reconciled by the full sync after reconnecting
+      } else {
+        OnNode(item.path, item.data, item.stat, item.discover, item.origin);
+      }
+      break;
+    case Item::Kind::kChildren:
+      if (!item.status.ok()) {
+        if (!absl::IsNotFound(item.status)) stats_->zk_errors.fetch_add(1);
+        break;
+      }
+      for (const auto& child : item.children) {
+        std::string path = ChildPath(item.path, child);
+        if (!scope_.Covers(path)) continue;
+        if (nodes_.Get(HashKey(scope_.KeyOf(path))).live()) continue;
+        Read(path, true, item.origin);
+      }
+      break;
+    case Item::Kind::kWalkNode:
+      OnWalkNode(item.path, item.data, item.stat);
+      break;
+    case Item::Kind::kCall:
+      break;
+  }
+}
+
+void Syncer::Read(const std::string& path, bool discover, Clock::time_point origin) {
+  auto s = session();
+  uint64_t gen;
+  {
+    std::lock_guard<std::mutex> lock(session_mu_);
+    gen = gen_;
+  }
+  stats_->zk_get_data.fetch_add(1);
+  auto started = Clock::now();
+  s->GetData(path, true,
+             [this, path, discover, origin, gen, started](const absl::Status& st, std::string data,
+                                                          const zk::Stat& stat) {
+               if (stats_->zk_latency != nullptr) {
+                 stats_->zk_latency->Observe(
+                     std::chrono::duration<double>(Clock::now() - started).count());
+               }
+               Item item;
+               item.kind = Item::Kind::kData;
+               item.gen = gen;
+               item.path = path;
+               item.status = st;
+               item.data = std::move(data);
+               item.stat = stat;
+               item.discover = discover;
+               item.origin = origin;
+               Push(std::move(item));
+             });
+}
+
+void Syncer::List(const std::string& path, Clock::time_point origin) {
+  auto s = session();
+  uint64_t gen;
+  {
+    std::lock_guard<std::mutex> lock(session_mu_);
+    gen = gen_;
+  }
+  stats_->zk_get_children.fetch_add(1);
+  auto started = Clock::now();
+  s->GetChildren(path, true,
+                 [this, path, origin, gen, started](const absl::Status& st,
+                                                    std::vector<std::string> children,
+                                                    const zk::Stat&) {
+                   if (stats_->zk_latency != nullptr) {
+                     stats_->zk_latency->Observe(
+                         std::chrono::duration<double>(Clock::now() - started).count());
+                   }
+                   Item item;
+                   item.kind = Item::Kind::kChildren;
+                   item.gen = gen;
+                   item.path = path;
+                   item.status = st;
+                   item.children = std::move(children);
+                   item.origin = origin;
+                   Push(std::move(item));
+                 });
+}
+
+void Syncer::OnNode(const std::string& path, const std::string& data, const zk::Stat& stat,
+                    bool discover, Clock::time_point origin) {
+  if (!scope_.Covers(path)) return;
+  std::string key = scope_.KeyOf(path);
+  KeyHash h = HashKey(key);
+  if (nodes_.Advance(h, Version{stat.czxid, stat.mzxid})) SubmitPut(key, h, data, origin);
+  if (discover && stat.ephemeral_owner == 0) List(path, origin);
+}
+
+void Syncer::OnGone(const std::string& path, Clock::time_point origin) {
+  if (!scope_.Covers(path)) return;
+  std::string key = scope_.KeyOf(path);
+  KeyHash h = HashKey(key);
+  NodeState st = nodes_.Get(h);
+  if (!st.live()) return;
+  nodes_.Advance(h, Version{st.version.czxid, Version::kDeleted});
+  SubmitDelete(key, h, origin);
+}
+
+void Syncer::SubmitPut(const std::string& key, const KeyHash& h, const std::string& data,
+                       Clock::time_point origin) {
+  Change c;
+  c.key = key;
+  c.hash = h;
+  owners_->AppendPut(key, data, &c.ops);
+  c.origin = origin;
+  writer_->Submit(std::move(c));
+}
+
+bool Syncer::SubmitDelete(const std::string& key, const KeyHash& h, Clock::time_point origin) {
+  ownership::Owner owner = owners_->Lookup({key})[0];
+  if (owner == ownership::Owner::kNotOwned) {
+    stats_->unowned_skipped.fetch_add(1);
+    return false;
+  }
+  if (owner == ownership::Owner::kUnknown) {
+    if (deferred_.emplace(h, key).second) stats_->deletes_deferred.store(deferred_.size());
+    return false;
+  }
+  Change c;
+  c.key = key;
+  c.hash = h;
+  c.is_delete = true;
+  owners_->AppendDelete(key, &c.ops);
+  c.origin = origin;
+  writer_->Submit(std::move(c));
+  return true;
+}
+
+void Syncer::RetryDeferred() {
+  next_deferred_retry_ = Clock::now() + std::chrono::seconds(1);
+  if (!owners_->available()) return;
+  auto pending = std::move(deferred_);
+  deferred_.clear();
+  for (auto& [h, key] : pending) {
+    // Still deleted? A re-created node has a live version by now and must stay.
+    NodeState st = nodes_.Get(h);
+    if (st.live()) continue;
+    SubmitDelete(key, h, Clock::time_point{});
+  }
+  stats_->deletes_deferred.store(deferred_.size());
+  if (deferred_.empty()) log::Info("zk2etcd", "deferred deletes resumed", {});
+}
+
+void Syncer::OnWalkNode(const std::string& path, const std::string& data, const zk::Stat& stat) {
+  Round* r = round_;
+  if (r == nullptr || !scope_.Covers(path)) return;
+  r->walked++;
+  stats_->full_sync_walked.store(r->walked);
+  std::string key = scope_.KeyOf(path);
+  KeyHash h = HashKey(key);
+  Snapshot::Entry* e = r->snapshot.Find(h);
+  if (e != nullptr) e->visited = true;
+  Version v{stat.czxid, stat.mzxid};
+  if (e != nullptr && e->value_hash == HashValue(data)) {
+    nodes_.Advance(h, v);
+    // Equal keys become kvsync's: the znode exists, so etcd must lose the key with it.
+    if (owners_->backend() == "etcd" ? !e->marked : r->claim) {
+      if (owners_->backend() == "etcd") {
+        SubmitPut(key, h, data, Clock::time_point{});
+      } else if (owners_->backend() == "redis") {
+        owners_->RecordWrites({key});
+      }
+    }
+    return;
+  }
+  NodeState st = nodes_.Get(h);
+  // A write of ours after the snapshot was read explains the difference.
+  if (st.pending > 0 || st.written > r->snapshot.revision()) return;
+  if (st.known && v < st.version) return;
+  DiffKind kind = e == nullptr ? DiffKind::kDstMiss : DiffKind::kMismatch;
+  r->diffs[h] = kind;
+  Found(stats_, kind).fetch_add(1);
+  if (!r->Fixes(h, kind, previous_diffs_)) return;
+  nodes_.Advance(h, v);
+  SubmitPut(key, h, data, Clock::time_point{});
+  Fixed(stats_, kind).fetch_add(1);
+  r->fixed++;
+}
+
+// ---- control thread ----
+
+absl::Status Syncer::RunRound(Round* r) {
+  auto started = Clock::now();
+  std::string mark_prefix = owners_->MarkKey("");
+  ASSIGN_OR_RETURN(r->snapshot, Snapshot::Load(etcd_, scope_, mark_prefix, config_.page_size,
+                                                *stop_, &stats_->common.retries));
+  stats_->full_sync_walked.store(0);
+  RunOnApplier([this, r] { round_ = r; });
+  zk::WalkOptions walk;
+  walk.roots = scope_.roots();
+  walk.excludes = scope_.walk_excludes();
+  walk.concurrency = config_.concurrency;
+  walk.watch = !config_.once;
+  uint64_t gen;
+  {
+    std::lock_guard<std::mutex> lock(session_mu_);
+    gen = gen_;
+  }
+  auto walked = zk::Walk(
+      session().get(), walk,
+      [this, gen](const std::string& path, const std::string& data, const zk::Stat& stat) {
+        Item item;
+        item.kind = Item::Kind::kWalkNode;
+        item.gen = gen;
+        item.path = path;
+        item.data = data;
+        item.stat = stat;
+        Push(std::move(item));
+      },
+      stop_);
+  RunOnApplier([this] { round_ = nullptr; });
+  if (!walked.ok()) return walked.status();
+  stats_->zk_get_data.fetch_add(walked->reads);
+
+  // etcd keys that no znode matched: src miss candidates, unless a znode appeared meanwhile
+  // (live), a write of ours is in flight, or we wrote the key after the snapshot.
+  std::vector<std::pair<std::string, bool>> candidates;  // key, marked
+  RETURN_IF_ERROR(r->snapshot.ForEachUnvisited(
+      etcd_, scope_, config_.page_size, *stop_, &stats_->common.retries,
+      [&](const std::string& key, Snapshot::Entry& e) { candidates.emplace_back(key, e.marked); }));
+  if (!candidates.empty()) {
+    std::vector<std::string> keys;
+    for (const auto& c : candidates) keys.push_back(c.first);
+    std::vector<ownership::Owner> owners = owners_->Lookup(keys);
+    RunOnApplier([&] {
+      for (size_t i = 0; i < candidates.size(); ++i) {
+        const std::string& key = candidates[i].first;
+        KeyHash h = HashKey(key);
+        NodeState st = nodes_.Get(h);
+        if (st.live() || st.pending > 0 || st.written > r->snapshot.revision()) continue;
+        bool owned = owners_->backend() == "etcd" ? candidates[i].second
+                                                   : owners[i] == ownership::Owner::kOwned;
+        if (owners[i] == ownership::Owner::kUnknown) {
+          stats_->repairs_paused.fetch_add(1);
+          continue;
+        }
+        if (!owned) {
+          stats_->unowned_skipped.fetch_add(1);
+          continue;
+        }
+        r->diffs[h] = DiffKind::kSrcMiss;
+        Found(stats_, DiffKind::kSrcMiss).fetch_add(1);
+        if (!r->Fixes(h, DiffKind::kSrcMiss, previous_diffs_)) continue;
+        nodes_.Advance(h, Version{st.version.czxid, Version::kDeleted});
+        if (SubmitDelete(key, h, Clock::time_point{})) {
+          Fixed(stats_, DiffKind::kSrcMiss).fetch_add(1);
+          r->fixed++;
+        }
+      }
+    });
+  }
+  RETURN_IF_ERROR(Flush());
+  nodes_.DropTombstones();
+  stats_->znodes_watched.store(nodes_.live());
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
+  stats_->common.last_full_sync_ms.store(ms);
+  log::Info("zk2etcd", "full sync round done",
+            {{"mode", r->mode == Mode::kFixNow       ? "fix"
+                      : r->mode == Mode::kFirstRound ? "round1"
+                                                     : "round2"},
+             {"znodes", r->walked},
+             {"etcd_keys", r->snapshot.keys()},
+             {"differences", static_cast<int64_t>(r->diffs.size())},
+             {"fixed", r->fixed},
+             {"seconds", static_cast<double>(ms) / 1000.0}});
+  return absl::OkStatus();
+}
+
+absl::Status Syncer::FullSync(Mode mode) {
+  stats_->common.full_syncs.fetch_add(1);
+  stats_->common.phase.store(static_cast<int>(mirror::Phase::kFullSync));
+  if (mode == Mode::kFixNow) {
+    Round r;
+    r.mode = Mode::kFixNow;
+    r.claim = true;
+    RETURN_IF_ERROR(RunRound(&r));
+  } else {
+    Round first;
+    first.mode = Mode::kFirstRound;
+    RETURN_IF_ERROR(RunRound(&first));
+    if (!first.diffs.empty()) {
+      // Differences count only when the next round sees them again: in-flight changes of the
+      // first round are gone by then.
+      RunOnApplier([&] { previous_diffs_ = std::move(first.diffs); });
+      Round second;
+      second.mode = Mode::kConfirmRound;
+      absl::Status s = RunRound(&second);
+      RunOnApplier([&] { previous_diffs_.clear(); });
+      RETURN_IF_ERROR(s);
+    }
+  }
+  stats_->common.phase.store(static_cast<int>(mirror::Phase::kIncremental));
+  return absl::OkStatus();
+}
+
+absl::Status Syncer::Flush() { return writer_->Flush(); }
+
+absl::Status Syncer::Run() {
+  RETURN_IF_ERROR(OpenSession());
+  writer_ = std::make_unique<Writer>(
+      etcd_, owners_, &nodes_,
+      Writer::Options{config_.inflight, config_.max_txn_ops, config_.max_request_bytes}, stop_,
+      &stats_->common, stats_->event_lag);
+  writer_->set_fence(fence_);
+  std::thread applier([this] { ApplierLoop(); });
+  auto finish = [&](absl::Status s) {
+    {
+      std::lock_guard<std::mutex> lock(inbox_mu_);
+      applier_exit_ = true;
+    }
+    inbox_cv_.notify_all();
+    applier.join();
+    writer_.reset();
+    std::lock_guard<std::mutex> lock(session_mu_);
+    ++gen_;
+    session_.reset();
+    stats_->common.phase.store(static_cast<int>(mirror::Phase::kStopped));
+    return s;
+  };
+
+  bool need_sync = true;
+  auto next_periodic = Clock::now() + config_.fullsync_interval;
+  common::Backoff backoff(std::chrono::milliseconds(200), std::chrono::seconds(10));
+  auto retry_at = Clock::now();
+  while (!stop_->stopped()) {
+    // What the session reported; waits at most 200 ms so a stop is seen promptly.
+    bool expired = false, reconnected = false, auth_failed = false;
+    {
+      std::unique_lock<std::mutex> lock(session_mu_);
+      auto until = need_sync ? retry_at
+                   : config_.fullsync_interval.count() > 0 ? next_periodic
+                                                           : Clock::now() + std::chrono::hours(1);
+      control_cv_.wait_until(lock, std::min(until, Clock::now() + std::chrono::milliseconds(200)),
+                             [this] { return expired_ || reconnected_ || auth_failed_; });
+      expired = expired_;
+      reconnected = reconnected_;
+      auth_failed = auth_failed_;
+      reconnected_ = false;
+    }
+    if (!writer_->status().ok()) return finish(writer_->status());
+    if (auth_failed) {
+      return finish(absl::PermissionDeniedError("ZooKeeper refused the credentials (--zk-auth)"));
+    }
+    if (expired) {
+      stats_->session_expirations.fetch_add(1);
+      log::Warn("zk2etcd", "zookeeper session expired, opening a new one", {});
+      absl::Status opened = OpenSession();
+      if (!opened.ok()) {
+        if (absl::IsPermissionDenied(opened)) return finish(opened);
+        log::Warn("zk2etcd", "zookeeper unreachable, retrying", {{"error", opened}});
+        std::lock_guard<std::mutex> lock(session_mu_);
+        expired_ = true;  // try again
+      }
+      // Old-session events are dropped by generation; queued listings belonged to it.
+      RunOnApplier([this] {
+        coalesce_.clear();
+        coalescing_.clear();
+      });
+      need_sync = true;
+      if (!opened.ok()) {
+        if (stop_->WaitFor(backoff.Next())) break;
+        continue;
+      }
+    }
+    if (reconnected) {
+      stats_->reconnects.fetch_add(1);
+      log::Info("zk2etcd", "zookeeper reconnected, reconciling", {});
+      need_sync = true;
+      retry_at = Clock::now();
+    }
+    Mode mode;
+    if (need_sync && Clock::now() >= retry_at) {
+      mode = Mode::kFixNow;
+    } else if (!need_sync && config_.fullsync_interval.count() > 0 &&
+               Clock::now() >= next_periodic) {
+      mode = Mode::kFirstRound;
+    } else {
+      stats_->znodes_watched.store(nodes_.live());
+      continue;
+    }
+    absl::Status s = FullSync(mode);
+    if (s.ok()) {
+      backoff.Reset();
+      need_sync = false;
+      next_periodic = Clock::now() + config_.fullsync_interval;
+      if (config_.once) return finish(absl::OkStatus());
+      continue;
+    }
+    if (stop_->stopped()) break;
+    if (!writer_->status().ok() || absl::IsFailedPrecondition(s) || absl::IsPermissionDenied(s) ||
+        absl::IsInvalidArgument(s)) {
+      return finish(s);
+    }
+    // ZooKeeper unreachable or the session expired mid-walk: nothing was deleted from the
+    // incomplete walk; run a fixing full sync once the session is back.
+    log::Warn("zk2etcd", "full sync incomplete, will retry", {{"error", s}});
+    need_sync = true;
+    retry_at = Clock::now() + backoff.Next();
+  }
+  return finish(absl::OkStatus());
+}
+
+}  // namespace kvsync::zk2etcd

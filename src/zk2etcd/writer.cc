@@ -1,0 +1,151 @@
+#include "zk2etcd/writer.h"
+
+#include "log/log.h"
+
+namespace kvsync::zk2etcd {
+namespace {
+
+int64_t WallMsOf(std::chrono::steady_clock::time_point t) {
+  auto age = std::chrono::steady_clock::now() - t;
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             (std::chrono::system_clock::now() - age).time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+Writer::Writer(etcd::Client* etcd, ownership::Store* owners, NodeTable* nodes, Options options,
+               const common::StopToken* stop, mirror::Stats* stats, metrics::Histogram* lag)
+    : etcd_(etcd),
+      owners_(owners),
+      nodes_(nodes),
+      options_(options),
+      stop_(stop),
+      stats_(stats),
+      lag_(lag),
+      txn_(etcd, "", stop, stats) {
+  for (int i = 0; i < options_.inflight; ++i) workers_.emplace_back([this] { Work(); });
+}
+
+Writer::~Writer() {
+  {
+    absl::MutexLock lock(&mu_);
+    closing_ = true;
+  }
+  for (auto& t : workers_) t.join();
+}
+
+void Writer::set_fence(std::vector<etcd::Compare> fence) { txn_.set_fence(std::move(fence)); }
+
+void Writer::Submit(Change change) {
+  nodes_->Submitted(change.hash);
+  absl::MutexLock lock(&mu_);
+  queue_.push_back(std::move(change));
+  UpdatePendingAge();
+}
+
+absl::Status Writer::Flush() {
+  absl::MutexLock lock(&mu_);
+  auto drained = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !status_.ok() || (queue_.empty() && busy_ == 0) || stop_->stopped();
+  };
+  while (!drained()) mu_.AwaitWithTimeout(absl::Condition(&drained), absl::Milliseconds(100));
+  if (!status_.ok()) return status_;
+  if (!queue_.empty() || busy_ > 0) return absl::CancelledError("stop requested");
+  return absl::OkStatus();
+}
+
+absl::Status Writer::status() const {
+  absl::MutexLock lock(&mu_);
+  return status_;
+}
+
+int64_t Writer::queued() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int64_t>(queue_.size());
+}
+
+void Writer::UpdatePendingAge() {
+  std::chrono::steady_clock::time_point oldest{};
+  if (busy_ > 0) oldest = oldest_inflight_;
+  if (!queue_.empty()) {
+    auto head = queue_.front().origin;
+    if (head != std::chrono::steady_clock::time_point{} &&
+        (oldest == std::chrono::steady_clock::time_point{} || head < oldest)) {
+      oldest = head;
+    }
+  }
+  stats_->oldest_pending_ms.store(
+      oldest == std::chrono::steady_clock::time_point{} ? 0 : WallMsOf(oldest));
+}
+
+void Writer::Work() {
+  while (true) {
+    std::vector<Change> batch;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return closing_ || !status_.ok() ||
+               (!queue_.empty() && !inflight_keys_.contains(queue_.front().hash));
+      };
+      mu_.Await(absl::Condition(&ready));
+      if (closing_ || !status_.ok()) return;
+      // Take changes in order while they fit and their key is free; stop at the first that
+      // is not, so that no change overtakes an earlier one of the same key.
+      size_t ops = 0;
+      int64_t bytes = 0;
+      absl::flat_hash_set<KeyHash> keys;
+      while (!queue_.empty()) {
+        Change& c = queue_.front();
+        size_t c_bytes = 0;
+        for (const auto& op : c.ops) c_bytes += op.ByteSize();
+        bool fits = batch.empty() ||
+                    (ops + c.ops.size() <= static_cast<size_t>(options_.max_ops) &&
+                     bytes + static_cast<int64_t>(c_bytes) <= options_.max_bytes);
+        if (!fits || inflight_keys_.contains(c.hash) || keys.contains(c.hash)) break;
+        ops += c.ops.size();
+        bytes += static_cast<int64_t>(c_bytes);
+        keys.insert(c.hash);
+        inflight_keys_.insert(c.hash);
+        batch.push_back(std::move(c));
+        queue_.pop_front();
+      }
+      if (busy_ == 0) oldest_inflight_ = batch.front().origin;
+      busy_++;
+      UpdatePendingAge();
+    }
+
+    std::vector<std::string> puts;
+    std::vector<std::string> deletes;
+    std::vector<etcd::Op> ops;
+    for (auto& c : batch) {
+      (c.is_delete ? deletes : puts).push_back(c.key);
+      for (auto& op : c.ops) ops.push_back(std::move(op));
+    }
+    if (!puts.empty()) owners_->RecordWrites(puts);
+    int64_t revision = 0;
+    absl::Status s = txn_.Commit(std::move(ops), std::nullopt, &revision);
+    if (s.ok()) {
+      if (!deletes.empty()) owners_->ForgetDeletes(deletes);
+      auto now = std::chrono::steady_clock::now();
+      for (const auto& c : batch) {
+        nodes_->Committed(c.hash, revision);
+        if (lag_ != nullptr && c.origin != std::chrono::steady_clock::time_point{}) {
+          lag_->Observe(std::chrono::duration<double>(now - c.origin).count());
+        }
+      }
+    } else {
+      for (const auto& c : batch) nodes_->Committed(c.hash, 0);
+    }
+    absl::MutexLock lock(&mu_);
+    for (const auto& c : batch) inflight_keys_.erase(c.hash);
+    busy_--;
+    if (!s.ok() && status_.ok()) {
+      if (!absl::IsCancelled(s)) log::Error("zk2etcd", "etcd write failed", {{"error", s}});
+      status_ = s;
+    }
+    UpdatePendingAge();
+  }
+}
+
+}  // namespace kvsync::zk2etcd

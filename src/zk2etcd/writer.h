@@ -1,0 +1,86 @@
+// Applies zk2etcd's key changes to etcd in batched txns, several in flight, without ever
+// reordering two changes of one key: changes leave the queue in submission order, a batch
+// holds a key at most once, and a change waits while an earlier change of its key is in
+// flight. Each txn carries the leader fence (when set); transient failures are retried and an
+// oversized txn is split (mirror::TxnWriter). The ownership store records keys before their
+// puts commit and forgets them after their deletes commit.
+//
+// Threading: Submit, Flush and set_fence from the applier thread; `inflight` worker threads
+// commit. A non-transient failure (a fenced write, an etcd error) stops the writer: status()
+// returns it and Flush() fails with it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "common/stop_token.h"
+#include "etcd/client.h"
+#include "metrics/registry.h"
+#include "mirror/stats.h"
+#include "mirror/txn_writer.h"
+#include "ownership/store.h"
+#include "zk2etcd/node_table.h"
+
+namespace kvsync::zk2etcd {
+
+struct Change {
+  std::string key;
+  KeyHash hash;
+  std::vector<etcd::Op> ops;  // from the ownership store
+  bool is_delete = false;
+  // When the ZooKeeper change was seen (lag metrics); default: not measured.
+  std::chrono::steady_clock::time_point origin{};
+};
+
+class Writer {
+ public:
+  struct Options {
+    int inflight = 8;
+    int max_ops = 128;
+    int64_t max_bytes = 1536 * 1024;
+  };
+  Writer(etcd::Client* etcd, ownership::Store* owners, NodeTable* nodes, Options options,
+         const common::StopToken* stop, mirror::Stats* stats, metrics::Histogram* lag);
+  ~Writer();
+  Writer(const Writer&) = delete;
+  Writer& operator=(const Writer&) = delete;
+
+  void set_fence(std::vector<etcd::Compare> fence);
+  void Submit(Change change);
+  // Waits until every change submitted so far is committed; returns the writer's status.
+  absl::Status Flush();
+  absl::Status status() const;
+  int64_t queued() const;
+
+ private:
+  void Work();
+  void UpdatePendingAge() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  etcd::Client* etcd_;
+  ownership::Store* owners_;
+  NodeTable* nodes_;
+  Options options_;
+  const common::StopToken* stop_;
+  mirror::Stats* stats_;
+  metrics::Histogram* lag_;
+  mirror::TxnWriter txn_;
+
+  mutable absl::Mutex mu_;
+  std::deque<Change> queue_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<KeyHash> inflight_keys_ ABSL_GUARDED_BY(mu_);
+  int busy_ ABSL_GUARDED_BY(mu_) = 0;
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status status_ ABSL_GUARDED_BY(mu_);
+  std::chrono::steady_clock::time_point oldest_inflight_ ABSL_GUARDED_BY(mu_){};
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace kvsync::zk2etcd

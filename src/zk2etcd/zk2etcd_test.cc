@@ -1,0 +1,82 @@
+// Unit tests of the zk2etcd parts that need no server: scope and key mapping, and the version
+// order that keeps stale reads from resurrecting deleted keys.
+#include <gtest/gtest.h>
+
+#include "zk2etcd/node_table.h"
+#include "zk2etcd/scope.h"
+
+namespace kvsync::zk2etcd {
+namespace {
+
+TEST(ScopeTest, PrefixAndExcludeArePathAware) {
+  Scope scope({"/dubbo"}, {"/dubbo/skip"}, "", "/kvsync/meta/");
+  EXPECT_TRUE(scope.Covers("/dubbo"));
+  EXPECT_TRUE(scope.Covers("/dubbo/a/providers/x"));
+  EXPECT_FALSE(scope.Covers("/dubbo2"));
+  EXPECT_FALSE(scope.Covers("/dubbo2/a"));
+  EXPECT_FALSE(scope.Covers("/dubbo/skip"));
+  EXPECT_FALSE(scope.Covers("/dubbo/skip/x"));
+  EXPECT_TRUE(scope.Covers("/dubbo/skipper"));
+  EXPECT_FALSE(scope.Covers("/other"));
+}
+
+TEST(ScopeTest, RootCoversEverythingButZooKeeperAndMeta) {
+  Scope scope({"/"}, {}, "", "/kvsync/meta/");
+  EXPECT_TRUE(scope.Covers("/"));
+  EXPECT_TRUE(scope.Covers("/a"));
+  EXPECT_FALSE(scope.Covers("/zookeeper"));
+  EXPECT_FALSE(scope.Covers("/zookeeper/quota"));
+  EXPECT_TRUE(scope.Covers("/zookeeperish"));
+  EXPECT_FALSE(scope.Covers("/kvsync/meta/task/owned/a"));
+}
+
+TEST(ScopeTest, EtcdPrefixMapsBothWays) {
+  Scope scope({"/dubbo"}, {}, "/zk", "/kvsync/meta/");
+  EXPECT_EQ(scope.KeyOf("/dubbo/a"), "/zk/dubbo/a");
+  EXPECT_EQ(scope.PathOf("/zk/dubbo/a"), "/dubbo/a");
+  EXPECT_EQ(scope.PathOf("/zk/dubbo"), "/dubbo");
+  EXPECT_FALSE(scope.PathOf("/zk/dubbo2/a").has_value());
+  EXPECT_FALSE(scope.PathOf("/dubbo/a").has_value());
+  auto ranges = scope.EtcdRanges();
+  ASSERT_EQ(ranges.size(), 1u);
+  EXPECT_EQ(ranges[0].key, "/zk/dubbo");
+  EXPECT_EQ(ranges[0].range_end, "/zk/dubbo0");  // PrefixEnd("/zk/dubbo/")
+}
+
+TEST(NodeTableTest, StaleReadCannotFollowADelete) {
+  NodeTable t;
+  KeyHash k = HashKey("/dubbo/a");
+  EXPECT_TRUE(t.Advance(k, Version{10, 10}));
+  EXPECT_TRUE(t.Advance(k, Version{10, 12}));  // data change
+  EXPECT_FALSE(t.Advance(k, Version{10, 12}));  // same version again: nothing to write
+  EXPECT_FALSE(t.Advance(k, Version{10, 11}));  // older data
+  EXPECT_EQ(t.live(), 1);
+  EXPECT_TRUE(t.Advance(k, Version{10, Version::kDeleted}));  // deleted
+  EXPECT_EQ(t.live(), 0);
+  EXPECT_FALSE(t.Advance(k, Version{10, 12}));  // a late read of the deleted incarnation
+  EXPECT_FALSE(t.Advance(k, Version{10, 99}));
+  EXPECT_TRUE(t.Advance(k, Version{20, 20}));  // re-created: a larger czxid
+  EXPECT_TRUE(t.Get(k).live());
+  EXPECT_FALSE(t.Advance(k, Version{10, Version::kDeleted}));  // a stale delete of the old one
+  EXPECT_TRUE(t.Get(k).live());
+}
+
+TEST(NodeTableTest, CommitsAndTombstoneCleanup) {
+  NodeTable t;
+  KeyHash a = HashKey("/a");
+  KeyHash b = HashKey("/b");
+  t.Advance(a, Version{1, 1});
+  t.Submitted(a);
+  EXPECT_EQ(t.Get(a).pending, 1);
+  t.Committed(a, 42);
+  EXPECT_EQ(t.Get(a).pending, 0);
+  EXPECT_EQ(t.Get(a).written, 42);
+  t.Advance(b, Version{2, Version::kDeleted});
+  t.DropTombstones();
+  EXPECT_FALSE(t.Get(b).known);
+  EXPECT_TRUE(t.Get(a).known);
+  EXPECT_FALSE(HashKey("/a") == HashKey("/b"));
+}
+
+}  // namespace
+}  // namespace kvsync::zk2etcd

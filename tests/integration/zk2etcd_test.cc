@@ -1,0 +1,539 @@
+// zk2etcd against real ZooKeeper 3.8, etcd and Redis processes: a Dubbo-like tree is synced
+// and followed (creates, deletes, data changes, subtree deletes), excludes and other writers'
+// keys are left alone with both ownership backends, Redis outages defer deletes, ZooKeeper
+// restarts and session expiry are reconciled, lost changes are repaired by the periodic full
+// sync in two rounds, kill -9 and HA takeover lose nothing, and bad input fails clearly.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <map>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "common/strings.h"
+#include "etcd/client.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "redis/client.h"
+#include "tests/harness/etcd_cluster.h"
+#include "tests/harness/fault_proxy.h"
+#include "tests/harness/http_get.h"
+#include "tests/harness/kvsync_util.h"
+#include "tests/harness/redis_server.h"
+#include "tests/harness/subprocess.h"
+#include "tests/harness/wait.h"
+#include "tests/harness/zk_server.h"
+#include "zk/session.h"
+
+namespace kvsync {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using testing::EtcdCluster;
+using testing::Subprocess;
+using testing::WaitFor;
+using KvMap = std::map<std::string, std::string>;
+
+constexpr char kTask[] = "dubbo";
+constexpr char kMarks[] = "/kvsync/meta/dubbo/owned";
+
+// A URL-encoded Dubbo provider URL of about `bytes` bytes, as Dubbo registers them.
+std::string ProviderName(int service, int provider, size_t bytes = 400) {
+  std::string name = absl::StrFormat(
+      "dubbo%%3A%%2F%%2F10.0.%d.%d%%3A20880%%2Fcom.example.Service%d%%3Fanyhost%%3Dtrue%%26"
+      "application%%3Ddemo%%26methods%%3Dget%%2Cput%%2Clist",
+      service % 250, provider % 250, service);
+  while (name.size() < bytes) name += "%26x%3Dpadding";
+  return name;
+}
+
+// Runs a ZooKeeper four-letter command ("mntr") and returns the answer.
+std::string FourLetter(int port, const std::string& cmd) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  std::string out;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+      write(fd, cmd.data(), cmd.size()) == static_cast<ssize_t>(cmd.size())) {
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  return out;
+}
+
+class Zk2EtcdTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto zk = testing::ZkServer::Start({});
+    ASSERT_TRUE(zk.ok()) << zk.status();
+    zk_server_ = std::move(*zk);
+    auto e = EtcdCluster::Start({.name = "zketcd"});
+    ASSERT_TRUE(e.ok()) << e.status();
+    etcd_cluster_ = std::move(*e);
+    etcd_ = testing::ConnectEtcd(etcd_cluster_->endpoints_csv());
+    zk_ = OpenZk(zk_server_->connect_string());
+    dir_ = testing::MakeTempDir("zk2etcd");
+  }
+
+  static std::unique_ptr<zk::Session> OpenZk(const std::string& servers) {
+    zk::SessionOptions o;
+    o.servers = servers;
+    o.session_timeout = seconds(10);
+    auto s = zk::Session::Open(o, [](const zk::WatchEvent&) {});
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? std::move(*s) : nullptr;
+  }
+
+  // /dubbo/svc<i>/{providers,consumers,configurators} with `providers` ephemeral providers each.
+  void BuildDubbo(int services, int providers) {
+    for (int s = 0; s < services; ++s) {
+      std::string svc = absl::StrCat("/dubbo/svc", s);
+      ASSERT_TRUE(zk_->CreateAll(svc + "/providers", "").ok());
+      ASSERT_TRUE(zk_->CreateAll(svc + "/consumers", "").ok());
+      ASSERT_TRUE(zk_->CreateAll(svc + "/configurators", "weight=100").ok());
+      for (int p = 0; p < providers; ++p) {
+        ASSERT_TRUE(zk_->Create(svc + "/providers/" + ProviderName(s, p), "", true).ok());
+      }
+    }
+  }
+
+  std::vector<std::string> BaseArgs() {
+    admin_ = absl::StrCat("127.0.0.1:", testing::FreePort());
+    return {testing::KvsyncBinary(),
+            "zk2etcd",
+            "--zk-servers",
+            zk_server_->connect_string(),
+            "--zk-prefix",
+            "/dubbo",
+            "--etcd-endpoints",
+            etcd_cluster_->endpoints_csv(),
+            "--name",
+            kTask,
+            "--admin-addr",
+            admin_,
+            "--zk-session-timeout",
+            "4s",
+            "--log-format",
+            "text",
+            "--status-interval",
+            "0"};
+  }
+
+  std::unique_ptr<Subprocess> Start(std::vector<std::string> argv) {
+    auto p = Subprocess::Start(std::move(argv), dir_ + "/kvsync-" + std::to_string(++runs_) + ".log");
+    EXPECT_TRUE(p.ok()) << p.status();
+    return p.ok() ? std::move(*p) : nullptr;
+  }
+
+  std::unique_ptr<Subprocess> StartKvsync(const std::vector<std::string>& extra = {}) {
+    auto argv = BaseArgs();
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return Start(std::move(argv));
+  }
+
+  // Every znode under `root` (path-aware) with its data, minus `excluded` subtrees.
+  KvMap ZkDump(const std::string& root, const std::string& excluded = "") {
+    KvMap out;
+    std::vector<std::string> todo = {root};
+    while (!todo.empty()) {
+      std::string path = todo.back();
+      todo.pop_back();
+      if (!excluded.empty() && common::PathUnder(path, excluded)) continue;
+      auto data = zk_->Get(path);
+      if (!data.ok()) continue;
+      out[path] = *data;
+      auto children = zk_->Children(path);
+      if (!children.ok()) continue;
+      for (const auto& c : *children) todo.push_back(path == "/" ? "/" + c : path + "/" + c);
+    }
+    return out;
+  }
+
+  // etcd keys under `root` (path-aware).
+  KvMap EtcdDump(const std::string& root) {
+    KvMap out;
+    for (auto& [k, v] : testing::DumpPrefix(etcd_.get(), root)) {
+      if (common::PathUnder(k, root)) out[k] = v;
+    }
+    return out;
+  }
+
+  // Waits until etcd under /dubbo equals ZooKeeper's /dubbo (plus `extra` etcd-only keys).
+  void ExpectSynced(Subprocess* kvsync, const KvMap& extra = {},
+                    const std::string& excluded = "") {
+    KvMap want;
+    bool same = WaitFor(
+        [&] {
+          want = ZkDump("/dubbo", excluded);
+          for (const auto& [k, v] : extra) want[k] = v;
+          return EtcdDump("/dubbo") == want;
+        },
+        seconds(60), milliseconds(100));
+    if (!same) {
+      KvMap got = EtcdDump("/dubbo");
+      std::string diff;
+      for (const auto& [k, v] : want) {
+        auto it = got.find(k);
+        if (it == got.end()) diff += "missing " + k + "\n";
+        else if (it->second != v) diff += "different " + k + "\n";
+      }
+      for (const auto& [k, v] : got) {
+        if (!want.count(k)) diff += "extra " + k + "\n";
+      }
+      FAIL() << "etcd never matched ZooKeeper:\n"
+             << diff.substr(0, 3000) << "\nkvsync log:\n"
+             << (kvsync ? kvsync->LogTail(6000) : "");
+    }
+  }
+
+  // The value of one metric line ("name{labels}"), or nullopt.
+  std::optional<double> Metric(const std::string& series, const std::string& admin = "") {
+    auto r = testing::HttpGet(admin.empty() ? admin_ : admin, "/metrics");
+    if (!r.ok()) return std::nullopt;
+    for (absl::string_view line : absl::StrSplit(r->body, '\n')) {
+      if (absl::StartsWith(line, series + " ")) {
+        return std::stod(std::string(line.substr(series.size() + 1)));
+      }
+    }
+    return std::nullopt;
+  }
+
+  bool MetricAtLeast(const std::string& series, double v, const std::string& admin = "") {
+    auto m = Metric(series, admin);
+    return m.has_value() && *m >= v;
+  }
+
+  std::unique_ptr<testing::ZkServer> zk_server_;
+  std::unique_ptr<EtcdCluster> etcd_cluster_;
+  std::unique_ptr<etcd::Client> etcd_;
+  std::unique_ptr<zk::Session> zk_;
+  std::string dir_;
+  std::string admin_;
+  int runs_ = 0;
+};
+
+std::string Label(const std::string& name, const std::string& extra = "") {
+  return absl::StrCat(name, "{task=\"", kTask, "\"", extra.empty() ? "" : ",", extra, "}");
+}
+
+// Creates, deletes, data changes and subtree deletes propagate; excluded subtrees, a sibling
+// prefix (/dubbo2) and keys of other writers are left alone.
+TEST_F(Zk2EtcdTest, SyncsDubboTreeAndFollowsChanges) {
+  BuildDubbo(4, 25);
+  ASSERT_TRUE(zk_->CreateAll("/dubbo/svc0/skip/inner", "x").ok());
+  ASSERT_TRUE(zk_->CreateAll("/dubbo2/other", "y").ok());
+  ASSERT_TRUE(etcd_->Put("/dubbo/written-by-someone-else", "keep").ok());
+  ASSERT_TRUE(etcd_->Put("/dubbo/svc0/skip/etcd-only", "keep").ok());
+  auto kvsync = StartKvsync({"--zk-exclude-prefix", "/dubbo/svc0/skip"});
+  KvMap extra = {{"/dubbo/written-by-someone-else", "keep"},
+                 {"/dubbo/svc0/skip/etcd-only", "keep"}};
+  ExpectSynced(kvsync.get(), extra, "/dubbo/svc0/skip");
+
+  // Creates (a provider, a whole new service), a data change, a delete, a subtree delete.
+  ASSERT_TRUE(zk_->Create("/dubbo/svc2/providers/" + ProviderName(2, 99), "", true).ok());
+  ASSERT_TRUE(zk_->CreateAll("/dubbo/svc9/providers/" + ProviderName(9, 1), "new").ok());
+  ASSERT_TRUE(zk_->Set("/dubbo/svc3/configurators", "weight=50").ok());
+  ASSERT_TRUE(zk_->Delete("/dubbo/svc3/providers/" + ProviderName(3, 7)).ok());
+  ASSERT_TRUE(zk_->DeleteAll("/dubbo/svc1").ok());
+  ASSERT_TRUE(zk_->Create("/dubbo/svc0/skip/late", "z").ok());
+  ExpectSynced(kvsync.get(), extra, "/dubbo/svc0/skip");
+  EXPECT_EQ(etcd_->Range({.key = "/dubbo/svc3/configurators"})->kvs[0].value, "weight=50");
+  EXPECT_TRUE(EtcdDump("/dubbo2").empty());
+  EXPECT_TRUE(EtcdDump("/dubbo/svc1").empty());
+  EXPECT_EQ(EtcdDump("/dubbo/svc0/skip").size(), 1u);  // only the etcd-only key
+  EXPECT_TRUE(MetricAtLeast(Label("kvsync_zk2etcd_znodes_watched"), 100));
+  EXPECT_EQ(Metric(Label("kvsync_zk2etcd_session_state", "state=\"connected\"")), 1.0);
+}
+
+// Redis ownership: kvsync's keys are recorded in the task's set; a key of another writer is
+// never deleted; during a Redis outage syncing goes on, deletes of keys whose ownership is
+// unknown wait, and everything resumes when Redis returns.
+TEST_F(Zk2EtcdTest, RedisOwnershipSurvivesAnOutage) {
+  auto r = testing::RedisServer::Start({});
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto redis_server = std::move(*r);
+  BuildDubbo(2, 10);
+  ASSERT_TRUE(etcd_->Put("/dubbo/svc0/providers/foreign", "keep").ok());
+  auto kvsync = StartKvsync({"--ownership", "redis", "--redis-addr", redis_server->addr(),
+                             "--fullsync-interval", "1s"});
+  KvMap extra = {{"/dubbo/svc0/providers/foreign", "keep"}};
+  ExpectSynced(kvsync.get(), extra);
+  auto redis = redis::Client::Connect({.addr = redis_server->addr()});
+  ASSERT_TRUE(redis.ok()) << redis.status();
+  std::string set = absl::StrCat("kvsync:", kTask, ":owned");
+  std::string owned_key = "/dubbo/svc1/providers/" + ProviderName(1, 3);
+  EXPECT_EQ((*redis)->Command({"SISMEMBER", set, owned_key})->integer, 1);
+  EXPECT_EQ((*redis)->Command({"SISMEMBER", set, "/dubbo/svc0/providers/foreign"})->integer, 0);
+
+  redis_server->Kill();
+  ASSERT_TRUE(WaitFor(
+      [&] { return Metric(Label("kvsync_zk2etcd_ownership_available")) == 0.0; }, seconds(30)))
+      << kvsync->LogTail();
+  // Syncing continues: a new znode appears in etcd.
+  std::string during = "/dubbo/svc1/providers/" + ProviderName(1, 50);
+  ASSERT_TRUE(zk_->Create(during, "", true).ok());
+  // A delete of a key recorded before the outage waits for Redis.
+  ASSERT_TRUE(zk_->Delete(owned_key).ok());
+  ASSERT_TRUE(WaitFor([&] { return EtcdDump("/dubbo").count(during) == 1; }, seconds(30)));
+  ASSERT_TRUE(
+      WaitFor([&] { return MetricAtLeast(Label("kvsync_zk2etcd_deletes_deferred"), 1); },
+              seconds(30)))
+      << kvsync->LogTail();
+  EXPECT_EQ(EtcdDump("/dubbo").count(owned_key), 1u);
+
+  ASSERT_TRUE(redis_server->Restart().ok());
+  ExpectSynced(kvsync.get(), extra);
+  EXPECT_EQ(Metric(Label("kvsync_zk2etcd_ownership_available")), 1.0);
+  // The key written during the outage was recorded once Redis returned, so it is deletable.
+  auto again = redis::Client::Connect({.addr = redis_server->addr()});
+  ASSERT_TRUE(again.ok());
+  ASSERT_TRUE(WaitFor(
+      [&] { return (*again)->Command({"SISMEMBER", set, during})->integer == 1; }, seconds(30)));
+  ASSERT_TRUE(zk_->Delete(during).ok());
+  ExpectSynced(kvsync.get(), extra);
+}
+
+// A ZooKeeper restart keeps the session; changes after it propagate and nothing is deleted
+// while ZooKeeper is down.
+TEST_F(Zk2EtcdTest, ZooKeeperRestartIsReconciled) {
+  BuildDubbo(2, 10);
+  ASSERT_TRUE(zk_->CreateAll("/dubbo/persistent/a", "1").ok());
+  auto kvsync = StartKvsync();
+  ExpectSynced(kvsync.get());
+  size_t before = EtcdDump("/dubbo").size();
+  zk_.reset();  // our ephemeral providers would otherwise be the only change
+  zk_server_->Kill();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return Metric(Label("kvsync_zk2etcd_session_state", "state=\"connecting\"")) == 1.0;
+      },
+      seconds(30)))
+      << kvsync->LogTail();
+  EXPECT_EQ(EtcdDump("/dubbo").size(), before);  // unreachable ZooKeeper deletes nothing
+  ASSERT_TRUE(zk_server_->Restart().ok());
+  zk_ = OpenZk(zk_server_->connect_string());
+  ASSERT_NE(zk_, nullptr);
+  ASSERT_TRUE(zk_->Create("/dubbo/persistent/b", "2").ok());
+  ASSERT_TRUE(zk_->Set("/dubbo/persistent/a", "1b").ok());
+  ExpectSynced(kvsync.get());
+  EXPECT_TRUE(MetricAtLeast(Label("kvsync_zk2etcd_reconnects_total"), 1));
+}
+
+// The session expires while kvsync is cut off (a blackholed proxy); changes made meanwhile
+// (including deletes) are applied by the full reconcile of the new session, and nothing is
+// deleted while ZooKeeper is unreachable.
+TEST_F(Zk2EtcdTest, SessionExpiryGetsANewSessionAndReconciles) {
+  BuildDubbo(2, 10);
+  ASSERT_TRUE(zk_->CreateAll("/dubbo/persistent/a", "1").ok());
+  auto proxy = testing::FaultProxy::Start(
+      absl::StrCat("127.0.0.1:", zk_server_->port()));
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  auto argv = BaseArgs();
+  argv[3] = (*proxy)->address();
+  argv.insert(argv.end(), {"--zk-session-timeout", "2s"});
+  auto kvsync = Start(argv);
+  ExpectSynced(kvsync.get());
+  (*proxy)->SetMode(testing::FaultProxy::Mode::kBlackhole);
+  // Wait until the server expired kvsync's session: only our own connection stays.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return FourLetter(zk_server_->port(), "mntr").find("zk_num_alive_connections\t1\n") !=
+               std::string::npos;
+      },
+      seconds(30)))
+      << FourLetter(zk_server_->port(), "mntr");
+  std::string gone = "/dubbo/svc0/providers/" + ProviderName(0, 4);
+  ASSERT_TRUE(zk_->Delete(gone).ok());
+  ASSERT_TRUE(zk_->Create("/dubbo/persistent/while-expired", "x").ok());
+  ASSERT_TRUE(zk_->Set("/dubbo/persistent/a", "changed").ok());
+  EXPECT_EQ(EtcdDump("/dubbo").count(gone), 1u);  // nothing deleted while cut off
+  (*proxy)->SetMode(testing::FaultProxy::Mode::kPass);
+  ExpectSynced(kvsync.get());
+  EXPECT_TRUE(MetricAtLeast(Label("kvsync_zk2etcd_session_expirations_total"), 1));
+  // The new session watches again.
+  ASSERT_TRUE(zk_->Create("/dubbo/persistent/after", "y").ok());
+  ExpectSynced(kvsync.get());
+}
+
+// Changes no watch delivered (made in etcd behind kvsync's back: a deleted key, a changed
+// value, a leftover key kvsync owns) are repaired by the periodic full sync once two rounds
+// have seen them; a key of another writer stays.
+TEST_F(Zk2EtcdTest, PeriodicFullSyncRepairsInTwoRounds) {
+  BuildDubbo(2, 10);
+  auto kvsync = StartKvsync({"--fullsync-interval", "1s"});
+  ExpectSynced(kvsync.get());
+  std::string a = "/dubbo/svc0/providers/" + ProviderName(0, 1);
+  ASSERT_TRUE(etcd_->Delete(a).ok());
+  ASSERT_TRUE(etcd_->Put("/dubbo/svc1/configurators", "tampered").ok());
+  std::string orphan = "/dubbo/svc1/providers/orphan";
+  ASSERT_TRUE(etcd_->Put(orphan, "").ok());
+  ASSERT_TRUE(etcd_->Put(kMarks + orphan, "").ok());
+  ASSERT_TRUE(etcd_->Put("/dubbo/svc1/providers/foreign", "keep").ok());
+  ExpectSynced(kvsync.get(), {{"/dubbo/svc1/providers/foreign", "keep"}});
+  for (const char* kind : {"dst_miss", "mismatch", "src_miss"}) {
+    std::string label = absl::StrCat("kind=\"", kind, "\"");
+    EXPECT_EQ(Metric(Label("kvsync_zk2etcd_fixed_total", label)), 1.0) << kind;
+    EXPECT_TRUE(MetricAtLeast(Label("kvsync_zk2etcd_diffs_total", label), 2)) << kind;
+  }
+  EXPECT_NE(kvsync->LogTail(100000).find("round2"), std::string::npos);
+}
+
+// kill -9, changes while down, restart: the start-up full sync applies them.
+TEST_F(Zk2EtcdTest, KillAndRestartLosesNothing) {
+  BuildDubbo(3, 10);
+  ASSERT_TRUE(zk_->CreateAll("/dubbo/persistent/a", "1").ok());
+  auto kvsync = StartKvsync();
+  ExpectSynced(kvsync.get());
+  kvsync->Signal(SIGKILL);
+  kvsync->Wait(seconds(10));
+  ASSERT_TRUE(zk_->Delete("/dubbo/svc0/providers/" + ProviderName(0, 0)).ok());
+  ASSERT_TRUE(zk_->DeleteAll("/dubbo/svc2").ok());
+  ASSERT_TRUE(zk_->Set("/dubbo/persistent/a", "2").ok());
+  ASSERT_TRUE(zk_->CreateAll("/dubbo/svc7/providers/" + ProviderName(7, 0), "").ok());
+  kvsync = StartKvsync();
+  ExpectSynced(kvsync.get());
+}
+
+// Two replicas with --ha: one leads; kill -9 of the leader hands over and syncing goes on.
+TEST_F(Zk2EtcdTest, LeaderTakeover) {
+  BuildDubbo(2, 10);
+  std::vector<std::string> admins;
+  std::vector<std::unique_ptr<Subprocess>> replicas;
+  for (const char* id : {"a", "b"}) {
+    auto argv = BaseArgs();
+    admins.push_back(admin_);
+    argv.insert(argv.end(), {"--ha", "--lease-ttl", "2s", "--instance-id", id});
+    replicas.push_back(Start(argv));
+  }
+  auto leading = [&](int i) { return Metric(Label("kvsync_is_leader"), admins[i]) == 1.0; };
+  ASSERT_TRUE(WaitFor([&] { return leading(0) || leading(1); }, seconds(30)));
+  ExpectSynced(replicas[0].get());
+  int leader = leading(0) ? 0 : 1;
+  EXPECT_FALSE(leading(1 - leader));
+  replicas[leader]->Signal(SIGKILL);
+  replicas[leader]->Wait(seconds(10));
+  ASSERT_TRUE(zk_->Delete("/dubbo/svc1/providers/" + ProviderName(1, 2)).ok());
+  ASSERT_TRUE(zk_->CreateAll("/dubbo/svc5/providers/" + ProviderName(5, 5), "").ok());
+  ASSERT_TRUE(WaitFor([&] { return leading(1 - leader); }, seconds(30)))
+      << replicas[1 - leader]->LogTail();
+  ExpectSynced(replicas[1 - leader].get());
+}
+
+// --once syncs and exits; `kvsync check zk2etcd` (with the open-source tool's flag names)
+// reports drift with exit 1 and JSON counts, --fix repairs it, and a consistent tree exits 0.
+TEST_F(Zk2EtcdTest, OnceAndCheck) {
+  BuildDubbo(2, 10);
+  auto argv = BaseArgs();
+  argv.push_back("--once");
+  auto once = testing::RunCommand(argv, seconds(60));
+  ASSERT_TRUE(once.ok()) << once.status();
+  ASSERT_EQ(once->exit_code, 0) << once->err;
+  ExpectSynced(nullptr);
+  std::vector<std::string> check = {testing::KvsyncBinary(),
+                                    "check",
+                                    "zk2etcd",
+                                    "--zookeeper-servers",
+                                    zk_server_->connect_string(),
+                                    "--zookeeper-prefix",
+                                    "/dubbo",
+                                    "--etcd-servers",
+                                    etcd_cluster_->endpoints_csv(),
+                                    "--name",
+                                    kTask,
+                                    "--single-round"};
+  auto clean = testing::RunCommand(check, seconds(60));
+  ASSERT_TRUE(clean.ok());
+  EXPECT_EQ(clean->exit_code, 0) << clean->out << clean->err;
+  EXPECT_NE(clean->out.find("CONSISTENT"), std::string::npos) << clean->out;
+
+  ASSERT_TRUE(etcd_->Delete("/dubbo/svc0/configurators").ok());
+  ASSERT_TRUE(etcd_->Put("/dubbo/svc1/configurators", "tampered").ok());
+  ASSERT_TRUE(etcd_->Put("/dubbo/svc1/providers/orphan", "").ok());
+  ASSERT_TRUE(etcd_->Put(std::string(kMarks) + "/dubbo/svc1/providers/orphan", "").ok());
+  ASSERT_TRUE(etcd_->Put("/dubbo/svc1/providers/foreign", "").ok());
+  auto json_args = check;
+  json_args.insert(json_args.end(), {"--output", "json"});
+  auto drift = testing::RunCommand(json_args, seconds(60));
+  ASSERT_TRUE(drift.ok());
+  EXPECT_EQ(drift->exit_code, 1) << drift->err;
+  auto j = nlohmann::json::parse(drift->out);
+  EXPECT_EQ(j["dst_miss"], 1);
+  EXPECT_EQ(j["mismatch"], 1);
+  EXPECT_EQ(j["src_miss"], 1);
+  EXPECT_EQ(j["not_owned"], 1);
+  EXPECT_EQ(j["consistent"], false);
+
+  auto fix_args = check;
+  fix_args.push_back("--fix");
+  auto fixed = testing::RunCommand(fix_args, seconds(60));
+  ASSERT_TRUE(fixed.ok());
+  EXPECT_EQ(fixed->exit_code, 1) << fixed->out;  // reports what it found, then repairs
+  auto after = testing::RunCommand(check, seconds(60));
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->exit_code, 0) << after->out;
+  EXPECT_EQ(EtcdDump("/dubbo").count("/dubbo/svc1/providers/foreign"), 1u);
+}
+
+// Bad flags exit 2 with one line; unreachable servers exit 1 naming them.
+TEST_F(Zk2EtcdTest, BadInputFailsClearly) {
+  auto run = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = {testing::KvsyncBinary(), "zk2etcd"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto r = testing::RunCommand(argv, seconds(60));
+    EXPECT_TRUE(r.ok());
+    return r.ok() ? *r : testing::CommandResult{};
+  };
+  std::string zk = zk_server_->connect_string();
+  std::string etcd = etcd_cluster_->endpoints_csv();
+  struct Case {
+    std::vector<std::string> args;
+    std::string message;
+  };
+  std::vector<Case> cases = {
+      {{"--zk-prefix", "/dubbo", "--etcd-endpoints", etcd}, "--zk-servers is required"},
+      {{"--zk-servers", zk, "--etcd-endpoints", etcd}, "--zk-prefix is required"},
+      {{"--zk-servers", zk, "--zk-prefix", "dubbo", "--etcd-endpoints", etcd}, "not a ZooKeeper path"},
+      {{"--zk-servers", zk, "--zk-prefix", "/dubbo", "--zk-exclude-prefix", "/dubbo2/x",
+        "--etcd-endpoints", etcd},
+       "is not under any --zk-prefix"},
+      {{"--zk-servers", zk, "--zk-prefix", "/dubbo", "--etcd-endpoints", etcd, "--ownership",
+        "mysql"},
+       "--ownership must be"},
+      {{"--zk-servers", zk, "--zk-prefix", "/dubbo", "--etcd-endpoints", etcd, "--ownership",
+        "redis"},
+       "--redis-addr"},
+      {{"--zk-servers", zk, "--zk-prefix", "/dubbo", "--etcd-endpoints", etcd, "--bogus"},
+       "bogus"},
+      {{"--zk-servers", zk, "--zk-prefix", "/dubbo", "--etcd-endpoints", etcd,
+        "--zk-session-timeout", "soon"},
+       "duration"},
+  };
+  for (const auto& c : cases) {
+    auto r = run(c.args);
+    EXPECT_EQ(r.exit_code, 2) << c.message << ": " << r.err;
+    EXPECT_NE(r.err.find(c.message), std::string::npos) << r.err;
+  }
+  int dead = testing::FreePort();
+  auto no_zk = run({"--zk-servers", absl::StrCat("127.0.0.1:", dead), "--zk-prefix", "/dubbo",
+                    "--etcd-endpoints", etcd, "--zk-session-timeout", "2s", "--admin-addr", ""});
+  EXPECT_EQ(no_zk.exit_code, 1) << no_zk.err;
+  EXPECT_NE(no_zk.err.find(absl::StrCat("127.0.0.1:", dead)), std::string::npos) << no_zk.err;
+  auto no_etcd = run({"--zk-servers", zk, "--zk-prefix", "/dubbo", "--etcd-endpoints",
+                      absl::StrCat("127.0.0.1:", dead), "--etcd-dial-timeout", "1s",
+                      "--admin-addr", ""});
+  EXPECT_EQ(no_etcd.exit_code, 1) << no_etcd.err;
+  EXPECT_NE(no_etcd.err.find(absl::StrCat("127.0.0.1:", dead)), std::string::npos) << no_etcd.err;
+}
+
+}  // namespace
+}  // namespace kvsync
