@@ -1,0 +1,520 @@
+#include "zk/session.h"
+
+#include <zookeeper/zookeeper.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
+#include "common/status_macros.h"
+#include "zk/zoo_convert.h"
+
+namespace kvsync::zk {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// The C client logs at ERROR level only: real trouble (connection refused, session expired),
+// never per-request chatter. While a server is down it still logs every reconnect attempt
+// (several a second), so ClientLog passes at most one line per second to stderr and counts the
+// rest. Process-wide, any thread (the C client calls it from its IO threads).
+void ClientLog(const char* message) {
+  static std::atomic<int64_t> next_ns{0};
+  static std::atomic<int64_t> suppressed{0};
+  int64_t now = Clock::now().time_since_epoch().count();
+  int64_t next = next_ns.load(std::memory_order_relaxed);
+  if (now < next || !next_ns.compare_exchange_strong(next, now + 1'000'000'000)) {
+    suppressed.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  int64_t dropped = suppressed.exchange(0, std::memory_order_relaxed);
+  if (dropped > 0) {
+    std::fprintf(stderr, "%s (and %lld similar zookeeper client lines suppressed)\n", message,
+                 static_cast<long long>(dropped));
+  } else {
+    std::fprintf(stderr, "%s\n", message);
+  }
+}
+
+void InitClientLogging() {
+  static std::once_flag once;
+  std::call_once(once, [] { zoo_set_debug_level(ZOO_LOG_LEVEL_ERROR); });
+}
+
+SessionState FromZooState(int state) {
+  if (state == ZOO_CONNECTED_STATE || state == ZOO_READONLY_STATE) {
+    return SessionState::kConnected;
+  }
+  if (state == ZOO_EXPIRED_SESSION_STATE) return SessionState::kExpired;
+  if (state == ZOO_AUTH_FAILED_STATE) return SessionState::kAuthFailed;
+  return SessionState::kConnecting;  // connecting, associating, not yet connected
+}
+
+WatchEvent::Type FromZooEventType(int type) {
+  if (type == ZOO_CREATED_EVENT) return WatchEvent::Type::kCreated;
+  if (type == ZOO_DELETED_EVENT) return WatchEvent::Type::kDeleted;
+  if (type == ZOO_CHANGED_EVENT) return WatchEvent::Type::kDataChanged;
+  if (type == ZOO_CHILD_EVENT) return WatchEvent::Type::kChildrenChanged;
+  if (type == ZOO_NOTWATCHING_EVENT) return WatchEvent::Type::kNotWatching;
+  return WatchEvent::Type::kSession;
+}
+
+// A heap context per asynchronous call: the completion takes ownership and deletes it.
+template <typename Fn>
+struct CallCtx {
+  std::string path;
+  Fn done;
+};
+
+template <typename Fn>
+std::unique_ptr<CallCtx<Fn>> TakeCtx(const void* data) {
+  return std::unique_ptr<CallCtx<Fn>>(static_cast<CallCtx<Fn>*>(const_cast<void*>(data)));
+}
+
+void DataCompletion(int rc, const char* value, int value_len, const struct ::Stat* stat,
+                    const void* data) {
+  auto ctx = TakeCtx<DataFn>(data);
+  if (rc != ZOK) {
+    ctx->done(FromZooError(rc, ctx->path), std::string(), Stat{});
+    return;
+  }
+  std::string out;
+  if (value != nullptr && value_len > 0) out.assign(value, value_len);
+  ctx->done(absl::OkStatus(), std::move(out), ConvertStat(stat));
+}
+
+void ChildrenCompletion(int rc, const struct String_vector* strings, const struct ::Stat* stat,
+                        const void* data) {
+  auto ctx = TakeCtx<ChildrenFn>(data);
+  if (rc != ZOK) {
+    ctx->done(FromZooError(rc, ctx->path), {}, Stat{});
+    return;
+  }
+  std::vector<std::string> children;
+  if (strings != nullptr) {
+    children.reserve(strings->count);
+    for (int32_t i = 0; i < strings->count; ++i) children.emplace_back(strings->data[i]);
+  }
+  ctx->done(absl::OkStatus(), std::move(children), ConvertStat(stat));
+}
+
+void ExistsCompletion(int rc, const struct ::Stat* stat, const void* data) {
+  auto ctx = TakeCtx<ExistsFn>(data);
+  if (rc != ZOK) {
+    ctx->done(FromZooError(rc, ctx->path), Stat{});
+    return;
+  }
+  ctx->done(absl::OkStatus(), ConvertStat(stat));
+}
+
+void StringCompletion(int rc, const char* /*value*/, const void* data) {
+  auto ctx = TakeCtx<DoneFn>(data);
+  ctx->done(FromZooError(rc, ctx->path));
+}
+
+void StatCompletion(int rc, const struct ::Stat* /*stat*/, const void* data) {
+  auto ctx = TakeCtx<DoneFn>(data);
+  ctx->done(FromZooError(rc, ctx->path));
+}
+
+void VoidCompletion(int rc, const void* data) {
+  auto ctx = TakeCtx<DoneFn>(data);
+  ctx->done(FromZooError(rc, ctx->path));
+}
+
+// Result slot of one synchronous helper call.
+struct SyncResult {
+  absl::Notification done;
+  absl::Status status;
+  std::string data;
+  std::vector<std::string> children;
+  Stat stat;
+};
+
+}  // namespace
+
+Stat ConvertStat(const struct ::Stat* s) {
+  Stat out;
+  if (s == nullptr) return out;
+  out.czxid = s->czxid;
+  out.mzxid = s->mzxid;
+  out.pzxid = s->pzxid;
+  out.ephemeral_owner = s->ephemeralOwner;
+  out.version = s->version;
+  out.cversion = s->cversion;
+  out.num_children = s->numChildren;
+  out.data_length = s->dataLength;
+  return out;
+}
+
+const char* SessionStateName(SessionState state) {
+  switch (state) {
+    case SessionState::kConnecting:
+      return "connecting";
+    case SessionState::kConnected:
+      return "connected";
+    case SessionState::kExpired:
+      return "expired";
+    case SessionState::kAuthFailed:
+      return "auth_failed";
+    case SessionState::kClosed:
+      return "closed";
+  }
+  return "unknown";
+}
+
+absl::Status FromZooError(int rc, const std::string& path) {
+  if (rc == ZOK) return absl::OkStatus();
+  std::string message = absl::StrCat("zookeeper: ", zerror(rc), " (", rc, ") at ", path);
+  switch (rc) {
+    case ZNONODE:
+      return absl::NotFoundError(message);
+    case ZNODEEXISTS:
+      return absl::AlreadyExistsError(message);
+    case ZCONNECTIONLOSS:
+    case ZOPERATIONTIMEOUT:
+    case ZCLOSING:
+      return absl::UnavailableError(message);
+    case ZSESSIONEXPIRED:
+    case ZINVALIDSTATE:
+      return absl::AbortedError(message);
+    case ZNOAUTH:
+    case ZAUTHFAILED:
+      return absl::PermissionDeniedError(message);
+    case ZBADARGUMENTS:
+      return absl::InvalidArgumentError(message);
+    default:
+      return absl::InternalError(message);
+  }
+}
+
+bool IsSessionExpired(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kAborted;
+}
+
+std::string JoinPath(std::string_view parent, std::string_view child) {
+  if (parent == "/") parent = "";
+  std::string out;
+  out.reserve(parent.size() + 1 + child.size());
+  out.append(parent);
+  out.push_back('/');
+  out.append(child);
+  return out;
+}
+
+std::string ParentPath(std::string_view path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string_view::npos || slash == 0) return "/";
+  return std::string(path.substr(0, slash));
+}
+
+bool IsUnder(std::string_view path, std::string_view prefix) {
+  if (prefix.empty() || prefix == "/") return true;
+  if (prefix.back() == '/') prefix.remove_suffix(1);
+  if (path.size() < prefix.size() || path.compare(0, prefix.size(), prefix) != 0) return false;
+  return path.size() == prefix.size() || path[prefix.size()] == '/';
+}
+
+absl::Status ValidateServers(const std::string& servers) {
+  absl::string_view hosts = servers;
+  size_t slash = hosts.find('/');
+  if (slash != absl::string_view::npos) {
+    absl::string_view chroot = hosts.substr(slash);
+    hosts = hosts.substr(0, slash);
+    if (chroot.size() > 1 && chroot.back() == '/') {
+      return absl::InvalidArgumentError(
+          absl::StrCat("zookeeper servers \"", servers, "\": chroot must not end with '/'"));
+    }
+  }
+  if (hosts.empty()) {
+    return absl::InvalidArgumentError("zookeeper servers: empty (want host:port[,host:port])");
+  }
+  for (absl::string_view host : absl::StrSplit(hosts, ',')) {
+    size_t colon = host.rfind(':');
+    int port = 0;
+    if (colon == absl::string_view::npos || colon == 0 ||
+        !absl::SimpleAtoi(host.substr(colon + 1), &port) || port <= 0 || port > 65535) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("zookeeper servers \"", servers, "\": \"", host, "\" is not host:port"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+Session::Session(SessionOptions options, EventFn on_event)
+    : options_(std::move(options)), on_event_(std::move(on_event)) {}
+
+absl::StatusOr<std::unique_ptr<Session>> Session::Open(SessionOptions options, EventFn on_event) {
+  RETURN_IF_ERROR(ValidateServers(options.servers));
+  if (!options.digest_auth.empty()) {
+    size_t colon = options.digest_auth.find(':');
+    if (colon == std::string::npos || colon == 0) {
+      return absl::InvalidArgumentError("zookeeper digest auth must be \"user:password\"");
+    }
+  }
+  if (options.session_timeout.count() <= 0 || options.connect_timeout.count() <= 0) {
+    return absl::InvalidArgumentError("zookeeper session and connect timeouts must be > 0");
+  }
+  InitClientLogging();
+  std::unique_ptr<Session> session(new Session(std::move(options), std::move(on_event)));
+  const SessionOptions& opts = session->options_;
+  auto deadline = Clock::now() + opts.connect_timeout;
+  errno = 0;
+  session->zh_ = zookeeper_init2(opts.servers.c_str(), &Session::OnWatch,
+                                 static_cast<int>(opts.session_timeout.count()), nullptr,
+                                 session.get(), 0, &ClientLog);
+  if (session->zh_ == nullptr) {
+    int err = errno;
+    if (err == EINVAL || err == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("zookeeper servers \"", opts.servers, "\" rejected by the client"));
+    }
+    return absl::InternalError(absl::StrCat("zookeeper_init failed: ", std::strerror(err)));
+  }
+  // OnWatch publishes state changes under this mutex so that the wait below wakes up.
+  {
+    absl::MutexLock lock(&session->mu_);
+    auto left = deadline - Clock::now();
+    session->mu_.AwaitWithTimeout(
+        absl::Condition(
+            +[](Session* s) { return s->state_.load() != SessionState::kConnecting; },
+            session.get()),
+        absl::FromChrono(left));
+  }
+  switch (session->state()) {
+    case SessionState::kConnected:
+      break;
+    case SessionState::kConnecting:
+      return absl::UnavailableError(absl::StrCat("no zookeeper server of \"", opts.servers,
+                                                 "\" answered within ",
+                                                 opts.connect_timeout.count(), " ms"));
+    case SessionState::kAuthFailed:
+      return absl::PermissionDeniedError(
+          absl::StrCat("zookeeper authentication failed at ", opts.servers));
+    default:
+      return absl::UnavailableError(absl::StrCat("zookeeper session to ", opts.servers, " is ",
+                                                 SessionStateName(session->state())));
+  }
+  if (!opts.digest_auth.empty()) {
+    // The client remembers the credentials and sends them again after every reconnect.
+    auto result = std::make_shared<SyncResult>();
+    auto* ctx = new CallCtx<DoneFn>{"(digest auth)", [result](const absl::Status& status) {
+                                      result->status = status;
+                                      result->done.Notify();
+                                    }};
+    int rc = zoo_add_auth(session->zh_, "digest", opts.digest_auth.data(),
+                          static_cast<int>(opts.digest_auth.size()), &VoidCompletion, ctx);
+    if (rc != ZOK) {
+      delete ctx;
+      return FromZooError(rc, "(digest auth)");
+    }
+    if (!result->done.WaitForNotificationWithTimeout(absl::FromChrono(
+            std::max<Clock::duration>(deadline - Clock::now(), milliseconds(1))))) {
+      return absl::UnavailableError(absl::StrCat("zookeeper at ", opts.servers,
+                                                 " did not answer the digest auth within ",
+                                                 opts.connect_timeout.count(), " ms"));
+    }
+    if (!result->status.ok()) {
+      if (result->status.code() == absl::StatusCode::kPermissionDenied) {
+        return absl::PermissionDeniedError(
+            absl::StrCat("zookeeper digest authentication failed at ", opts.servers));
+      }
+      return result->status;
+    }
+  }
+  return session;
+}
+
+Session::~Session() {
+  if (zh_ != nullptr) zookeeper_close(zh_);
+  state_.store(SessionState::kClosed);
+}
+
+void Session::OnWatch(zhandle_t* /*zh*/, int type, int state, const char* path, void* ctx) {
+  auto* self = static_cast<Session*>(ctx);
+  self->completion_thread_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+  WatchEvent event;
+  event.type = FromZooEventType(type);
+  if (event.type == WatchEvent::Type::kSession) {
+    absl::MutexLock lock(&self->mu_);
+    self->state_.store(FromZooState(state));
+  } else if (path != nullptr) {
+    event.path = path;
+  }
+  event.state = self->state_.load();
+  if (self->on_event_) self->on_event_(event);
+}
+
+absl::Status Session::CheckNotCompletionThread(std::string_view what) const {
+  if (completion_thread_.load(std::memory_order_relaxed) == std::this_thread::get_id()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("zk::Session::", std::string(what), " called on the completion thread"));
+  }
+  return absl::OkStatus();
+}
+
+int64_t Session::session_id() const {
+  const clientid_t* id = zoo_client_id(zh_);
+  return id == nullptr ? 0 : id->client_id;
+}
+
+std::chrono::milliseconds Session::negotiated_timeout() const {
+  return milliseconds(zoo_recv_timeout(zh_));
+}
+
+void Session::GetData(const std::string& path, bool watch, DataFn done) {
+  auto* ctx = new CallCtx<DataFn>{path, std::move(done)};
+  int rc = zoo_aget(zh_, path.c_str(), watch ? 1 : 0, &DataCompletion, ctx);
+  if (rc != ZOK) {
+    std::unique_ptr<CallCtx<DataFn>> owned(ctx);
+    owned->done(FromZooError(rc, path), std::string(), Stat{});
+  }
+}
+
+void Session::GetChildren(const std::string& path, bool watch, ChildrenFn done) {
+  auto* ctx = new CallCtx<ChildrenFn>{path, std::move(done)};
+  int rc = zoo_aget_children2(zh_, path.c_str(), watch ? 1 : 0, &ChildrenCompletion, ctx);
+  if (rc != ZOK) {
+    std::unique_ptr<CallCtx<ChildrenFn>> owned(ctx);
+    owned->done(FromZooError(rc, path), {}, Stat{});
+  }
+}
+
+void Session::Exists(const std::string& path, bool watch, ExistsFn done) {
+  auto* ctx = new CallCtx<ExistsFn>{path, std::move(done)};
+  int rc = zoo_aexists(zh_, path.c_str(), watch ? 1 : 0, &ExistsCompletion, ctx);
+  if (rc != ZOK) {
+    std::unique_ptr<CallCtx<ExistsFn>> owned(ctx);
+    owned->done(FromZooError(rc, path), Stat{});
+  }
+}
+
+void Session::CreateAsync(const std::string& path, const std::string& data, CreateOptions options,
+                          DoneFn done) {
+  auto* ctx = new CallCtx<DoneFn>{path, std::move(done)};
+  int rc = zoo_acreate(zh_, path.c_str(), data.data(), static_cast<int>(data.size()),
+                       options.creator_only_acl ? &ZOO_CREATOR_ALL_ACL : &ZOO_OPEN_ACL_UNSAFE,
+                       options.ephemeral ? ZOO_EPHEMERAL : ZOO_PERSISTENT, &StringCompletion, ctx);
+  if (rc != ZOK) {
+    std::unique_ptr<CallCtx<DoneFn>> owned(ctx);
+    owned->done(FromZooError(rc, path));
+  }
+}
+
+absl::Status Session::Create(const std::string& path, const std::string& data, bool ephemeral) {
+  CreateOptions options;
+  options.ephemeral = ephemeral;
+  return Create(path, data, options);
+}
+
+absl::Status Session::Create(const std::string& path, const std::string& data,
+                             const CreateOptions& options) {
+  RETURN_IF_ERROR(CheckNotCompletionThread("Create"));
+  SyncResult result;
+  CreateAsync(path, data, options, [&result](const absl::Status& status) {
+    result.status = status;
+    result.done.Notify();
+  });
+  result.done.WaitForNotification();
+  return result.status;
+}
+
+absl::Status Session::CreateAll(const std::string& path, const std::string& data) {
+  RETURN_IF_ERROR(CheckNotCompletionThread("CreateAll"));
+  if (path.empty() || path[0] != '/') {
+    return absl::InvalidArgumentError(
+        absl::StrCat("zookeeper path \"", path, "\" is not absolute"));
+  }
+  if (path == "/") return absl::OkStatus();
+  // Most calls find the parents present: try the node itself first.
+  absl::Status status = Create(path, data);
+  if (status.ok() || absl::IsAlreadyExists(status)) return absl::OkStatus();
+  if (!absl::IsNotFound(status)) return status;
+  RETURN_IF_ERROR(CreateAll(ParentPath(path), ""));
+  status = Create(path, data);
+  if (absl::IsAlreadyExists(status)) return absl::OkStatus();
+  return status;
+}
+
+absl::Status Session::Set(const std::string& path, const std::string& data) {
+  RETURN_IF_ERROR(CheckNotCompletionThread("Set"));
+  SyncResult result;
+  auto* ctx = new CallCtx<DoneFn>{path, [&result](const absl::Status& status) {
+                                    result.status = status;
+                                    result.done.Notify();
+                                  }};
+  int rc = zoo_aset(zh_, path.c_str(), data.data(), static_cast<int>(data.size()), -1,
+                    &StatCompletion, ctx);
+  if (rc != ZOK) {
+    delete ctx;
+    return FromZooError(rc, path);
+  }
+  result.done.WaitForNotification();
+  return result.status;
+}
+
+absl::Status Session::Delete(const std::string& path) {
+  RETURN_IF_ERROR(CheckNotCompletionThread("Delete"));
+  SyncResult result;
+  auto* ctx = new CallCtx<DoneFn>{path, [&result](const absl::Status& status) {
+                                    result.status = status;
+                                    result.done.Notify();
+                                  }};
+  int rc = zoo_adelete(zh_, path.c_str(), -1, &VoidCompletion, ctx);
+  if (rc != ZOK) {
+    delete ctx;
+    return FromZooError(rc, path);
+  }
+  result.done.WaitForNotification();
+  return result.status;
+}
+
+absl::Status Session::DeleteAll(const std::string& path) {
+  absl::StatusOr<std::vector<std::string>> children = Children(path);
+  if (absl::IsNotFound(children.status())) return absl::OkStatus();
+  if (!children.ok()) return children.status();
+  for (const std::string& child : *children) RETURN_IF_ERROR(DeleteAll(JoinPath(path, child)));
+  if (path == "/") return absl::OkStatus();
+  absl::Status status = Delete(path);
+  if (absl::IsNotFound(status)) return absl::OkStatus();
+  return status;
+}
+
+absl::StatusOr<std::string> Session::Get(const std::string& path, Stat* stat) {
+  RETURN_IF_ERROR(CheckNotCompletionThread("Get"));
+  SyncResult result;
+  GetData(path, false, [&result](const absl::Status& status, std::string data, const Stat& s) {
+    result.status = status;
+    result.data = std::move(data);
+    result.stat = s;
+    result.done.Notify();
+  });
+  result.done.WaitForNotification();
+  RETURN_IF_ERROR(result.status);
+  if (stat != nullptr) *stat = result.stat;
+  return std::move(result.data);
+}
+
+absl::StatusOr<std::vector<std::string>> Session::Children(const std::string& path) {
+  RETURN_IF_ERROR(CheckNotCompletionThread("Children"));
+  SyncResult result;
+  GetChildren(
+      path, false,
+      [&result](const absl::Status& status, std::vector<std::string> children, const Stat&) {
+        result.status = status;
+        result.children = std::move(children);
+        result.done.Notify();
+      });
+  result.done.WaitForNotification();
+  RETURN_IF_ERROR(result.status);
+  return std::move(result.children);
+}
+
+}  // namespace kvsync::zk

@@ -1,0 +1,172 @@
+// A ZooKeeper session over the official multi-threaded C client (libzookeeper_mt), used by the
+// zk2etcd engine, the zk walk and the benchmark tools.
+//
+// One Session is one zhandle_t: one ZooKeeper session, one IO thread and one completion thread
+// owned by the C library. The client reconnects by itself after connection loss (to any server
+// of `servers`) and re-arms its watches; the session survives as long as it reconnects within
+// the negotiated session timeout. Once the server reports the session expired (kExpired) or
+// authentication failed (kAuthFailed) the handle is dead for good: every call fails with
+// Aborted (IsSessionExpired) and the owner must open a new Session and resync everything.
+//
+// Threading and ordering: every method may be called from any thread. All callbacks — `on_event`
+// and the completions of the asynchronous reads — run on the C client's single completion
+// thread, in the order the server produced them. ZooKeeper sends a watch notification before the
+// response of any later read, so a watch event is delivered before any read result that
+// reflects the change that triggered it. Callbacks must be quick (copy and enqueue) and must not
+// call the synchronous helpers (those return FailedPrecondition on the completion thread rather
+// than deadlock). `on_event` may run before Open() returns (it sees the first kConnected event)
+// and until the destructor returns.
+//
+// Ownership: the caller owns the Session; destroying it closes the session (zookeeper_close):
+// the server deletes its ephemeral nodes at once, and reads still in flight complete with
+// Unavailable before the destructor returns. Never destroy a Session from one of its callbacks.
+//
+// Errors: ZooKeeper return codes are converted once, by FromZooError, and never leave src/zk.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+
+// The C client's handle type (zookeeper.h), opaque outside session.cc and walk.cc.
+typedef struct _zhandle zhandle_t;
+
+namespace kvsync::zk {
+
+struct SessionOptions {
+  std::string servers;  // "host:port,host:port[/chroot]"
+  std::chrono::milliseconds session_timeout{10000};
+  std::chrono::milliseconds connect_timeout{10000};  // Open() waits this long for kConnected
+  std::string digest_auth;  // "user:password" → zoo_add_auth("digest", ...); empty: none
+};
+
+struct Stat {
+  int64_t czxid = 0, mzxid = 0, pzxid = 0, ephemeral_owner = 0;
+  int32_t version = 0, cversion = 0, num_children = 0, data_length = 0;
+};
+
+enum class SessionState { kConnecting, kConnected, kExpired, kAuthFailed, kClosed };
+const char* SessionStateName(SessionState state);
+
+struct WatchEvent {
+  // kSession: a connection state change (`path` empty, `state` the new state). kNotWatching:
+  // the server removed a watch. The others name the znode in `path`.
+  enum class Type { kCreated, kDeleted, kDataChanged, kChildrenChanged, kSession, kNotWatching };
+  Type type;
+  std::string path;
+  SessionState state;
+};
+
+using EventFn = std::function<void(const WatchEvent&)>;
+using DataFn = std::function<void(const absl::Status&, std::string data, const Stat&)>;
+using ChildrenFn =
+    std::function<void(const absl::Status&, std::vector<std::string> children, const Stat&)>;
+using ExistsFn = std::function<void(const absl::Status&, const Stat&)>;  // NotFound when absent
+using DoneFn = std::function<void(const absl::Status&)>;
+
+struct CreateOptions {
+  bool ephemeral = false;
+  // ACL: creator-only (ZOO_CREATOR_ALL_ACL: only the session's authenticated identities may
+  // touch the node; needs digest_auth) instead of open to everyone (ZOO_OPEN_ACL_UNSAFE).
+  bool creator_only_acl = false;
+};
+
+class Session {
+ public:
+  // Opens a session and waits up to connect_timeout for it to connect (and for digest auth to be
+  // accepted). Errors: InvalidArgument (bad servers string / auth format), Unavailable (no server
+  // answered in time: message names the servers), PermissionDenied (auth failed).
+  // `on_event` receives every watch and session event.
+  static absl::StatusOr<std::unique_ptr<Session>> Open(SessionOptions options, EventFn on_event);
+
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+  ~Session();
+
+  // Asynchronous reads. `watch` sets a ZooKeeper watch: a data watch for GetData, a child watch
+  // for GetChildren, an exists watch for Exists (also on a missing node, where it fires
+  // kCreated). Watches fire once and are reported through `on_event`. Completions run on the
+  // completion thread (see the ordering guarantee above). A call that cannot be submitted (bad
+  // path, session expired or closed) invokes `done` with the error synchronously, on the calling
+  // thread, before returning. Errors: NotFound (node absent), Unavailable (connection lost while
+  // the read was in flight; the session may still recover), Aborted (session expired),
+  // PermissionDenied (ACL).
+  void GetData(const std::string& path, bool watch, DataFn done);
+  void GetChildren(const std::string& path, bool watch, ChildrenFn done);
+  void Exists(const std::string& path, bool watch, ExistsFn done);
+  // Asynchronous create (used for bulk loads); `done` as for the reads. AlreadyExists when the
+  // node exists, NotFound when the parent is missing.
+  void CreateAsync(const std::string& path, const std::string& data, CreateOptions options,
+                   DoneFn done);
+
+  // Synchronous helpers for tools and tests. They block the caller; never call them from a
+  // callback (FailedPrecondition on the completion thread).
+  absl::Status Create(const std::string& path, const std::string& data, bool ephemeral = false);
+  absl::Status Create(const std::string& path, const std::string& data,
+                      const CreateOptions& options);
+  // mkdir -p: creates missing parents (persistent, empty) and then `path` with `data`. OK when
+  // `path` already exists (its data is left unchanged).
+  absl::Status CreateAll(const std::string& path, const std::string& data);
+  absl::Status Set(const std::string& path, const std::string& data);
+  absl::Status Delete(const std::string& path);     // one node; NotFound when absent
+  absl::Status DeleteAll(const std::string& path);  // recursive; OK when absent
+  absl::StatusOr<std::string> Get(const std::string& path, Stat* stat = nullptr);
+  absl::StatusOr<std::vector<std::string>> Children(const std::string& path);
+
+  // The last state reported by the client (updated on the completion thread before on_event
+  // sees the session event).
+  SessionState state() const { return state_.load(); }
+  // The server-assigned session id (0 before the first connection).
+  int64_t session_id() const;
+  // The session timeout the server granted (0 before the first connection).
+  std::chrono::milliseconds negotiated_timeout() const;
+  const SessionOptions& options() const { return options_; }
+
+ private:
+  friend class Walker;  // walk.cc drives the C client directly, without per-read std::functions
+
+  Session(SessionOptions options, EventFn on_event);
+  static void OnWatch(zhandle_t* zh, int type, int state, const char* path, void* ctx);
+  absl::Status CheckNotCompletionThread(std::string_view what) const;
+  zhandle_t* handle() const { return zh_; }
+
+  const SessionOptions options_;
+  const EventFn on_event_;
+  zhandle_t* zh_ = nullptr;
+  // Written on the completion thread under mu_ (so that Open's wait for kConnected wakes up).
+  absl::Mutex mu_;
+  std::atomic<SessionState> state_{SessionState::kConnecting};
+  std::atomic<std::thread::id> completion_thread_{};
+};
+
+// Maps a ZooKeeper return code to a status: ZOK → OK, ZNONODE → NotFound, ZNODEEXISTS →
+// AlreadyExists, ZCONNECTIONLOSS/ZOPERATIONTIMEOUT/ZCLOSING → Unavailable,
+// ZSESSIONEXPIRED/ZINVALIDSTATE → Aborted, ZNOAUTH/ZAUTHFAILED → PermissionDenied,
+// ZBADARGUMENTS → InvalidArgument, others → Internal. Messages include the path and zerror().
+absl::Status FromZooError(int rc, const std::string& path);
+// True for the status of a dead session (expired, or closed after auth failure).
+bool IsSessionExpired(const absl::Status& status);
+
+// Path helpers (paths are absolute, no trailing slash except "/" itself).
+// JoinPath("/a", "b") == "/a/b", JoinPath("/", "b") == "/b".
+std::string JoinPath(std::string_view parent, std::string_view child);
+// ParentPath("/a/b") == "/a", ParentPath("/a") == "/", ParentPath("/") == "/".
+std::string ParentPath(std::string_view path);
+// Path-aware prefix test: "/dubbo" and "/dubbo/x" are under "/dubbo", "/dubbo2" is not; every
+// path is under "/".
+bool IsUnder(std::string_view path, std::string_view prefix);
+// Checks the servers string ("host:port,...[/chroot]"); InvalidArgument naming the problem.
+absl::Status ValidateServers(const std::string& servers);
+
+}  // namespace kvsync::zk
