@@ -89,6 +89,8 @@ class Client {
   Options options_;
   std::unique_ptr<Conn> conn_;
   bool broken_ = false;
+  std::string rbuf_;  // bytes read but not yet parsed start at rpos_
+  size_t rpos_ = 0;
 };
 
 // Appends the RESP2 encoding of `args` (an array of bulk strings) to `out`. Exposed for tests.
