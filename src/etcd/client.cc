@@ -300,10 +300,7 @@ absl::StatusOr<TxnResponse> Client::Txn(const TxnRequest& request) {
     pb::TxnResponse resp;
     absl::Status s = FromGrpc(e->kv()->Txn(ctx, req, &resp), options_.name + " txn");
     if (!s.ok()) return s;
-    TxnResponse out;
-    out.header = FromPb(resp.header());
-    out.succeeded = resp.succeeded();
-    return out;
+    return FromPb(resp);
   });
 }
 

@@ -81,25 +81,50 @@ etcdserverpb::RangeRequest ToPb(const RangeRequest& r) {
   return req;
 }
 
+TxnResponse FromPb(const etcdserverpb::TxnResponse& resp) {
+  TxnResponse out;
+  out.header = FromPb(resp.header());
+  out.succeeded = resp.succeeded();
+  for (const auto& r : resp.responses()) {
+    if (r.response_case() == etcdserverpb::ResponseOp::kResponseTxn) {
+      out.nested_succeeded.push_back(r.response_txn().succeeded());
+    }
+  }
+  return out;
+}
+
 namespace {
+void FillTxn(const TxnRequest& t, etcdserverpb::TxnRequest* req);
+
 void FillOp(const Op& op, etcdserverpb::RequestOp* out) {
-  if (op.type == Op::Type::kPut) {
-    auto* put = out->mutable_request_put();
-    put->set_key(op.key);
-    put->set_value(op.value);
-    put->set_lease(op.lease);
-  } else {
-    auto* del = out->mutable_request_delete_range();
-    del->set_key(op.key);
-    del->set_range_end(op.range_end);
+  switch (op.type) {
+    case Op::Type::kPut: {
+      auto* put = out->mutable_request_put();
+      put->set_key(op.key);
+      put->set_value(op.value);
+      put->set_lease(op.lease);
+      break;
+    }
+    case Op::Type::kDelete: {
+      auto* del = out->mutable_request_delete_range();
+      del->set_key(op.key);
+      del->set_range_end(op.range_end);
+      break;
+    }
+    case Op::Type::kTxn:
+      // A kTxn op without a request encodes as an empty txn (no compares, no ops).
+      if (op.txn != nullptr) {
+        FillTxn(*op.txn, out->mutable_request_txn());
+      } else {
+        out->mutable_request_txn();
+      }
+      break;
   }
 }
-}  // namespace
 
-etcdserverpb::TxnRequest ToPb(const TxnRequest& t) {
-  etcdserverpb::TxnRequest req;
+void FillTxn(const TxnRequest& t, etcdserverpb::TxnRequest* req) {
   for (const Compare& c : t.compares) {
-    auto* cmp = req.add_compare();
+    auto* cmp = req->add_compare();
     cmp->set_key(c.key);
     switch (c.result) {
       case Compare::Result::kEqual:
@@ -134,8 +159,14 @@ etcdserverpb::TxnRequest ToPb(const TxnRequest& t) {
         break;
     }
   }
-  for (const Op& op : t.success) FillOp(op, req.add_success());
-  for (const Op& op : t.failure) FillOp(op, req.add_failure());
+  for (const Op& op : t.success) FillOp(op, req->add_success());
+  for (const Op& op : t.failure) FillOp(op, req->add_failure());
+}
+}  // namespace
+
+etcdserverpb::TxnRequest ToPb(const TxnRequest& t) {
+  etcdserverpb::TxnRequest req;
+  FillTxn(t, &req);
   return req;
 }
 

@@ -19,6 +19,7 @@ Header FromPb(const etcdserverpb::ResponseHeader& h);
 KeyValue FromPb(const mvccpb::KeyValue& kv);
 RangeResponse FromPb(etcdserverpb::RangeResponse&& resp);
 WatchResponse FromPb(etcdserverpb::WatchResponse&& resp);
+TxnResponse FromPb(const etcdserverpb::TxnResponse& resp);
 
 etcdserverpb::RangeRequest ToPb(const RangeRequest& r);
 etcdserverpb::TxnRequest ToPb(const TxnRequest& t);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -44,21 +45,30 @@ struct RangeResponse {
   int64_t count = 0;
 };
 
-// One write inside a transaction.
+struct TxnRequest;
+
+// One write inside a transaction, or (kTxn, etcd >= 3.3) a nested transaction. Nested ops count
+// for etcd's duplicate check: a txn may not put one key twice, nor put a key that one of its
+// deletes covers, across nesting levels (the success and failure branches of one txn are
+// checked separately); etcd rejects it with "duplicate key given in txn request".
 struct Op {
-  enum class Type { kPut, kDelete };
+  enum class Type { kPut, kDelete, kTxn };
   Type type = Type::kPut;
-  std::string key;
-  std::string value;      // kPut only
-  std::string range_end;  // kDelete only; empty deletes the single key
-  int64_t lease = 0;      // kPut only
+  std::string key;                        // kPut, kDelete
+  std::string value;                      // kPut only
+  std::string range_end;                  // kDelete only; empty deletes the single key
+  int64_t lease = 0;                      // kPut only
+  std::shared_ptr<const TxnRequest> txn;  // kTxn only; shared and immutable, so Op stays cheap
 
   static Op Put(std::string key, std::string value) {
-    return Op{Type::kPut, std::move(key), std::move(value), {}, 0};
+    return Op{Type::kPut, std::move(key), std::move(value), {}, 0, nullptr};
   }
-  static Op Delete(std::string key) { return Op{Type::kDelete, std::move(key), {}, {}, 0}; }
+  static Op Delete(std::string key) {
+    return Op{Type::kDelete, std::move(key), {}, {}, 0, nullptr};
+  }
+  static Op Txn(TxnRequest txn);
   // Approximate encoded size, used to keep a txn under --max-request-bytes.
-  size_t ByteSize() const { return key.size() + value.size() + range_end.size() + 16; }
+  size_t ByteSize() const;
 };
 
 struct Compare {
@@ -75,11 +85,37 @@ struct TxnRequest {
   std::vector<Compare> compares;
   std::vector<Op> success;
   std::vector<Op> failure;
+  // Approximate encoded size of the whole request (compares and both branches).
+  size_t ByteSize() const;
 };
+
+inline Op Op::Txn(TxnRequest txn) {
+  Op op;
+  op.type = Type::kTxn;
+  op.txn = std::make_shared<const TxnRequest>(std::move(txn));
+  return op;
+}
+
+inline size_t Op::ByteSize() const {
+  size_t size = key.size() + value.size() + range_end.size() + 16;
+  if (txn != nullptr) size += txn->ByteSize();
+  return size;
+}
+
+inline size_t TxnRequest::ByteSize() const {
+  size_t size = 8;
+  for (const Compare& c : compares) size += c.key.size() + c.value.size() + 24;
+  for (const Op& op : success) size += op.ByteSize();
+  for (const Op& op : failure) size += op.ByteSize();
+  return size;
+}
 
 struct TxnResponse {
   Header header;
   bool succeeded = false;
+  // For each kTxn op of the branch that ran (success if `succeeded`, else failure), in order:
+  // whether that nested txn's compares held (its success branch ran).
+  std::vector<bool> nested_succeeded;
 };
 
 struct Event {

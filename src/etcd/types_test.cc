@@ -39,5 +39,20 @@ TEST(Types, ValidateClientOptionsRejectsMistakes) {
             "source certificate file \"/nonexistent.pem\" cannot be read");
 }
 
+// A nested txn op counts the size of everything it carries.
+TEST(Types, NestedTxnOpSizeIncludesItsOps) {
+  TxnRequest inner;
+  inner.compares.push_back(
+      Compare{"/mark", Compare::Target::kVersion, Compare::Result::kGreater, 0, ""});
+  inner.success = {Op::Delete("/key"), Op::Put("/other", std::string(100, 'x'))};
+  Op op = Op::Txn(inner);
+  EXPECT_EQ(op.type, Op::Type::kTxn);
+  ASSERT_NE(op.txn, nullptr);
+  EXPECT_EQ(op.txn->success.size(), 2u);
+  EXPECT_GT(op.ByteSize(), inner.success[0].ByteSize() + inner.success[1].ByteSize());
+  Op put{.type = Op::Type::kPut, .key = "/k", .value = "v"};
+  EXPECT_EQ(put.txn, nullptr);
+}
+
 }  // namespace
 }  // namespace kvsync::etcd

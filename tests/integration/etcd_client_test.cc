@@ -184,5 +184,51 @@ TEST_F(EtcdClientTest, FailsOverFromDeadEndpoint) {
       << s.status();
 }
 
+// Nested txns (request_txn) run their own compares: inside one outer txn a guarded delete whose
+// mark is missing leaves its key, one whose mark exists deletes key and mark, and the response
+// reports each nested outcome in order.
+TEST_F(EtcdClientTest, NestedTxnGuardsEachOpSeparately) {
+  ASSERT_TRUE(client_->Put("/n/foreign", "v").ok());
+  ASSERT_TRUE(client_->Put("/n/owned", "v").ok());
+  ASSERT_TRUE(client_->Put("/m/owned", "").ok());
+  auto guarded_delete = [](const std::string& key, const std::string& mark) {
+    TxnRequest inner;
+    inner.compares.push_back(
+        Compare{mark, Compare::Target::kVersion, Compare::Result::kGreater, 0, ""});
+    inner.success = {Op::Delete(key), Op::Delete(mark)};
+    return Op::Txn(std::move(inner));
+  };
+  TxnRequest outer;
+  outer.success = {guarded_delete("/n/foreign", "/m/foreign"), Op::Put("/n/plain", "p"),
+                   guarded_delete("/n/owned", "/m/owned")};
+  EXPECT_GT(outer.ByteSize(), outer.success[1].ByteSize() * 2);
+  auto resp = client_->Txn(outer);
+  ASSERT_TRUE(resp.ok()) << resp.status();
+  EXPECT_TRUE(resp->succeeded);
+  EXPECT_EQ(resp->nested_succeeded, (std::vector<bool>{false, true}));
+
+  auto count = [&](const std::string& key) {
+    RangeRequest r;
+    r.key = key;
+    auto got = client_->Range(r);
+    EXPECT_TRUE(got.ok()) << got.status();
+    return got.ok() ? got->kvs.size() : size_t{99};
+  };
+  EXPECT_EQ(count("/n/foreign"), 1u);
+  EXPECT_EQ(count("/n/plain"), 1u);
+  EXPECT_EQ(count("/n/owned"), 0u);
+  EXPECT_EQ(count("/m/owned"), 0u);
+
+  // A nested txn in the failure branch is reported when the outer compare fails.
+  TxnRequest failing;
+  failing.compares.push_back(
+      Compare{"/n/absent", Compare::Target::kVersion, Compare::Result::kGreater, 0, ""});
+  failing.failure = {guarded_delete("/n/foreign", "/m/foreign")};
+  resp = client_->Txn(failing);
+  ASSERT_TRUE(resp.ok()) << resp.status();
+  EXPECT_FALSE(resp->succeeded);
+  EXPECT_EQ(resp->nested_succeeded, (std::vector<bool>{false}));
+}
+
 }  // namespace
 }  // namespace kvsync::etcd
