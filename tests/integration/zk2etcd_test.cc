@@ -259,7 +259,9 @@ TEST_F(Zk2EtcdTest, SyncsDubboTreeAndFollowsChanges) {
 // never deleted; during a Redis outage syncing goes on, deletes of keys whose ownership is
 // unknown wait, and everything resumes when Redis returns.
 TEST_F(Zk2EtcdTest, RedisOwnershipSurvivesAnOutage) {
-  auto r = testing::RedisServer::Start({});
+  // Redis keeps its data across the outage (append-only file), as a production Redis would.
+  auto r = testing::RedisServer::Start(
+      {.extra_flags = {"--appendonly", "yes", "--appendfsync", "always"}});
   ASSERT_TRUE(r.ok()) << r.status();
   auto redis_server = std::move(*r);
   BuildDubbo(2, 10);
