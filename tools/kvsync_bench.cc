@@ -14,6 +14,7 @@
 //   seq-put      paced puts of new keys <prefix>%09d (each source revision a distinct key)
 //   watch        every event of a prefix or key as a JSON line with its receive time
 //   leader       the current leader (value) of an etcd election
+//   zk-load, zk-walk, zk-count   ZooKeeper drivers (tools/bench_zk.cc)
 //
 // Results are one JSON line on stdout (watch: one line per event); errors one line on stderr. Exit
 // codes: 0 done, 1 runtime failure (or `wait` timed out, `compare` found differences), 2 bad flags.
@@ -65,6 +66,7 @@
 #include "common/strings.h"
 #include "etcd/client.h"
 #include "etcd/types.h"
+#include "tools/bench_zk.h"
 
 namespace kvsync::bench {
 namespace {
@@ -1684,6 +1686,8 @@ int Main(int argc, char** argv) {
   cmd->add_option("--name", leader.name, "election name, e.g. /kvsync/meta/<task>/election")
       ->required();
   commands["leader"] = [&] { return RunLeader(leader); };
+
+  AddZkCommands(app, commands);
 
   if (argc > 1 && argv[1][0] != '-' && commands.count(argv[1]) == 0) {
     std::fprintf(stderr, "kvsync-bench: error: unknown command \"%s\" (see --help)\n", argv[1]);

@@ -2,6 +2,7 @@
 
 #include <zookeeper/zookeeper.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -13,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
 #include "common/status_macros.h"
+#include "zk/walk.h"
 #include "zk/zoo_convert.h"
 
 namespace kvsync::zk {
@@ -477,13 +479,53 @@ absl::Status Session::Delete(const std::string& path) {
 }
 
 absl::Status Session::DeleteAll(const std::string& path) {
-  absl::StatusOr<std::vector<std::string>> children = Children(path);
-  if (absl::IsNotFound(children.status())) return absl::OkStatus();
-  if (!children.ok()) return children.status();
-  for (const std::string& child : *children) RETURN_IF_ERROR(DeleteAll(JoinPath(path, child)));
-  if (path == "/") return absl::OkStatus();
-  absl::Status status = Delete(path);
-  if (absl::IsNotFound(status)) return absl::OkStatus();
+  RETURN_IF_ERROR(CheckNotCompletionThread("DeleteAll"));
+  // A presence walk lists the subtree; the deletes are then pipelined deepest first. ZooKeeper
+  // applies one session's requests in order, so every child is gone before its parent's delete
+  // is applied. A child created meanwhile fails the parent's delete (not empty): list again.
+  absl::Status status;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    std::vector<std::string> nodes;
+    absl::Mutex nodes_mu;
+    WalkOptions walk;
+    walk.roots = {path};
+    walk.excludes = {"/zookeeper"};  // the server's own subtree cannot be deleted
+    walk.read_data = false;
+    RETURN_IF_ERROR(Walk(this, walk, [&](const std::string& node, const std::string&, const Stat&) {
+                      absl::MutexLock lock(&nodes_mu);
+                      nodes.push_back(node);
+                    }).status());
+    auto depth = [](const std::string& p) { return std::count(p.begin(), p.end(), '/'); };
+    std::stable_sort(nodes.begin(), nodes.end(), [&](const std::string& a, const std::string& b) {
+      return depth(a) > depth(b);
+    });
+    constexpr int kMaxInflight = 256;
+    absl::Mutex mu;
+    int inflight = 0;
+    status = absl::OkStatus();
+    for (const std::string& node : nodes) {
+      if (node == "/") continue;
+      {
+        absl::MutexLock lock(&mu);
+        mu.Await(absl::Condition(
+            +[](int* n) { return *n < kMaxInflight; }, &inflight));
+        ++inflight;
+      }
+      auto* ctx = new CallCtx<DoneFn>{node, [&](const absl::Status& st) {
+                                        absl::MutexLock lock(&mu);
+                                        --inflight;
+                                        if (!st.ok() && !absl::IsNotFound(st) && status.ok()) {
+                                          status = st;
+                                        }
+                                      }};
+      int rc = zoo_adelete(zh_, node.c_str(), -1, &VoidCompletion, ctx);
+      if (rc != ZOK) VoidCompletion(rc, ctx);
+    }
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(
+        +[](int* n) { return *n == 0; }, &inflight));
+    if (status.ok() || IsSessionExpired(status) || absl::IsUnavailable(status)) break;
+  }
   return status;
 }
 

@@ -21,6 +21,10 @@
 // the server deletes its ephemeral nodes at once, and reads still in flight complete with
 // Unavailable before the destructor returns. Never destroy a Session from one of its callbacks.
 //
+// Tests force expiry by putting a testing::FaultProxy between client and server, blackholing it
+// until the server has expired the session, then letting the client reconnect (see
+// tests/integration/zk_session_test.cc).
+//
 // Errors: ZooKeeper return codes are converted once, by FromZooError, and never leave src/zk.
 #pragma once
 
@@ -119,8 +123,9 @@ class Session {
   // `path` already exists (its data is left unchanged).
   absl::Status CreateAll(const std::string& path, const std::string& data);
   absl::Status Set(const std::string& path, const std::string& data);
-  absl::Status Delete(const std::string& path);     // one node; NotFound when absent
-  absl::Status DeleteAll(const std::string& path);  // recursive; OK when absent
+  absl::Status Delete(const std::string& path);  // one node; NotFound when absent
+  // Recursive (pipelined, deepest first; "/zookeeper" is never touched); OK when absent.
+  absl::Status DeleteAll(const std::string& path);
   absl::StatusOr<std::string> Get(const std::string& path, Stat* stat = nullptr);
   absl::StatusOr<std::vector<std::string>> Children(const std::string& path);
 

@@ -49,7 +49,7 @@ struct WalkResult {
 // root are dropped. Any other error (Unavailable on connection loss, Aborted on session expiry,
 // PermissionDenied) ends the walk with that error after in-flight reads drain — callers must
 // then treat the walk as incomplete. `stop` (optional) cancels with Cancelled. InvalidArgument
-// for a relative root or a concurrency below 1.
+// for a relative root or a concurrency below 1; FailedPrecondition on the completion thread.
 absl::StatusOr<WalkResult> Walk(Session* session, const WalkOptions& options, const VisitFn& visit,
                                 const common::StopToken* stop = nullptr);
 

@@ -317,6 +317,18 @@ TEST_F(ZkSessionTest, WalkWithWatchArmsWatches) {
   ASSERT_TRUE(s.DeleteAll("/ww-missing").ok());
 }
 
+// Blocking helpers refuse to run on the completion thread instead of deadlocking.
+TEST_F(ZkSessionTest, SyncHelpersRefuseCompletionThread) {
+  std::atomic<bool> finished{false};
+  absl::Status inner;
+  session_->GetData("/", false, [&](const absl::Status&, std::string, const Stat&) {
+    inner = session_->Get("/").status();
+    finished = true;
+  });
+  ASSERT_TRUE(WaitFor([&] { return finished.load(); }, kDeadline));
+  EXPECT_EQ(inner.code(), absl::StatusCode::kFailedPrecondition) << inner;
+}
+
 // A stop token cancels the walk with Cancelled.
 TEST_F(ZkSessionTest, WalkHonoursStopToken) {
   Session& s = *session_;
