@@ -86,8 +86,8 @@ std::string OpensslErrors() {
 
 // A socket BIO that writes with MSG_NOSIGNAL: OpenSSL's own socket BIO uses write(), which
 // raises SIGPIPE when the server has gone, and a library must not depend on the process
-// ignoring that signal. The BIO's data pointer carries the file descriptor.
-int BioFd(BIO* bio) { return static_cast<int>(reinterpret_cast<intptr_t>(BIO_get_data(bio))); }
+// ignoring that signal. The BIO's data pointer points at the connection's file descriptor.
+int BioFd(BIO* bio) { return *static_cast<const int*>(BIO_get_data(bio)); }
 
 int BioWrite(BIO* bio, const char* data, int len) {
   BIO_clear_retry_flags(bio);
@@ -344,7 +344,7 @@ absl::Status Client::Conn::Handshake(const HostPort& hp, const Options& options,
   ssl_ = SSL_new(ctx_);
   BIO* bio = ssl_ != nullptr ? BIO_new(SocketBioMethod()) : nullptr;
   if (bio == nullptr) return absl::InternalError("cannot create a TLS session: " + OpensslErrors());
-  BIO_set_data(bio, reinterpret_cast<void*>(static_cast<intptr_t>(fd_)));
+  BIO_set_data(bio, &fd_);
   SSL_set_bio(ssl_, bio, bio);
   const bool ip = IsIpLiteral(hp.host);
   if (!ip) SSL_set_tlsext_host_name(ssl_, hp.host.c_str());
