@@ -161,8 +161,8 @@ absl::StatusOr<std::unique_ptr<zk::Session>> OpenZk(const config::Zk2EtcdConfig&
 
 int LoadAndValidate(const char* what, Flags* f, CLI::App* cmd) {
   if (cmd->remaining_size() > 0) {
-    return ReportAndExit(what, absl::InvalidArgumentError("unexpected argument " +
-                                                          cmd->remaining()[0]));
+    return ReportAndExit(what,
+                         absl::InvalidArgumentError("unexpected argument " + cmd->remaining()[0]));
   }
   if (!f->config_file.empty()) {
     absl::Status loaded = config::ApplyYamlFlags(cmd, f->config_file);
@@ -176,18 +176,18 @@ int LoadAndValidate(const char* what, Flags* f, CLI::App* cmd) {
 void ReportStatus(const zk2etcd::Stats& s, const std::string& task,
                   std::chrono::milliseconds interval, const common::StopToken& done) {
   while (!done.WaitFor(interval)) {
-    log::Info("status", "progress",
-              {{"task", task},
-               {"phase", mirror::PhaseName(static_cast<mirror::Phase>(s.common.phase.load()))},
-               {"zk_session", zk2etcd::SessionStateName(s.session_state.load())},
-               {"znodes_watched", s.znodes_watched.load()},
-               {"lag_seconds", mirror::LagSeconds(s.common)},
-               {"puts", s.common.puts.load()},
-               {"deletes", s.common.deletes.load()},
-               {"txns", s.common.txns.load()},
-               {"fixed", s.fixed_dst_miss.load() + s.fixed_src_miss.load() +
-                             s.fixed_mismatch.load()},
-               {"deletes_deferred", s.deletes_deferred.load()}});
+    log::Info(
+        "status", "progress",
+        {{"task", task},
+         {"phase", mirror::PhaseName(static_cast<mirror::Phase>(s.common.phase.load()))},
+         {"zk_session", zk2etcd::SessionStateName(s.session_state.load())},
+         {"znodes_watched", s.znodes_watched.load()},
+         {"lag_seconds", mirror::LagSeconds(s.common)},
+         {"puts", s.common.puts.load()},
+         {"deletes", s.common.deletes.load()},
+         {"txns", s.common.txns.load()},
+         {"fixed", s.fixed_dst_miss.load() + s.fixed_src_miss.load() + s.fixed_mismatch.load()},
+         {"deletes_deferred", s.deletes_deferred.load()}});
   }
 }
 
@@ -301,8 +301,8 @@ int RunSync(Flags* f, CLI::App* cmd) {
 
 int RunCheck(Flags* f, CLI::App* cmd) {
   if (f->output != "text" && f->output != "json") {
-    return ReportAndExit("check", absl::InvalidArgumentError("--output must be text or json, got \"" +
-                                                             f->output + "\""));
+    return ReportAndExit("check", absl::InvalidArgumentError(
+                                      "--output must be text or json, got \"" + f->output + "\""));
   }
   if (f->show < 0) {
     return ReportAndExit("check", absl::InvalidArgumentError("--show must not be negative"));
@@ -338,8 +338,8 @@ int RunCheck(Flags* f, CLI::App* cmd) {
     });
   }
   etcd::RetryCounters retries;
-  auto report = zk2etcd::Check(c, session->get(), etcd_client->get(), owners->get(), options,
-                               stop, &retries);
+  auto report =
+      zk2etcd::Check(c, session->get(), etcd_client->get(), owners->get(), options, stop, &retries);
   progress_done.RequestStop();
   if (progress.joinable()) progress.join();
   if (!report.ok()) return ReportAndExit("check", report.status());

@@ -136,7 +136,8 @@ absl::Status ValidateZk2EtcdConfig(Zk2EtcdConfig* c) {
   if (c->etcd.endpoints.empty()) return absl::InvalidArgumentError("--etcd-endpoints is required");
   RETURN_IF_ERROR(etcd::ValidateClientOptions(c->etcd.ToClientOptions("etcd")));
   if (c->zk_prefixes.empty()) {
-    return absl::InvalidArgumentError("--zk-prefix is required (use --zk-prefix / for the whole tree)");
+    return absl::InvalidArgumentError(
+        "--zk-prefix is required (use --zk-prefix / for the whole tree)");
   }
   for (const auto& p : c->zk_prefixes) RETURN_IF_ERROR(CheckZkPath("--zk-prefix", p));
   for (const auto& ex : c->zk_excludes) {

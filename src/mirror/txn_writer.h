@@ -34,8 +34,7 @@ class TxnWriter {
 
  private:
   absl::Status CommitOnce(const std::vector<etcd::Op>& ops,
-                          const std::optional<checker::Checkpoint>& checkpoint,
-                          int64_t* revision);
+                          const std::optional<checker::Checkpoint>& checkpoint, int64_t* revision);
 
   etcd::Client* dst_;
   std::string checkpoint_key_;

@@ -28,9 +28,26 @@ bool NodeTable::Advance(const KeyHash& key, const Version& v) {
   if (s.known && !(s.version < v)) return false;
   bool was_live = s.live();
   s.version = v;
+  s.seen = round_;
   s.known = true;
   live_ += (s.live() ? 1 : 0) - (was_live ? 1 : 0);
   return true;
+}
+
+uint32_t NodeTable::NewRound() {
+  absl::MutexLock lock(&mu_);
+  return ++round_;
+}
+
+uint32_t NodeTable::round() const {
+  absl::MutexLock lock(&mu_);
+  return round_;
+}
+
+void NodeTable::Touch(const KeyHash& key) {
+  absl::MutexLock lock(&mu_);
+  auto it = nodes_.find(key);
+  if (it != nodes_.end()) it->second.seen = round_;
 }
 
 void NodeTable::Submitted(const KeyHash& key) {

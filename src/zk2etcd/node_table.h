@@ -46,10 +46,11 @@ struct Version {
 };
 
 struct NodeState {
-  Version version;       // last submitted (a tombstone after a delete)
-  bool known = false;    // a version was recorded
-  int32_t pending = 0;   // submitted writes not yet committed
-  int64_t written = 0;   // etcd revision of the last committed write by kvsync (0: none)
+  Version version;      // last submitted (a tombstone after a delete)
+  bool known = false;   // a version was recorded
+  int32_t pending = 0;  // submitted writes not yet committed
+  int64_t written = 0;  // etcd revision of the last committed write by kvsync (0: none)
+  uint32_t seen = 0;    // the full-sync round in which it was last read or changed
   bool live() const { return known && !version.tombstone(); }
 };
 
@@ -59,6 +60,11 @@ class NodeTable {
   // Records `v` as submitted when it is newer than what is recorded; returns false (nothing
   // changed) for a stale or equal version.
   bool Advance(const KeyHash& key, const Version& v);
+  // Starts a full-sync round: nodes read or changed from now on are "seen" in it.
+  uint32_t NewRound();
+  uint32_t round() const;
+  // Marks `key` as read in the current round (its version unchanged).
+  void Touch(const KeyHash& key);
   // Records that a write of `key` was submitted / committed at `revision`.
   void Submitted(const KeyHash& key);
   void Committed(const KeyHash& key, int64_t revision);
@@ -73,6 +79,7 @@ class NodeTable {
   mutable absl::Mutex mu_;
   absl::flat_hash_map<KeyHash, NodeState> nodes_ ABSL_GUARDED_BY(mu_);
   int64_t live_ ABSL_GUARDED_BY(mu_) = 0;
+  uint32_t round_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace kvsync::zk2etcd

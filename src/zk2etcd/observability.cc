@@ -1,5 +1,6 @@
 #include "zk2etcd/observability.h"
 
+#include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 
 namespace kvsync::zk2etcd {
@@ -50,8 +51,8 @@ void RegisterMetrics(metrics::Registry* r, const std::string& task, Stats* s,
   counter("kvsync_zk2etcd_session_expirations_total", "ZooKeeper sessions that expired",
           s->session_expirations, t);
   counter("kvsync_zk2etcd_reconnects_total",
-          "ZooKeeper connections re-established within a session (each reconciled)",
-          s->reconnects, t);
+          "ZooKeeper connections re-established within a session (each reconciled)", s->reconnects,
+          t);
   const char* zk_help = "ZooKeeper reads issued, by operation";
   counter("kvsync_zk2etcd_zk_requests_total", zk_help, s->zk_get_data, with("op", "get_data"));
   counter("kvsync_zk2etcd_zk_requests_total", zk_help, s->zk_get_children,
@@ -59,13 +60,13 @@ void RegisterMetrics(metrics::Registry* r, const std::string& task, Stats* s,
   counter("kvsync_zk2etcd_zk_errors_total",
           "ZooKeeper reads that failed (connection loss, expiry); reconciled by a full sync",
           s->zk_errors, t);
-  s->zk_latency = r->AddHistogram("kvsync_zk2etcd_zk_request_duration_seconds",
-                                  "Latency of incremental ZooKeeper reads",
-                                  metrics::LatencyBuckets(), t);
-  s->event_lag = r->AddHistogram(
-      "kvsync_zk2etcd_event_lag_seconds",
-      "From a ZooKeeper watch event arriving to its change committed in etcd",
-      metrics::LatencyBuckets(), t);
+  s->zk_latency =
+      r->AddHistogram("kvsync_zk2etcd_zk_request_duration_seconds",
+                      "Latency of incremental ZooKeeper reads", metrics::LatencyBuckets(), t);
+  s->event_lag =
+      r->AddHistogram("kvsync_zk2etcd_event_lag_seconds",
+                      "From a ZooKeeper watch event arriving to its change committed in etcd",
+                      metrics::LatencyBuckets(), t);
   const char* ev_help = "ZooKeeper watch events received, by type";
   counter("kvsync_zk2etcd_events_total", ev_help, s->events_created, with("type", "created"));
   counter("kvsync_zk2etcd_events_total", ev_help, s->events_deleted, with("type", "deleted"));
@@ -88,8 +89,7 @@ void RegisterMetrics(metrics::Registry* r, const std::string& task, Stats* s,
   gauge("kvsync_zk2etcd_ownership_available",
         "1 while the ownership store answers (always 1 for etcd/none)", t,
         [owners_available] { return owners_available() ? 1.0 : 0.0; });
-  gauge("kvsync_zk2etcd_ownership_pending",
-        "Ownership records waiting for the store to return", t,
+  gauge("kvsync_zk2etcd_ownership_pending", "Ownership records waiting for the store to return", t,
         [owners_pending] { return static_cast<double>(owners_pending()); });
   gauge("kvsync_zk2etcd_deletes_deferred",
         "Deletes waiting because ownership is unknown (store down)", t,
@@ -134,6 +134,7 @@ std::string StatusJson(const Stats& s, const std::string& task, const mirror::Ro
                          : (leading ? role.instance_id : (role.leader ? role.leader() : ""));
   j["phase"] = mirror::PhaseName(static_cast<mirror::Phase>(s.common.phase.load()));
   j["zk_session"] = SessionStateName(s.session_state.load());
+  j["zk_session_id"] = absl::StrCat("0x", absl::Hex(s.session_id.load()));
   j["znodes_watched"] = s.znodes_watched.load();
   j["lag_seconds"] = mirror::LagSeconds(s.common);
   j["full_syncs"] = s.common.full_syncs.load();

@@ -16,7 +16,8 @@ namespace kvsync::zk2etcd {
 // Registers every metric of `task` and sets the histograms in `stats`; `owners_available`
 // and `owners_pending` report the ownership store (Redis) state.
 void RegisterMetrics(metrics::Registry* registry, const std::string& task, Stats* stats,
-                     std::function<bool()> owners_available, std::function<int64_t()> owners_pending);
+                     std::function<bool()> owners_available,
+                     std::function<int64_t()> owners_pending);
 
 const char* SessionStateName(int state);
 

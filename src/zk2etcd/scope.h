@@ -14,8 +14,8 @@ namespace kvsync::zk2etcd {
 
 class Scope {
  public:
-  Scope(std::vector<std::string> roots, std::vector<std::string> excludes,
-        std::string etcd_prefix, std::string meta_prefix);
+  Scope(std::vector<std::string> roots, std::vector<std::string> excludes, std::string etcd_prefix,
+        std::string meta_prefix);
 
   bool Covers(std::string_view path) const;
   std::string KeyOf(std::string_view path) const;

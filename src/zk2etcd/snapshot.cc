@@ -64,9 +64,9 @@ Snapshot::Entry* Snapshot::Find(const KeyHash& key) {
   return it == entries_.end() ? nullptr : &it->second;
 }
 
-absl::Status Snapshot::ForEachUnvisited(
-    etcd::Client* etcd, const Scope& scope, int page_size, const common::StopToken& stop,
-    etcd::RetryCounters* retries, const std::function<void(const std::string&, Entry&)>& fn) {
+absl::Status Snapshot::ForEachUnvisited(etcd::Client* etcd, const Scope& scope, int page_size,
+                                        const common::StopToken& stop, etcd::RetryCounters* retries,
+                                        const std::function<void(const std::string&, Entry&)>& fn) {
   for (const auto& range : scope.EtcdRanges()) {
     RETURN_IF_ERROR(ReadRange(etcd, range.key, range.range_end, 0, true, page_size, stop, retries,
                               [&](const etcd::KeyValue& kv) {

@@ -34,8 +34,7 @@ class Snapshot {
   // mark_prefix + key). Errors: etcd errors after transient ones were retried; Cancelled.
   static absl::StatusOr<Snapshot> Load(etcd::Client* etcd, const Scope& scope,
                                        const std::string& mark_prefix, int page_size,
-                                       const common::StopToken& stop,
-                                       etcd::RetryCounters* retries);
+                                       const common::StopToken& stop, etcd::RetryCounters* retries);
 
   Entry* Find(const KeyHash& key);
   int64_t revision() const { return revision_; }

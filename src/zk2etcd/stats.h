@@ -18,6 +18,7 @@ struct Stats {
   mirror::Stats common;
   // zk::SessionState as an int (0 connecting, 1 connected, 2 expired, 3 auth failed, 4 closed).
   std::atomic<int> session_state{0};
+  std::atomic<int64_t> session_id{0};
   std::atomic<int64_t> session_expirations{0};
   std::atomic<int64_t> reconnects{0};
   std::atomic<int64_t> znodes_watched{0};

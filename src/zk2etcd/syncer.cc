@@ -56,7 +56,8 @@ struct Syncer::Round {
   absl::flat_hash_map<KeyHash, DiffKind> diffs;
   int64_t walked = 0;
   int64_t fixed = 0;
-  bool claim = false;  // record ownership of keys already equal (first sync of a session)
+  bool claim = false;   // record ownership of keys already equal (first sync of a session)
+  bool counted = true;  // false for the initial copy: its writes are not "fixes"
   bool Fixes(const KeyHash& h, DiffKind kind, const absl::flat_hash_map<KeyHash, DiffKind>& prev) {
     if (mode == Mode::kFixNow) return true;
     if (mode == Mode::kFirstRound) return false;
@@ -88,10 +89,12 @@ absl::Status Syncer::OpenSession() {
     gen = ++gen_;
     disconnected_ = reconnected_ = expired_ = false;
   }
-  auto opened = zk::Session::Open(options, [this, gen](const zk::WatchEvent& e) { OnZkEvent(gen, e); });
+  auto opened =
+      zk::Session::Open(options, [this, gen](const zk::WatchEvent& e) { OnZkEvent(gen, e); });
   if (!opened.ok()) return opened.status();
   std::shared_ptr<zk::Session> s(std::move(*opened));
   stats_->session_state.store(static_cast<int>(s->state()));
+  stats_->session_id.store(s->session_id());
   std::lock_guard<std::mutex> lock(session_mu_);
   session_ = std::move(s);
   log::Info("zk2etcd", "zookeeper session open",
@@ -295,9 +298,8 @@ void Syncer::List(const std::string& path, Clock::time_point origin) {
   stats_->zk_get_children.fetch_add(1);
   auto started = Clock::now();
   s->GetChildren(path, true,
-                 [this, path, origin, gen, started](const absl::Status& st,
-                                                    std::vector<std::string> children,
-                                                    const zk::Stat&) {
+                 [this, path, origin, gen, started](
+                     const absl::Status& st, std::vector<std::string> children, const zk::Stat&) {
                    if (stats_->zk_latency != nullptr) {
                      stats_->zk_latency->Observe(
                          std::chrono::duration<double>(Clock::now() - started).count());
@@ -387,6 +389,7 @@ void Syncer::OnWalkNode(const std::string& path, const std::string& data, const 
   Snapshot::Entry* e = r->snapshot.Find(h);
   if (e != nullptr) e->visited = true;
   Version v{stat.czxid, stat.mzxid};
+  nodes_.Touch(h);
   if (e != nullptr && e->value_hash == HashValue(data)) {
     nodes_.Advance(h, v);
     // Equal keys become kvsync's: the znode exists, so etcd must lose the key with it.
@@ -405,11 +408,11 @@ void Syncer::OnWalkNode(const std::string& path, const std::string& data, const 
   if (st.known && v < st.version) return;
   DiffKind kind = e == nullptr ? DiffKind::kDstMiss : DiffKind::kMismatch;
   r->diffs[h] = kind;
-  Found(stats_, kind).fetch_add(1);
+  if (r->counted) Found(stats_, kind).fetch_add(1);
   if (!r->Fixes(h, kind, previous_diffs_)) return;
   nodes_.Advance(h, v);
   SubmitPut(key, h, data, Clock::time_point{});
-  Fixed(stats_, kind).fetch_add(1);
+  if (r->counted) Fixed(stats_, kind).fetch_add(1);
   r->fixed++;
 }
 
@@ -419,9 +422,12 @@ absl::Status Syncer::RunRound(Round* r) {
   auto started = Clock::now();
   std::string mark_prefix = owners_->MarkKey("");
   ASSIGN_OR_RETURN(r->snapshot, Snapshot::Load(etcd_, scope_, mark_prefix, config_.page_size,
-                                                *stop_, &stats_->common.retries));
+                                               *stop_, &stats_->common.retries));
   stats_->full_sync_walked.store(0);
-  RunOnApplier([this, r] { round_ = r; });
+  RunOnApplier([this, r] {
+    round_ = r;
+    nodes_.NewRound();
+  });
   zk::WalkOptions walk;
   walk.roots = scope_.roots();
   walk.excludes = scope_.walk_excludes();
@@ -463,9 +469,12 @@ absl::Status Syncer::RunRound(Round* r) {
         const std::string& key = candidates[i].first;
         KeyHash h = HashKey(key);
         NodeState st = nodes_.Get(h);
-        if (st.live() || st.pending > 0 || st.written > r->snapshot.revision()) continue;
+        // Live and read or changed during this round: created after the walk passed. Live
+        // from an earlier round but not walked: gone (its delete event was lost).
+        bool appeared = st.live() && st.seen == nodes_.round();
+        if (appeared || st.pending > 0 || st.written > r->snapshot.revision()) continue;
         bool owned = owners_->backend() == "etcd" ? candidates[i].second
-                                                   : owners[i] == ownership::Owner::kOwned;
+                                                  : owners[i] == ownership::Owner::kOwned;
         if (owners[i] == ownership::Owner::kUnknown) {
           stats_->repairs_paused.fetch_add(1);
           continue;
@@ -475,11 +484,11 @@ absl::Status Syncer::RunRound(Round* r) {
           continue;
         }
         r->diffs[h] = DiffKind::kSrcMiss;
-        Found(stats_, DiffKind::kSrcMiss).fetch_add(1);
+        if (r->counted) Found(stats_, DiffKind::kSrcMiss).fetch_add(1);
         if (!r->Fixes(h, DiffKind::kSrcMiss, previous_diffs_)) continue;
         nodes_.Advance(h, Version{st.version.czxid, Version::kDeleted});
         if (SubmitDelete(key, h, Clock::time_point{})) {
-          Fixed(stats_, DiffKind::kSrcMiss).fetch_add(1);
+          if (r->counted) Fixed(stats_, DiffKind::kSrcMiss).fetch_add(1);
           r->fixed++;
         }
       }
@@ -509,6 +518,7 @@ absl::Status Syncer::FullSync(Mode mode) {
     Round r;
     r.mode = Mode::kFixNow;
     r.claim = true;
+    r.counted = stats_->common.full_syncs.load() > 1;  // the initial copy is not a repair
     RETURN_IF_ERROR(RunRound(&r));
   } else {
     Round first;
@@ -563,7 +573,7 @@ absl::Status Syncer::Run() {
     bool expired = false, reconnected = false, auth_failed = false;
     {
       std::unique_lock<std::mutex> lock(session_mu_);
-      auto until = need_sync ? retry_at
+      auto until = need_sync                               ? retry_at
                    : config_.fullsync_interval.count() > 0 ? next_periodic
                                                            : Clock::now() + std::chrono::hours(1);
       control_cv_.wait_until(lock, std::min(until, Clock::now() + std::chrono::milliseconds(200)),

@@ -82,8 +82,8 @@ class Syncer {
   void Handle(Item& item);
   void Read(const std::string& path, bool discover, std::chrono::steady_clock::time_point origin);
   void List(const std::string& path, std::chrono::steady_clock::time_point origin);
-  void OnNode(const std::string& path, const std::string& data, const zk::Stat& stat,
-              bool discover, std::chrono::steady_clock::time_point origin);
+  void OnNode(const std::string& path, const std::string& data, const zk::Stat& stat, bool discover,
+              std::chrono::steady_clock::time_point origin);
   void OnGone(const std::string& path, std::chrono::steady_clock::time_point origin);
   void OnWalkNode(const std::string& path, const std::string& data, const zk::Stat& stat);
   void SubmitPut(const std::string& key, const KeyHash& h, const std::string& data,

@@ -99,9 +99,8 @@ void Writer::Work() {
         Change& c = queue_.front();
         size_t c_bytes = 0;
         for (const auto& op : c.ops) c_bytes += op.ByteSize();
-        bool fits = batch.empty() ||
-                    (ops + c.ops.size() <= static_cast<size_t>(options_.max_ops) &&
-                     bytes + static_cast<int64_t>(c_bytes) <= options_.max_bytes);
+        bool fits = batch.empty() || (ops + c.ops.size() <= static_cast<size_t>(options_.max_ops) &&
+                                      bytes + static_cast<int64_t>(c_bytes) <= options_.max_bytes);
         if (!fits || inflight_keys_.contains(c.hash) || keys.contains(c.hash)) break;
         ops += c.ops.size();
         bytes += static_cast<int64_t>(c_bytes);

@@ -47,7 +47,7 @@ TEST(NodeTableTest, StaleReadCannotFollowADelete) {
   NodeTable t;
   KeyHash k = HashKey("/dubbo/a");
   EXPECT_TRUE(t.Advance(k, Version{10, 10}));
-  EXPECT_TRUE(t.Advance(k, Version{10, 12}));  // data change
+  EXPECT_TRUE(t.Advance(k, Version{10, 12}));   // data change
   EXPECT_FALSE(t.Advance(k, Version{10, 12}));  // same version again: nothing to write
   EXPECT_FALSE(t.Advance(k, Version{10, 11}));  // older data
   EXPECT_EQ(t.live(), 1);

@@ -130,7 +130,8 @@ class Zk2EtcdTest : public ::testing::Test {
   }
 
   std::unique_ptr<Subprocess> Start(std::vector<std::string> argv) {
-    auto p = Subprocess::Start(std::move(argv), dir_ + "/kvsync-" + std::to_string(++runs_) + ".log");
+    auto p =
+        Subprocess::Start(std::move(argv), dir_ + "/kvsync-" + std::to_string(++runs_) + ".log");
     EXPECT_TRUE(p.ok()) << p.status();
     return p.ok() ? std::move(*p) : nullptr;
   }
@@ -169,8 +170,7 @@ class Zk2EtcdTest : public ::testing::Test {
   }
 
   // Waits until etcd under /dubbo equals ZooKeeper's /dubbo (plus `extra` etcd-only keys).
-  void ExpectSynced(Subprocess* kvsync, const KvMap& extra = {},
-                    const std::string& excluded = "") {
+  void ExpectSynced(Subprocess* kvsync, const KvMap& extra = {}, const std::string& excluded = "") {
     KvMap want;
     bool same = WaitFor(
         [&] {
@@ -184,8 +184,10 @@ class Zk2EtcdTest : public ::testing::Test {
       std::string diff;
       for (const auto& [k, v] : want) {
         auto it = got.find(k);
-        if (it == got.end()) diff += "missing " + k + "\n";
-        else if (it->second != v) diff += "different " + k + "\n";
+        if (it == got.end())
+          diff += "missing " + k + "\n";
+        else if (it->second != v)
+          diff += "different " + k + "\n";
       }
       for (const auto& [k, v] : got) {
         if (!want.count(k)) diff += "extra " + k + "\n";
@@ -251,7 +253,10 @@ TEST_F(Zk2EtcdTest, SyncsDubboTreeAndFollowsChanges) {
   EXPECT_TRUE(EtcdDump("/dubbo2").empty());
   EXPECT_TRUE(EtcdDump("/dubbo/svc1").empty());
   EXPECT_EQ(EtcdDump("/dubbo/svc0/skip").size(), 1u);  // only the etcd-only key
-  EXPECT_TRUE(MetricAtLeast(Label("kvsync_zk2etcd_znodes_watched"), 100));
+  double watched = static_cast<double>(ZkDump("/dubbo", "/dubbo/svc0/skip").size());
+  EXPECT_TRUE(WaitFor([&] { return Metric(Label("kvsync_zk2etcd_znodes_watched")) == watched; },
+                      seconds(10)))
+      << watched;
   EXPECT_EQ(Metric(Label("kvsync_zk2etcd_session_state", "state=\"connected\"")), 1.0);
 }
 
@@ -266,8 +271,8 @@ TEST_F(Zk2EtcdTest, RedisOwnershipSurvivesAnOutage) {
   auto redis_server = std::move(*r);
   BuildDubbo(2, 10);
   ASSERT_TRUE(etcd_->Put("/dubbo/svc0/providers/foreign", "keep").ok());
-  auto kvsync = StartKvsync({"--ownership", "redis", "--redis-addr", redis_server->addr(),
-                             "--fullsync-interval", "1s"});
+  auto kvsync = StartKvsync(
+      {"--ownership", "redis", "--redis-addr", redis_server->addr(), "--fullsync-interval", "1s"});
   KvMap extra = {{"/dubbo/svc0/providers/foreign", "keep"}};
   ExpectSynced(kvsync.get(), extra);
   auto redis = redis::Client::Connect({.addr = redis_server->addr()});
@@ -278,8 +283,8 @@ TEST_F(Zk2EtcdTest, RedisOwnershipSurvivesAnOutage) {
   EXPECT_EQ((*redis)->Command({"SISMEMBER", set, "/dubbo/svc0/providers/foreign"})->integer, 0);
 
   redis_server->Kill();
-  ASSERT_TRUE(WaitFor(
-      [&] { return Metric(Label("kvsync_zk2etcd_ownership_available")) == 0.0; }, seconds(30)))
+  ASSERT_TRUE(WaitFor([&] { return Metric(Label("kvsync_zk2etcd_ownership_available")) == 0.0; },
+                      seconds(30)))
       << kvsync->LogTail();
   // Syncing continues: a new znode appears in etcd.
   std::string during = "/dubbo/svc1/providers/" + ProviderName(1, 50);
@@ -287,9 +292,8 @@ TEST_F(Zk2EtcdTest, RedisOwnershipSurvivesAnOutage) {
   // A delete of a key recorded before the outage waits for Redis.
   ASSERT_TRUE(zk_->Delete(owned_key).ok());
   ASSERT_TRUE(WaitFor([&] { return EtcdDump("/dubbo").count(during) == 1; }, seconds(30)));
-  ASSERT_TRUE(
-      WaitFor([&] { return MetricAtLeast(Label("kvsync_zk2etcd_deletes_deferred"), 1); },
-              seconds(30)))
+  ASSERT_TRUE(WaitFor([&] { return MetricAtLeast(Label("kvsync_zk2etcd_deletes_deferred"), 1); },
+                      seconds(30)))
       << kvsync->LogTail();
   EXPECT_EQ(EtcdDump("/dubbo").count(owned_key), 1u);
 
@@ -300,7 +304,10 @@ TEST_F(Zk2EtcdTest, RedisOwnershipSurvivesAnOutage) {
   auto again = redis::Client::Connect({.addr = redis_server->addr()});
   ASSERT_TRUE(again.ok());
   ASSERT_TRUE(WaitFor(
-      [&] { return (*again)->Command({"SISMEMBER", set, during})->integer == 1; }, seconds(30)));
+      [&] {
+        return (*again)->Command({"SISMEMBER", set, during})->integer == 1;
+      },
+      seconds(30)));
   ASSERT_TRUE(zk_->Delete(during).ok());
   ExpectSynced(kvsync.get(), extra);
 }
@@ -313,18 +320,15 @@ TEST_F(Zk2EtcdTest, ZooKeeperRestartIsReconciled) {
   auto kvsync = StartKvsync();
   ExpectSynced(kvsync.get());
   size_t before = EtcdDump("/dubbo").size();
-  zk_.reset();  // our ephemeral providers would otherwise be the only change
   zk_server_->Kill();
   ASSERT_TRUE(WaitFor(
-      [&] {
-        return Metric(Label("kvsync_zk2etcd_session_state", "state=\"connecting\"")) == 1.0;
-      },
+      [&] { return Metric(Label("kvsync_zk2etcd_session_state", "state=\"connecting\"")) == 1.0; },
       seconds(30)))
       << kvsync->LogTail();
   EXPECT_EQ(EtcdDump("/dubbo").size(), before);  // unreachable ZooKeeper deletes nothing
   ASSERT_TRUE(zk_server_->Restart().ok());
-  zk_ = OpenZk(zk_server_->connect_string());
-  ASSERT_NE(zk_, nullptr);
+  // Both sessions survive the restart (our ephemeral providers with ours).
+  ASSERT_TRUE(WaitFor([&] { return zk_->state() == zk::SessionState::kConnected; }, seconds(30)));
   ASSERT_TRUE(zk_->Create("/dubbo/persistent/b", "2").ok());
   ASSERT_TRUE(zk_->Set("/dubbo/persistent/a", "1b").ok());
   ExpectSynced(kvsync.get());
@@ -337,23 +341,26 @@ TEST_F(Zk2EtcdTest, ZooKeeperRestartIsReconciled) {
 TEST_F(Zk2EtcdTest, SessionExpiryGetsANewSessionAndReconciles) {
   BuildDubbo(2, 10);
   ASSERT_TRUE(zk_->CreateAll("/dubbo/persistent/a", "1").ok());
-  auto proxy = testing::FaultProxy::Start(
-      absl::StrCat("127.0.0.1:", zk_server_->port()));
+  auto proxy = testing::FaultProxy::Start(absl::StrCat("127.0.0.1:", zk_server_->port()));
   ASSERT_TRUE(proxy.ok()) << proxy.status();
   auto argv = BaseArgs();
   argv[3] = (*proxy)->address();
-  argv.insert(argv.end(), {"--zk-session-timeout", "2s"});
+  for (size_t i = 0; i + 1 < argv.size(); ++i) {
+    if (argv[i] == "--zk-session-timeout") argv[i + 1] = "2s";
+  }
   auto kvsync = Start(argv);
   ExpectSynced(kvsync.get());
   (*proxy)->SetMode(testing::FaultProxy::Mode::kBlackhole);
-  // Wait until the server expired kvsync's session: only our own connection stays.
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        return FourLetter(zk_server_->port(), "mntr").find("zk_num_alive_connections\t1\n") !=
-               std::string::npos;
-      },
-      seconds(30)))
-      << FourLetter(zk_server_->port(), "mntr");
+  // Wait until the server expired kvsync's session (its id leaves the session dump).
+  auto status = testing::HttpGet(admin_, "/status");
+  ASSERT_TRUE(status.ok());
+  std::string id = nlohmann::json::parse(status->body)["zk_session_id"];
+  ASSERT_NE(FourLetter(zk_server_->port(), "dump").find(id), std::string::npos)
+      << id << FourLetter(zk_server_->port(), "dump");
+  ASSERT_TRUE(
+      WaitFor([&] { return FourLetter(zk_server_->port(), "dump").find(id) == std::string::npos; },
+              seconds(30)))
+      << FourLetter(zk_server_->port(), "dump");
   std::string gone = "/dubbo/svc0/providers/" + ProviderName(0, 4);
   ASSERT_TRUE(zk_->Delete(gone).ok());
   ASSERT_TRUE(zk_->Create("/dubbo/persistent/while-expired", "x").ok());
@@ -374,6 +381,11 @@ TEST_F(Zk2EtcdTest, PeriodicFullSyncRepairsInTwoRounds) {
   BuildDubbo(2, 10);
   auto kvsync = StartKvsync({"--fullsync-interval", "1s"});
   ExpectSynced(kvsync.get());
+  // The initial copy is not a repair: nothing counted yet.
+  for (const char* kind : {"dst_miss", "mismatch", "src_miss"}) {
+    EXPECT_EQ(Metric(Label("kvsync_zk2etcd_fixed_total", absl::StrCat("kind=\"", kind, "\""))),
+              0.0);
+  }
   std::string a = "/dubbo/svc0/providers/" + ProviderName(0, 1);
   ASSERT_TRUE(etcd_->Delete(a).ok());
   ASSERT_TRUE(etcd_->Put("/dubbo/svc1/configurators", "tampered").ok());
@@ -504,7 +516,8 @@ TEST_F(Zk2EtcdTest, BadInputFailsClearly) {
   std::vector<Case> cases = {
       {{"--zk-prefix", "/dubbo", "--etcd-endpoints", etcd}, "--zk-servers is required"},
       {{"--zk-servers", zk, "--etcd-endpoints", etcd}, "--zk-prefix is required"},
-      {{"--zk-servers", zk, "--zk-prefix", "dubbo", "--etcd-endpoints", etcd}, "not a ZooKeeper path"},
+      {{"--zk-servers", zk, "--zk-prefix", "dubbo", "--etcd-endpoints", etcd},
+       "not a ZooKeeper path"},
       {{"--zk-servers", zk, "--zk-prefix", "/dubbo", "--zk-exclude-prefix", "/dubbo2/x",
         "--etcd-endpoints", etcd},
        "is not under any --zk-prefix"},
@@ -514,8 +527,7 @@ TEST_F(Zk2EtcdTest, BadInputFailsClearly) {
       {{"--zk-servers", zk, "--zk-prefix", "/dubbo", "--etcd-endpoints", etcd, "--ownership",
         "redis"},
        "--redis-addr"},
-      {{"--zk-servers", zk, "--zk-prefix", "/dubbo", "--etcd-endpoints", etcd, "--bogus"},
-       "bogus"},
+      {{"--zk-servers", zk, "--zk-prefix", "/dubbo", "--etcd-endpoints", etcd, "--bogus"}, "bogus"},
       {{"--zk-servers", zk, "--zk-prefix", "/dubbo", "--etcd-endpoints", etcd,
         "--zk-session-timeout", "soon"},
        "duration"},
@@ -530,9 +542,9 @@ TEST_F(Zk2EtcdTest, BadInputFailsClearly) {
                     "--etcd-endpoints", etcd, "--zk-session-timeout", "2s", "--admin-addr", ""});
   EXPECT_EQ(no_zk.exit_code, 1) << no_zk.err;
   EXPECT_NE(no_zk.err.find(absl::StrCat("127.0.0.1:", dead)), std::string::npos) << no_zk.err;
-  auto no_etcd = run({"--zk-servers", zk, "--zk-prefix", "/dubbo", "--etcd-endpoints",
-                      absl::StrCat("127.0.0.1:", dead), "--etcd-dial-timeout", "1s",
-                      "--admin-addr", ""});
+  auto no_etcd =
+      run({"--zk-servers", zk, "--zk-prefix", "/dubbo", "--etcd-endpoints",
+           absl::StrCat("127.0.0.1:", dead), "--etcd-dial-timeout", "1s", "--admin-addr", ""});
   EXPECT_EQ(no_etcd.exit_code, 1) << no_etcd.err;
   EXPECT_NE(no_etcd.err.find(absl::StrCat("127.0.0.1:", dead)), std::string::npos) << no_etcd.err;
 }
