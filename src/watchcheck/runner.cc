@@ -41,9 +41,10 @@ std::string PrefixEnd(const std::string& prefix) {
 struct Watcher {
   Watcher(int id, const History* h, const absl::flat_hash_map<std::string, int>* keys,
           int64_t start, bool prev_kv)
-      : check(id, h, keys, start, prev_kv), index(id) {}
+      : check(id, h, keys, start, prev_kv), index(id), prev_kv(prev_kv) {}
   WatcherCheck check;
   int index;
+  bool prev_kv;
   int64_t watch_id = -1;
   int64_t responses = 0;
   bool created_once = false;
@@ -54,7 +55,7 @@ struct Watcher {
 // The shared parts of one run.
 struct Shared {
   const RunOptions* options = nullptr;
-  etcd::Client::WatchOptions watch;  // key, range_end, prev_kv
+  etcd::Client::WatchOptions watch;  // key, range_end
   int64_t start_revision = 0;
   std::atomic<bool> stopping{false};
   std::atomic<int64_t> created{0};
@@ -93,6 +94,7 @@ class Connection {
   absl::Status CreateWatch(etcd::MultiWatchStream* stream, Watcher* w, bool resume) {
     etcd::Client::WatchOptions o = shared_->watch;
     o.start_revision = ResumeFrom(*w);
+    o.prev_kv = w->prev_kv;
     if (resume) w->check.OnResume(o.start_revision);
     ASSIGN_OR_RETURN(int64_t id, stream->Create(o));
     w->watch_id = id;
@@ -206,7 +208,7 @@ absl::Status Validate(const RunOptions& o, size_t connections) {
     return absl::InvalidArgumentError("--keys needs --prefix (--key writes one key)");
   }
   if (connections < 1) return absl::InvalidArgumentError("--connections must be at least 1");
-  if (o.restart_every < 0 || o.delete_every < 0 || o.inject_drop_every < 0) {
+  if (o.restart_every < 0 || o.delete_every < 0 || o.inject_drop_every < 0 || o.prev_kv_every < 0) {
     return absl::InvalidArgumentError("counts must not be negative");
   }
   return absl::OkStatus();
@@ -240,7 +242,6 @@ absl::StatusOr<Report> Run(etcd::Client* writer, const std::vector<etcd::Client*
   shared.start_revision = clean_rev + 1;
   shared.watch.key = o.key.empty() ? o.prefix : o.key;
   shared.watch.range_end = o.key.empty() ? PrefixEnd(o.prefix) : "";
-  shared.watch.prev_kv = o.prev_kv;
   shared.watch.progress_notify = false;
 
   std::vector<std::unique_ptr<Watcher>> watchers;
@@ -249,8 +250,8 @@ absl::StatusOr<Report> Run(etcd::Client* writer, const std::vector<etcd::Client*
     conns.push_back(std::make_unique<Connection>(static_cast<int>(c), watch_clients[c], &shared));
   }
   for (int i = 0; i < o.watchers; ++i) {
-    watchers.push_back(
-        std::make_unique<Watcher>(i, &history, &key_index, shared.start_revision, o.prev_kv));
+    watchers.push_back(std::make_unique<Watcher>(i, &history, &key_index, shared.start_revision,
+                                                 o.prev_kv_every > 0 && i % o.prev_kv_every == 0));
     conns[static_cast<size_t>(i) % conns.size()]->Add(watchers.back().get());
   }
   auto stop_all = [&] {

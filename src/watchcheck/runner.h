@@ -31,7 +31,10 @@ struct RunOptions {
   int keys = 1;
   // Key 0 is deleted every this many ticks and re-created on the next (0: never).
   int delete_every = 10;
-  bool prev_kv = true;
+  // Every prev_kv_every-th watcher asks for and checks prev_kv (1: all, 0: none). etcd reads
+  // the previous value from its store for every event of every such watcher, which dominates
+  // its CPU with hundreds of watchers on a busy key.
+  int prev_kv_every = 1;
   // Every restart_every-th watcher cancels its watch and re-watches from its last received
   // revision + 1 after every restart_every event responses (0: never).
   int restart_every = 0;
