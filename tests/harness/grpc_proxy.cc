@@ -66,26 +66,33 @@ absl::Status GrpcProxy::WaitReady() {
   o.endpoints = {address()};
   o.request_timeout = std::chrono::milliseconds(1000);
   o.name = options_.name;
-  auto client = etcd::Client::Create(o);
-  if (!client.ok()) return client.status();
   etcd::RangeRequest probe;
   probe.key = "/kvsync-harness-probe";
   bool exited = false;
+  absl::Status last;
   bool ready = WaitFor(
       [&] {
         if (!process_->Running()) {
           exited = true;
           return true;
         }
-        return (*client)->Range(probe).ok();
+        // A fresh channel per attempt: a channel whose first connection raced the proxy's
+        // start-up was seen to stay unusable for the whole deadline.
+        auto client = etcd::Client::Create(o);
+        if (!client.ok()) {
+          last = client.status();
+          return false;
+        }
+        last = (*client)->Range(probe).status();
+        return last.ok();
       },
       kReadyDeadline, std::chrono::milliseconds(50));
   if (exited) {
     return absl::UnavailableError(absl::StrCat(options_.name, " exited:\n", LogTail()));
   }
   if (!ready) {
-    return absl::DeadlineExceededError(
-        absl::StrCat(options_.name, " did not answer within 20 s:\n", LogTail()));
+    return absl::DeadlineExceededError(absl::StrCat(options_.name, " did not answer within 20 s (",
+                                                    last.ToString(), "):\n", LogTail()));
   }
   return absl::OkStatus();
 }
