@@ -65,6 +65,7 @@
 #include "common/strings.h"
 #include "etcd/client.h"
 #include "etcd/types.h"
+#include "bench_proxy.h"
 
 namespace kvsync::bench {
 namespace {
@@ -1684,6 +1685,8 @@ int Main(int argc, char** argv) {
   cmd->add_option("--name", leader.name, "election name, e.g. /kvsync/meta/<task>/election")
       ->required();
   commands["leader"] = [&] { return RunLeader(leader); };
+
+  AddKvLatencyCommand(&app, &commands);
 
   if (argc > 1 && argv[1][0] != '-' && commands.count(argv[1]) == 0) {
     std::fprintf(stderr, "kvsync-bench: error: unknown command \"%s\" (see --help)\n", argv[1]);
