@@ -67,6 +67,7 @@
 #include "etcd/client.h"
 #include "etcd/types.h"
 #include "tools/bench_zk.h"
+#include "bench_proxy.h"
 
 namespace kvsync::bench {
 namespace {
@@ -1688,6 +1689,7 @@ int Main(int argc, char** argv) {
   commands["leader"] = [&] { return RunLeader(leader); };
 
   AddZkCommands(app, commands);
+  AddKvLatencyCommand(&app, &commands);
 
   if (argc > 1 && argv[1][0] != '-' && commands.count(argv[1]) == 0) {
     std::fprintf(stderr, "kvsync-bench: error: unknown command \"%s\" (see --help)\n", argv[1]);

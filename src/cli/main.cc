@@ -3,11 +3,14 @@
 #include <cstdio>
 #include <functional>
 #include <map>
+#include <string>
+#include <vector>
 
 #include "CLI/CLI.hpp"
 #include "cli/check.h"
 #include "cli/command.h"
 #include "cli/etcd2etcd.h"
+#include "cli/etcdwatch.h"
 #include "cli/zk2etcd.h"
 
 int main(int argc, char** argv) {
@@ -22,10 +25,15 @@ int main(int argc, char** argv) {
   commands["etcd2etcd"] = kvsync::cli::AddEtcd2EtcdCommand(&app);
   commands["zk2etcd"] = kvsync::cli::AddZk2EtcdCommand(&app);
   commands["check"] = kvsync::cli::AddCheckCommand(&app);
+  commands["etcdwatch"] = kvsync::cli::AddEtcdwatchCommand(&app);
   app.footer("Run 'kvsync <command> --help' for a command's flags.");
 
   try {
-    app.parse(argc, argv);
+    // etcdwatch keeps the article tool's single-dash flags (-num 100).
+    std::vector<std::string> args = kvsync::cli::RewriteSingleDashFlags(argc, argv);
+    std::vector<char*> arg_ptrs;
+    for (std::string& a : args) arg_ptrs.push_back(a.data());
+    app.parse(static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {

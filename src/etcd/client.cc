@@ -536,6 +536,96 @@ class GrpcWatchStream : public WatchStream {
   std::unique_ptr<grpc::ClientReaderWriter<pb::WatchRequest, pb::WatchResponse>> stream_;
 };
 
+class GrpcMultiWatchStream : public MultiWatchStream {
+ public:
+  GrpcMultiWatchStream(std::string label, std::function<void()> on_transport_failure)
+      : label_(std::move(label)), on_transport_failure_(std::move(on_transport_failure)) {}
+
+  ~GrpcMultiWatchStream() override {
+    ctx_.TryCancel();
+    if (stream_ && !Finished()) {
+      pb::WatchResponse ignored;
+      while (stream_->Read(&ignored)) {
+      }
+      Finish().IgnoreError();
+    }
+  }
+
+  void Start(pb::Watch::Stub* stub) { stream_ = stub->Watch(&ctx_); }
+  grpc::ClientContext* context() { return &ctx_; }
+
+  absl::StatusOr<int64_t> Create(const Client::WatchOptions& options) override {
+    pb::WatchRequest req;
+    auto* create = req.mutable_create_request();
+    create->set_key(options.key);
+    create->set_range_end(options.range_end);
+    create->set_start_revision(options.start_revision);
+    create->set_progress_notify(options.progress_notify);
+    create->set_prev_kv(options.prev_kv);
+    absl::MutexLock lock(&mu_);
+    RETURN_IF_ERROR(WriteLocked(req));
+    return next_id_++;
+  }
+
+  absl::Status CancelWatch(int64_t watch_id) override {
+    pb::WatchRequest req;
+    req.mutable_cancel_request()->set_watch_id(watch_id);
+    absl::MutexLock lock(&mu_);
+    return WriteLocked(req);
+  }
+
+  absl::Status RequestProgress() override {
+    pb::WatchRequest req;
+    req.mutable_progress_request();
+    absl::MutexLock lock(&mu_);
+    return WriteLocked(req);
+  }
+
+  absl::StatusOr<WatchResponse> Next() override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return final_;
+    }
+    pb::WatchResponse resp;
+    if (!stream_->Read(&resp)) return Finish();
+    return FromPb(std::move(resp));
+  }
+
+  void Cancel() override { ctx_.TryCancel(); }
+
+ private:
+  absl::Status WriteLocked(const pb::WatchRequest& req) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return final_;
+    if (!stream_->Write(req)) return absl::UnavailableError(label_ + " watch stream closed");
+    return absl::OkStatus();
+  }
+
+  bool Finished() {
+    absl::MutexLock lock(&mu_);
+    return finished_;
+  }
+
+  // As GrpcWatchStream::Finish: once, never overlapping a Write.
+  absl::Status Finish() {
+    absl::MutexLock lock(&mu_);
+    if (finished_) return final_;
+    finished_ = true;
+    final_ = FromGrpc(stream_->Finish(), label_ + " watch");
+    if (final_.ok()) final_ = absl::UnavailableError(label_ + " watch stream ended");
+    if (final_.code() == absl::StatusCode::kUnavailable) on_transport_failure_();
+    return final_;
+  }
+
+  std::string label_;
+  std::function<void()> on_transport_failure_;
+  grpc::ClientContext ctx_;
+  absl::Mutex mu_;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status final_ ABSL_GUARDED_BY(mu_);
+  int64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
+  std::unique_ptr<grpc::ClientReaderWriter<pb::WatchRequest, pb::WatchResponse>> stream_;
+};
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<WatchStream>> Client::Watch(const WatchOptions& options) {
@@ -559,6 +649,22 @@ absl::StatusOr<std::unique_ptr<WatchStream>> Client::Watch(const WatchOptions& o
   create->set_prev_kv(options.prev_kv);
   RETURN_IF_ERROR(stream->Start(e->watch(), req));
   return std::unique_ptr<WatchStream>(std::move(stream));
+}
+
+absl::StatusOr<std::unique_ptr<MultiWatchStream>> Client::WatchMulti(bool require_leader) {
+  size_t index;
+  Endpoint* e = Current(&index);
+  absl::Status token = EnsureToken(e);
+  if (!token.ok()) {
+    if (IsEndpointFailure(token)) MarkFailed(index);
+    return token;
+  }
+  auto stream = std::make_unique<GrpcMultiWatchStream>(
+      absl::StrCat(options_.name, " ", e->address()), [this, index] { MarkFailed(index); });
+  PrepareContext(stream->context(), false);
+  if (require_leader) stream->context()->AddMetadata("hasleader", "true");
+  stream->Start(e->watch());
+  return std::unique_ptr<MultiWatchStream>(std::move(stream));
 }
 
 }  // namespace kvsync::etcd

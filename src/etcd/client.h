@@ -53,6 +53,7 @@ struct ClientOptions {
 absl::Status ValidateClientOptions(const ClientOptions& options);
 
 class WatchStream;
+class MultiWatchStream;
 class Endpoint;
 
 class Client {
@@ -105,6 +106,9 @@ class Client {
     bool require_leader = true;
   };
   absl::StatusOr<std::unique_ptr<WatchStream>> Watch(const WatchOptions& options);
+  // Opens a watch stream on the current endpoint that carries no watcher yet; the caller adds
+  // many (MultiWatchStream::Create). One stream and one reader thread for hundreds of watchers.
+  absl::StatusOr<std::unique_ptr<MultiWatchStream>> WatchMulti(bool require_leader = true);
 
   const ClientOptions& options() const { return options_; }
   // The endpoint the next call goes to (for logs).
@@ -144,6 +148,28 @@ class WatchStream {
   virtual absl::StatusOr<WatchResponse> Next() = 0;
   // Asks the server for a progress notification (etcd >= 3.4).
   virtual absl::Status RequestProgress() = 0;
+  virtual void Cancel() = 0;
+};
+
+// A bidirectional watch stream carrying many watchers, told apart by WatchResponse::watch_id.
+// etcd (and its grpc-proxy) numbers the watchers of one stream 0, 1, 2... in the order of
+// their create requests, so Create returns the id the server will assign; the "created"
+// response confirms it. Next() is called by one reader thread; Create, CancelWatch,
+// RequestProgress and Cancel may be called from any thread (writes are serialised). After
+// Cancel(), Next() returns Cancelled promptly; after a stream error every call returns it. A
+// stream must be destroyed before the Client that opened it.
+class MultiWatchStream {
+ public:
+  virtual ~MultiWatchStream() = default;
+  // Sends a create request; returns the watch id its responses will carry.
+  virtual absl::StatusOr<int64_t> Create(const Client::WatchOptions& options) = 0;
+  // Asks the server to cancel one watcher; its "canceled" response follows later.
+  virtual absl::Status CancelWatch(int64_t watch_id) = 0;
+  virtual absl::Status RequestProgress() = 0;
+  // Blocks for the next response of any watcher. Created, canceled (with compact_revision and
+  // cancel_reason) and progress responses are returned as they are; only a stream failure is
+  // an error (Unavailable for transport, Cancelled after Cancel()).
+  virtual absl::StatusOr<WatchResponse> Next() = 0;
   virtual void Cancel() = 0;
 };
 

@@ -54,6 +54,7 @@ WatchResponse FromPb(etcdserverpb::WatchResponse&& resp) {
   out.canceled = resp.canceled();
   out.compact_revision = resp.compact_revision();
   out.cancel_reason = resp.cancel_reason();
+  out.watch_id = resp.watch_id();
   out.events.reserve(resp.events_size());
   for (auto& ev : *resp.mutable_events()) {
     Event e;

@@ -133,6 +133,8 @@ struct WatchResponse {
   bool canceled = false;
   int64_t compact_revision = 0;
   std::string cancel_reason;
+  // Which watcher of the stream this response is for (see MultiWatchStream).
+  int64_t watch_id = 0;
   // True for a progress notification: no events, header.revision is a lower bound for every
   // future event on this stream.
   bool IsProgressNotify() const { return events.empty() && !created && !canceled; }
