@@ -60,6 +60,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "bench_proxy.h"
 #include "common/backoff.h"
 #include "common/status_macros.h"
 #include "common/stop_token.h"
@@ -67,7 +68,6 @@
 #include "etcd/client.h"
 #include "etcd/types.h"
 #include "tools/bench_zk.h"
-#include "bench_proxy.h"
 
 namespace kvsync::bench {
 namespace {
