@@ -58,6 +58,7 @@ struct Syncer::Round {
   int64_t fixed = 0;
   bool claim = false;   // record ownership of keys already equal (first sync of a session)
   bool counted = true;  // false for the initial copy: its writes are not "fixes"
+  std::vector<std::string> claims;  // equal keys to record in Redis, in batches
   bool Fixes(const KeyHash& h, DiffKind kind, const absl::flat_hash_map<KeyHash, DiffKind>& prev) {
     if (mode == Mode::kFixNow) return true;
     if (mode == Mode::kFirstRound) return false;
@@ -397,7 +398,11 @@ void Syncer::OnWalkNode(const std::string& path, const std::string& data, const 
       if (owners_->backend() == "etcd") {
         SubmitPut(key, h, data, Clock::time_point{});
       } else if (owners_->backend() == "redis") {
-        owners_->RecordWrites({key});
+        r->claims.push_back(key);
+        if (r->claims.size() >= 1000) {
+          owners_->RecordWrites(r->claims);
+          r->claims.clear();
+        }
       }
     }
     return;
@@ -450,7 +455,11 @@ absl::Status Syncer::RunRound(Round* r) {
         Push(std::move(item));
       },
       stop_);
-  RunOnApplier([this] { round_ = nullptr; });
+  RunOnApplier([this, r] {
+    round_ = nullptr;
+    if (!r->claims.empty()) owners_->RecordWrites(r->claims);
+    r->claims.clear();
+  });
   if (!walked.ok()) return walked.status();
   stats_->zk_get_data.fetch_add(walked->reads);
 
