@@ -80,7 +80,7 @@ void AddTaskFlags(CLI::App* cmd, Flags* f) {
                   "where kvsync keeps ownership marks and the election in etcd; never synced")
       ->default_val(c.meta_prefix)
       ->group("What to sync");
-  AddConnectionFlags(cmd, "etcd", "etcd", &c.etcd);
+  AddConnectionFlags(cmd, "etcd", "destination", &c.etcd);
   cmd->add_option("--etcd-servers", c.etcd.endpoints, "same as --etcd-endpoints")->group(kAliases);
   const char* own = "Ownership";
   cmd->add_option("--ownership", c.ownership,
