@@ -39,7 +39,11 @@ void Writer::set_fence(std::vector<etcd::Compare> fence) { txn_.set_fence(std::m
 
 void Writer::Submit(Change change) {
   nodes_->Submitted(change.hash);
+  int64_t bytes = 0;
+  for (const auto& op : change.ops) bytes += static_cast<int64_t>(op.ByteSize());
   absl::MutexLock lock(&mu_);
+  queued_ops_ += change.ops.size();
+  queued_bytes_ += bytes;
   queue_.push_back(std::move(change));
   UpdatePendingAge();
 }
@@ -86,7 +90,9 @@ void Writer::Work() {
       absl::MutexLock lock(&mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         return closing_ || !status_.ok() ||
-               (!queue_.empty() && !inflight_keys_.contains(queue_.front().hash));
+               (!queue_.empty() && !inflight_keys_.contains(queue_.front().hash) &&
+                (busy_ == 0 || queued_ops_ >= static_cast<size_t>(options_.max_ops) ||
+                 queued_bytes_ >= options_.max_bytes));
       };
       mu_.Await(absl::Condition(&ready));
       if (closing_ || !status_.ok()) return;
@@ -103,6 +109,8 @@ void Writer::Work() {
                                       bytes + static_cast<int64_t>(c_bytes) <= options_.max_bytes);
         if (!fits || inflight_keys_.contains(c.hash) || keys.contains(c.hash)) break;
         ops += c.ops.size();
+        queued_ops_ -= c.ops.size();
+        queued_bytes_ -= static_cast<int64_t>(c_bytes);
         bytes += static_cast<int64_t>(c_bytes);
         keys.insert(c.hash);
         inflight_keys_.insert(c.hash);

@@ -1,7 +1,9 @@
 // Applies zk2etcd's key changes to etcd in batched txns, several in flight, without ever
 // reordering two changes of one key: changes leave the queue in submission order, a batch
 // holds a key at most once, and a change waits while an earlier change of its key is in
-// flight. Each txn carries the leader fence (when set); transient failures are retried and an
+// flight. Group commit: an idle writer sends whatever is queued at once (low latency), but
+// while a txn is in flight another one starts only with a full batch, so a busy stream of
+// changes becomes few large txns instead of many small ones. Each txn carries the leader fence (when set); transient failures are retried and an
 // oversized txn is split (mirror::TxnWriter). The ownership store records keys before their
 // puts commit and forgets them after their deletes commit.
 //
@@ -75,6 +77,8 @@ class Writer {
 
   mutable absl::Mutex mu_;
   std::deque<Change> queue_ ABSL_GUARDED_BY(mu_);
+  size_t queued_ops_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_set<KeyHash> inflight_keys_ ABSL_GUARDED_BY(mu_);
   int busy_ ABSL_GUARDED_BY(mu_) = 0;
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
