@@ -6,7 +6,8 @@
 #   source "$(dirname "$0")/lib.sh"
 #
 # Sourcing only sets the defaults below and defines functions; nothing is started.
-# Variables a script may rely on afterwards: ROOT, BUILD_DIR, ETCD, ETCDCTL, OUT, BUILD, KEEP;
+# Variables a script may rely on afterwards: ROOT, BUILD_DIR, ETCD, ETCDCTL, ZK_JAVA,
+# ZK_CLASSPATH, OUT, BUILD, KEEP;
 # after build_binaries: GIT_REV, KVSYNC, BENCH; after setup_workdir: WORK, PIDS, OK.
 # shellcheck disable=SC2034  # variables set here are read by the sourcing script
 
@@ -16,6 +17,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$ROOT/build-bench}
 ETCD=${ETCD:-etcd}
 ETCDCTL=${ETCDCTL:-etcdctl}
+ZK_JAVA=${ZK_JAVA:-/usr/bin/java}
+ZK_CLASSPATH=${ZK_CLASSPATH:-/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar}
 OUT=$ROOT/docs/benchmarks.md
 BUILD=1
 KEEP=0
@@ -191,6 +194,60 @@ start_etcd() {
     sleep 0.1
   done
   fail "etcd $name did not become healthy; see $dir"
+}
+
+ZK_SEQ=0
+# zk_word PORT WORD: a ZooKeeper four-letter word's reply (empty when nothing answers in 2 s).
+zk_word() {
+  local reply
+  reply=$(timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1 && printf %s $2 >&3 && cat <&3" 2>/dev/null) || true
+  printf '%s' "$reply"
+}
+
+# start_zk NAME VAR [HEAP_MB]: starts a fresh standalone ZooKeeper (Debian package, system
+# Java) in $WORK on a free loopback port, the way tests/harness/zk_server.cc does: tickTime
+# 200 ms, session timeouts 0.4-60 s, all four-letter words, no fsync, no admin server; heap
+# -Xmx HEAP_MB (default 1024: 100,000 znodes with 1 KB names and their watches need several
+# hundred MB) and jute.maxbuffer 64 MiB (a listing of 2,000 children with 1 KB names is ~2 MB,
+# over the 1 MB default). Returns once `srvr` answers as serving (60 s deadline); sets VAR_EP
+# (127.0.0.1:port), VAR_PORT, VAR_PID and VAR_DIR.
+start_zk() {
+  local name=$1 var=$2 heap=${3:-1024} port dir i pid
+  ZK_SEQ=$((ZK_SEQ + 1))
+  free_port port
+  dir=$WORK/zk-$ZK_SEQ-$name
+  mkdir -p "$dir/data"
+  cat >"$dir/zoo.cfg" <<CFG
+tickTime=200
+dataDir=$dir/data
+clientPort=$port
+clientPortAddress=127.0.0.1
+minSessionTimeout=400
+maxSessionTimeout=60000
+maxClientCnxns=0
+admin.enableServer=false
+4lw.commands.whitelist=*
+forceSync=no
+autopurge.purgeInterval=0
+CFG
+  "$ZK_JAVA" "-Xmx${heap}m" -Dzookeeper.admin.enableServer=false -Djute.maxbuffer=67108864 \
+    -Dorg.slf4j.simpleLogger.showDateTime=true -Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS \
+    -cp "$ZK_CLASSPATH" org.apache.zookeeper.server.ZooKeeperServerMain "$dir/zoo.cfg" \
+    >"$dir/zookeeper.log" 2>&1 &
+  pid=$!
+  PIDS+=("$pid")
+  for ((i = 0; i < 600; i++)); do
+    if [[ $(zk_word "$port" srvr) == *Mode:* ]]; then
+      printf -v "${var}_EP" '%s' "127.0.0.1:$port"
+      printf -v "${var}_PORT" '%s' "$port"
+      printf -v "${var}_PID" '%s' "$pid"
+      printf -v "${var}_DIR" '%s' "$dir"
+      return 0
+    fi
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  fail "zookeeper $name did not start serving; see $dir/zookeeper.log"
 }
 
 # start_bg VAR LOG CMD...: runs CMD in the background with output to LOG; sets VAR to its pid.

@@ -1,5 +1,5 @@
-// ZooKeeper subcommands of kvsync-bench (zk-load, zk-walk, zk-count), defined in bench_zk.cc.
-// Called once from kvsync-bench's main thread before parsing.
+// ZooKeeper subcommands of kvsync-bench (zk-load, zk-walk, zk-count, zk-churn), defined in
+// bench_zk.cc. Called once from kvsync-bench's main thread before parsing.
 #pragma once
 
 #include <functional>

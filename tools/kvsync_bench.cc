@@ -14,7 +14,7 @@
 //   seq-put      paced puts of new keys <prefix>%09d (each source revision a distinct key)
 //   watch        every event of a prefix or key as a JSON line with its receive time
 //   leader       the current leader (value) of an etcd election
-//   zk-load, zk-walk, zk-count   ZooKeeper drivers (tools/bench_zk.cc)
+//   zk-load, zk-walk, zk-count, zk-churn   ZooKeeper drivers (tools/bench_zk.cc)
 //
 // Results are one JSON line on stdout (watch: one line per event); errors one line on stderr. Exit
 // codes: 0 done, 1 runtime failure (or `wait` timed out, `compare` found differences), 2 bad flags.
