@@ -1,6 +1,7 @@
 #include <chrono>
 
 #include "common/backoff.h"
+#include "common/digest.h"
 #include "common/rate_limiter.h"
 #include "common/strings.h"
 #include "gtest/gtest.h"
@@ -49,6 +50,24 @@ TEST(RateLimiter, AllowsOneSecondBurstThenPaces) {
   EXPECT_EQ(limiter.Reserve(1, later).count(), 1000);
   RateLimiter unlimited(0);
   EXPECT_EQ(unlimited.Reserve(1000000, t0).count(), 0);
+}
+
+}  // namespace
+}  // namespace kvsync::common
+
+namespace kvsync::common {
+namespace {
+
+TEST(DigestTest, StableHexRoundTrip) {
+  // SHA-256("abc") starts ba7816bf8f01cfea414140de5dae2223.
+  Digest128 d = KeyDigest("abc");
+  EXPECT_EQ(DigestHex(d), "ba7816bf8f01cfea414140de5dae2223");
+  Digest128 back;
+  ASSERT_TRUE(ParseDigestHex(DigestHex(d), &back));
+  EXPECT_TRUE(back == d);
+  EXPECT_FALSE(ParseDigestHex("xyz", &back));
+  EXPECT_FALSE(ParseDigestHex("BA7816BF8F01CFEA414140DE5DAE2223", &back));
+  EXPECT_FALSE(KeyDigest("/dubbo/a") == KeyDigest("/dubbo/b"));
 }
 
 }  // namespace

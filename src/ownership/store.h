@@ -2,7 +2,8 @@
 // only keys it owns, so that keys written by others under the same prefix survive. Three
 // backends:
 //
-//   etcd   an ownership mark key (mark_prefix + key, empty value) is put in the same etcd txn
+//   etcd   an ownership mark key (mark_prefix + "/" + hex digest of the key, empty value) is
+//          put in the same etcd txn
 //          as the data, and a delete is a nested txn guarded by the mark's existence. etcd
 //          itself decides, atomically; Lookup always answers kOwned.
 //   redis  a Redis set "<namespace>:<task>:owned" lists every key written. Keys are added
@@ -61,6 +62,9 @@ class Store {
   // The etcd backend's mark key for `key` (empty for other backends), so full syncs can read
   // marks.
   virtual std::string MarkKey(const std::string& key) const { return {}; }
+  // The etcd backend's mark prefix (every mark is MarkPrefix() + 32 hex digits of the key's
+  // common::KeyDigest); empty for other backends.
+  virtual std::string MarkPrefix() const { return {}; }
   // For metrics: records/forgets queued while the backend is down, and failed backend calls
   // (connects and commands) since start.
   virtual int64_t pending() const { return 0; }
@@ -69,7 +73,8 @@ class Store {
 
 std::unique_ptr<Store> NewNoneStore();
 
-// Marks live under `mark_prefix` (e.g. "/kvsync/meta/<task>/owned") + key, value empty.
+// Marks live under `mark_prefix` (e.g. "/kvsync/meta/<task>/owned") + "/" + the key's digest
+// (common::DigestHex(common::KeyDigest(key))), value empty.
 std::unique_ptr<Store> NewEtcdStore(std::string mark_prefix);
 
 // The Redis set "<ns>:<task>:owned". Fails with InvalidArgument on bad options and

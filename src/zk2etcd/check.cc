@@ -37,8 +37,8 @@ absl::StatusOr<RoundResult> Round(const config::Zk2EtcdConfig& config, const Sco
                                   ownership::Store* owners, const CheckOptions& options,
                                   const common::StopToken& stop, etcd::RetryCounters* retries) {
   RoundResult out;
-  ASSIGN_OR_RETURN(Snapshot snap, Snapshot::Load(etcd, scope, owners->MarkKey(""), config.page_size,
-                                                 stop, retries));
+  ASSIGN_OR_RETURN(Snapshot snap, Snapshot::Load(etcd, scope, owners->MarkPrefix(),
+                                                 config.page_size, stop, retries));
   out.etcd_revision = snap.revision();
   out.etcd_bytes = snap.bytes_read();
   out.counts.destination_keys = snap.keys();

@@ -4,16 +4,6 @@
 
 namespace kvsync::zk2etcd {
 
-KeyHash HashKey(std::string_view key) {
-  // FNV-1a and the standard library's hash: independent enough for 128 bits of identity.
-  uint64_t fnv = 1469598103934665603ull;
-  for (unsigned char c : key) {
-    fnv ^= c;
-    fnv *= 1099511628211ull;
-  }
-  return KeyHash{fnv, std::hash<std::string_view>{}(key)};
-}
-
 uint64_t HashValue(std::string_view value) { return std::hash<std::string_view>{}(value); }
 
 NodeState NodeTable::Get(const KeyHash& key) const {
@@ -42,6 +32,14 @@ uint32_t NodeTable::NewRound() {
 uint32_t NodeTable::round() const {
   absl::MutexLock lock(&mu_);
   return round_;
+}
+
+void NodeTable::Forget(const KeyHash& key) {
+  absl::MutexLock lock(&mu_);
+  auto it = nodes_.find(key);
+  if (it == nodes_.end()) return;
+  if (it->second.live()) live_--;
+  it->second.known = false;
 }
 
 void NodeTable::Touch(const KeyHash& key) {

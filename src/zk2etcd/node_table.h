@@ -1,8 +1,9 @@
-// What zk2etcd knows about every covered znode, keyed by a 128-bit hash of its etcd key (16
-// bytes instead of a ~1 KB Dubbo path; two different keys colliding is ~1e-29 likely at 1e5
-// keys). Per node: the version last submitted to etcd (czxid, mzxid: ZooKeeper's zxids are
-// global, so versions stay comparable across sessions) or a tombstone for a deleted
-// incarnation, and the etcd revision of kvsync's last committed write of the key.
+// What zk2etcd knows about every covered znode, keyed by the 128-bit digest of its etcd key
+// (common::KeyDigest: 16 bytes instead of a ~1 KB Dubbo path; two different keys colliding is
+// ~1e-29 likely at 1e5 keys; the same digest names the key's etcd ownership mark). Per node: the
+// version last submitted to etcd (czxid, mzxid: ZooKeeper's zxids are global, so versions stay
+// comparable across sessions) or a tombstone for a deleted incarnation, and the etcd revision of
+// kvsync's last committed write of the key.
 //
 // Version order is the guarantee that a stale read never resurrects a deleted key: a put is
 // submitted only for a version newer than the one recorded, and a delete records a tombstone
@@ -19,19 +20,12 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
+#include "common/digest.h"
 
 namespace kvsync::zk2etcd {
 
-struct KeyHash {
-  uint64_t a = 0;
-  uint64_t b = 0;
-  bool operator==(const KeyHash& o) const { return a == o.a && b == o.b; }
-  template <typename H>
-  friend H AbslHashValue(H h, const KeyHash& k) {
-    return H::combine(std::move(h), k.a, k.b);
-  }
-};
-KeyHash HashKey(std::string_view key);
+using KeyHash = common::Digest128;
+inline KeyHash HashKey(std::string_view key) { return common::KeyDigest(key); }
 // 64-bit hash of a value, for comparing values without keeping them.
 uint64_t HashValue(std::string_view value);
 
@@ -63,6 +57,8 @@ class NodeTable {
   // Starts a full-sync round: nodes read or changed from now on are "seen" in it.
   uint32_t NewRound();
   uint32_t round() const;
+  // Drops what is known about `key` (its next read is written whatever its version).
+  void Forget(const KeyHash& key);
   // Marks `key` as read in the current round (its version unchanged).
   void Touch(const KeyHash& key);
   // Records that a write of `key` was submitted / committed at `revision`.

@@ -50,9 +50,11 @@ absl::StatusOr<Snapshot> Snapshot::Load(etcd::Client* etcd, const Scope& scope,
   if (!mark_prefix.empty()) {
     RETURN_IF_ERROR(ReadRange(etcd, mark_prefix, common::PrefixEnd(mark_prefix), snap.revision_,
                               true, page_size, stop, retries, [&](const etcd::KeyValue& kv) {
-                                std::string_view key(kv.key);
-                                key.remove_prefix(mark_prefix.size());
-                                auto it = snap.entries_.find(HashKey(key));
+                                std::string_view name(kv.key);
+                                name.remove_prefix(mark_prefix.size());
+                                KeyHash h;
+                                if (!common::ParseDigestHex(name, &h)) return;
+                                auto it = snap.entries_.find(h);
                                 if (it != snap.entries_.end()) it->second.marked = true;
                               }));
   }

@@ -31,7 +31,8 @@ class Snapshot {
   };
 
   // Reads the covered keys (and, with a non-empty `mark_prefix`, the ownership marks
-  // mark_prefix + key). Errors: etcd errors after transient ones were retried; Cancelled.
+  // mark_prefix + hex digest of the key). Errors: etcd errors after transient ones were retried;
+  // Cancelled.
   static absl::StatusOr<Snapshot> Load(etcd::Client* etcd, const Scope& scope,
                                        const std::string& mark_prefix, int page_size,
                                        const common::StopToken& stop, etcd::RetryCounters* retries);

@@ -415,8 +415,15 @@ void Syncer::OnWalkNode(const std::string& path, const std::string& data, const 
   r->diffs[h] = kind;
   if (r->counted) Found(stats_, kind).fetch_add(1);
   if (!r->Fixes(h, kind, previous_diffs_)) return;
-  nodes_.Advance(h, v);
-  SubmitPut(key, h, data, Clock::time_point{});
+  if (r->mode == Mode::kFixNow) {
+    nodes_.Advance(h, v);
+    SubmitPut(key, h, data, Clock::time_point{});
+  } else {
+    // A confirmed repair re-reads the znode with watches (the periodic walk arms none), and
+    // puts what that read returns: force it by forgetting the recorded version.
+    nodes_.Forget(h);
+    Read(path, true, Clock::now());
+  }
   if (r->counted) Fixed(stats_, kind).fetch_add(1);
   r->fixed++;
 }
@@ -425,7 +432,7 @@ void Syncer::OnWalkNode(const std::string& path, const std::string& data, const 
 
 absl::Status Syncer::RunRound(Round* r) {
   auto started = Clock::now();
-  std::string mark_prefix = owners_->MarkKey("");
+  std::string mark_prefix = owners_->MarkPrefix();
   ASSIGN_OR_RETURN(r->snapshot, Snapshot::Load(etcd_, scope_, mark_prefix, config_.page_size,
                                                *stop_, &stats_->common.retries));
   stats_->full_sync_walked.store(0);
@@ -437,7 +444,9 @@ absl::Status Syncer::RunRound(Round* r) {
   walk.roots = scope_.roots();
   walk.excludes = scope_.walk_excludes();
   walk.concurrency = config_.concurrency;
-  walk.watch = !config_.once;
+  // Watches are armed by the walks that fix at once (start-up, reconnect, expiry) and stay
+  // armed for the session; periodic rounds only read.
+  walk.watch = !config_.once && r->mode == Mode::kFixNow;
   uint64_t gen;
   {
     std::lock_guard<std::mutex> lock(session_mu_);

@@ -3,9 +3,10 @@
 // holds a key at most once, and a change waits while an earlier change of its key is in
 // flight. Group commit: an idle writer sends whatever is queued at once (low latency), but
 // while a txn is in flight another one starts only with a full batch, so a busy stream of
-// changes becomes few large txns instead of many small ones. Each txn carries the leader fence (when set); transient failures are retried and an
-// oversized txn is split (mirror::TxnWriter). The ownership store records keys before their
-// puts commit and forgets them after their deletes commit.
+// changes becomes few large txns instead of many small ones. Each txn carries the leader fence
+// (when set); transient failures are retried and an oversized txn is split (mirror::TxnWriter). The
+// ownership store records keys before their puts commit and forgets them after their deletes
+// commit.
 //
 // Threading: Submit, Flush and set_fence from the applier thread; `inflight` worker threads
 // commit. A non-transient failure (a fenced write, an etcd error) stops the writer: status()

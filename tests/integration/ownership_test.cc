@@ -1,5 +1,6 @@
 // Ownership stores against real servers: the etcd mark backend through real txns, and the
 // Redis backend across a Redis outage (queueing, flush on return, ordering per key).
+#include "common/digest.h"
 #include "etcd/client.h"
 #include "gtest/gtest.h"
 #include "ownership/store.h"
@@ -47,7 +48,9 @@ TEST(OwnershipEtcd, GuardedDeleteSparesForeignKeys) {
   ASSERT_TRUE(client->Put("/d/foreign", "theirs").ok());
   EXPECT_EQ(testing::DumpPrefix(client.get(), "/"),
             (std::map<std::string, std::string>{
-                {"/d/foreign", "theirs"}, {"/d/mine", "v"}, {"/kvsync/meta/t/owned/d/mine", ""}}));
+                {"/d/foreign", "theirs"},
+                {"/d/mine", "v"},
+                {"/kvsync/meta/t/owned/" + common::DigestHex(common::KeyDigest("/d/mine")), ""}}));
 
   etcd::TxnRequest del;
   store->AppendDelete("/d/mine", &del.success);

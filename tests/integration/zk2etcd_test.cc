@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "common/digest.h"
 #include "common/strings.h"
 #include "etcd/client.h"
 #include "gtest/gtest.h"
@@ -41,7 +42,10 @@ using testing::WaitFor;
 using KvMap = std::map<std::string, std::string>;
 
 constexpr char kTask[] = "dubbo";
-constexpr char kMarks[] = "/kvsync/meta/dubbo/owned";
+// The etcd ownership mark of `key` for task kTask.
+std::string MarkOf(const std::string& key) {
+  return "/kvsync/meta/dubbo/owned/" + common::DigestHex(common::KeyDigest(key));
+}
 
 // A URL-encoded Dubbo provider URL of about `bytes` bytes, as Dubbo registers them.
 std::string ProviderName(int service, int provider, size_t bytes = 400) {
@@ -391,7 +395,7 @@ TEST_F(Zk2EtcdTest, PeriodicFullSyncRepairsInTwoRounds) {
   ASSERT_TRUE(etcd_->Put("/dubbo/svc1/configurators", "tampered").ok());
   std::string orphan = "/dubbo/svc1/providers/orphan";
   ASSERT_TRUE(etcd_->Put(orphan, "").ok());
-  ASSERT_TRUE(etcd_->Put(kMarks + orphan, "").ok());
+  ASSERT_TRUE(etcd_->Put(MarkOf(orphan), "").ok());
   ASSERT_TRUE(etcd_->Put("/dubbo/svc1/providers/foreign", "keep").ok());
   ExpectSynced(kvsync.get(), {{"/dubbo/svc1/providers/foreign", "keep"}});
   for (const char* kind : {"dst_miss", "mismatch", "src_miss"}) {
@@ -473,7 +477,7 @@ TEST_F(Zk2EtcdTest, OnceAndCheck) {
   ASSERT_TRUE(etcd_->Delete("/dubbo/svc0/configurators").ok());
   ASSERT_TRUE(etcd_->Put("/dubbo/svc1/configurators", "tampered").ok());
   ASSERT_TRUE(etcd_->Put("/dubbo/svc1/providers/orphan", "").ok());
-  ASSERT_TRUE(etcd_->Put(std::string(kMarks) + "/dubbo/svc1/providers/orphan", "").ok());
+  ASSERT_TRUE(etcd_->Put(MarkOf("/dubbo/svc1/providers/orphan"), "").ok());
   ASSERT_TRUE(etcd_->Put("/dubbo/svc1/providers/foreign", "").ok());
   auto json_args = check;
   json_args.insert(json_args.end(), {"--output", "json"});
