@@ -10,7 +10,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   golang-etcd-server-dev etcd-server etcd-client
   procps time openssl clang-format prometheus
-  zookeeper libzookeeper-mt-dev redis-server libssl-dev default-jre-headless
+  zookeeper libzookeeper-st-dev redis-server libssl-dev default-jre-headless
 )
 
 missing=()

@@ -12,8 +12,8 @@
 //             ZooKeeper acknowledgement to its etcd watch event, then a comparison of the final
 //             ZooKeeper tree with the final etcd keys (see RunZkChurn for the mix).
 // Results are one JSON line on stdout, errors one line on stderr; exit 0 done, 1 failure, 2 bad
-// flags. Threads: the main thread runs the command; the C client's IO and completion threads
-// run the callbacks, which only count. zk-churn also runs worker threads (one synchronous
+// flags. Threads: the main thread runs the command; the ZooKeeper session's loop thread runs
+// the callbacks, which only count. zk-churn also runs worker threads (one synchronous
 // ZooKeeper write each) and an etcd watch reader thread; they share one mutex-guarded ledger.
 #include "tools/bench_zk.h"
 

@@ -1,5 +1,8 @@
 #include "zk/session.h"
 
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <zookeeper/zookeeper.h>
 
 #include <algorithm>
@@ -26,7 +29,7 @@ using std::chrono::milliseconds;
 // The C client logs at ERROR level only: real trouble (connection refused, session expired),
 // never per-request chatter. While a server is down it still logs every reconnect attempt
 // (several a second), so ClientLog passes at most one line per second to stderr and counts the
-// rest. Process-wide, any thread (the C client calls it from its IO threads).
+// rest. Process-wide, any thread (each session's loop thread calls it).
 void ClientLog(const char* message) {
   static std::atomic<int64_t> next_ns{0};
   static std::atomic<int64_t> suppressed{0};
@@ -131,6 +134,17 @@ void VoidCompletion(int rc, const void* data) {
   ctx->done(FromZooError(rc, ctx->path));
 }
 
+std::function<void(zhandle_t*)> DeleteCall(CallCtx<DoneFn>* ctx) {
+  return [ctx](zhandle_t* zh) {
+    int rc = ZCLOSING;
+    if (zh != nullptr) {
+      absl::MutexLock lock(&RequestMutex());
+      rc = zoo_adelete(zh, ctx->path.c_str(), -1, &VoidCompletion, ctx);
+    }
+    if (rc != ZOK) VoidCompletion(rc, ctx);
+  };
+}
+
 // Result slot of one synchronous helper call.
 struct SyncResult {
   absl::Notification done;
@@ -141,6 +155,11 @@ struct SyncResult {
 };
 
 }  // namespace
+
+absl::Mutex& RequestMutex() {
+  static absl::Mutex* mu = new absl::Mutex;
+  return *mu;
+}
 
 Stat ConvertStat(const struct ::Stat* s) {
   Stat out;
@@ -268,6 +287,12 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Open(SessionOptions options, E
   std::unique_ptr<Session> session(new Session(std::move(options), std::move(on_event)));
   const SessionOptions& opts = session->options_;
   auto deadline = Clock::now() + opts.connect_timeout;
+  session->wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (session->wake_fd_ < 0) {
+    return absl::InternalError(absl::StrCat("eventfd failed: ", std::strerror(errno)));
+  }
+  // The st client only allocates the handle here; the loop thread (started below, which orders
+  // this write before its first use) makes the connection.
   errno = 0;
   session->zh_ = zookeeper_init2(opts.servers.c_str(), &Session::OnWatch,
                                  static_cast<int>(opts.session_timeout.count()), nullptr,
@@ -280,6 +305,7 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Open(SessionOptions options, E
     }
     return absl::InternalError(absl::StrCat("zookeeper_init failed: ", std::strerror(err)));
   }
+  session->loop_ = std::thread([s = session.get()] { s->Loop(); });
   // OnWatch publishes state changes under this mutex so that the wait below wakes up.
   {
     absl::MutexLock lock(&session->mu_);
@@ -311,12 +337,12 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Open(SessionOptions options, E
                                       result->status = status;
                                       result->done.Notify();
                                     }};
-    int rc = zoo_add_auth(session->zh_, "digest", opts.digest_auth.data(),
-                          static_cast<int>(opts.digest_auth.size()), &VoidCompletion, ctx);
-    if (rc != ZOK) {
-      delete ctx;
-      return FromZooError(rc, "(digest auth)");
-    }
+    session->Submit([ctx, auth = opts.digest_auth](zhandle_t* zh) {
+      int rc = zh == nullptr ? ZCLOSING
+                             : zoo_add_auth(zh, "digest", auth.data(),
+                                            static_cast<int>(auth.size()), &VoidCompletion, ctx);
+      if (rc != ZOK) VoidCompletion(rc, ctx);
+    });
     if (!result->done.WaitForNotificationWithTimeout(absl::FromChrono(
             std::max<Clock::duration>(deadline - Clock::now(), milliseconds(1))))) {
       return absl::UnavailableError(absl::StrCat("zookeeper at ", opts.servers,
@@ -335,16 +361,108 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Open(SessionOptions options, E
 }
 
 Session::~Session() {
-  if (zh_ != nullptr) zookeeper_close(zh_);
+  if (loop_.joinable()) {
+    {
+      absl::MutexLock lock(&queue_mu_);
+      stopped_ = true;
+    }
+    Wake();
+    loop_.join();
+  } else if (zh_ != nullptr) {
+    zookeeper_close(zh_);  // the loop never ran: this thread is the only user
+  }
+  if (wake_fd_ >= 0) close(wake_fd_);
   state_.store(SessionState::kClosed);
 }
 
-void Session::OnWatch(zhandle_t* /*zh*/, int type, int state, const char* path, void* ctx) {
+void Session::Wake() {
+  uint64_t one = 1;
+  // Fails only with EAGAIN when the counter is saturated, and then the loop is awake anyway.
+  [[maybe_unused]] ssize_t n = write(wake_fd_, &one, sizeof(one));
+}
+
+void Session::Submit(Call call) {
+  if (OnLoopThread()) {
+    call(LoopHandle());
+    return;
+  }
+  bool wake;
+  {
+    absl::MutexLock lock(&queue_mu_);
+    if (!stopped_) {
+      wake = queue_.empty();
+      queue_.push_back(std::move(call));
+      if (wake) Wake();
+      return;
+    }
+  }
+  call(nullptr);
+}
+
+void Session::Loop() {
+  loop_thread_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+  std::vector<Call> batch;
+  bool stop = false;
+  while (!stop) {
+    {
+      absl::MutexLock lock(&queue_mu_);
+      batch.swap(queue_);
+      stop = stopped_;
+    }
+    // Each call sends its request at once (the st client makes a non-blocking send attempt);
+    // whatever the socket did not take is flushed below when poll reports it writable.
+    for (Call& call : batch) call(zh_);
+    batch.clear();
+    if (stop) break;
+    int fd = -1;
+    int interest = 0;
+    struct timeval tv = {1, 0};
+    int rc = zookeeper_interest(zh_, &fd, &interest, &tv);
+    struct pollfd fds[2];
+    fds[0] = {wake_fd_, POLLIN, 0};
+    nfds_t nfds = 1;
+    int timeout_ms = -1;  // dead handle (expired, auth failed): only wake-ups matter
+    if (rc != ZINVALIDSTATE) {
+      timeout_ms = static_cast<int>(tv.tv_sec * 1000 + (tv.tv_usec + 999) / 1000);
+      if (fd != -1) {
+        short events = 0;
+        if (interest & ZOOKEEPER_READ) events |= POLLIN;
+        if (interest & ZOOKEEPER_WRITE) events |= POLLOUT;
+        fds[1] = {fd, events, 0};
+        nfds = 2;
+      }
+    }
+    int n = poll(fds, nfds, timeout_ms);
+    if (n < 0) continue;  // EINTR
+    if (fds[0].revents & POLLIN) {
+      uint64_t count;
+      [[maybe_unused]] ssize_t r = read(wake_fd_, &count, sizeof(count));
+    }
+    if (rc == ZINVALIDSTATE) continue;
+    int events = 0;
+    if (nfds == 2) {
+      if (fds[1].revents & (POLLIN | POLLERR | POLLHUP)) events |= ZOOKEEPER_READ;
+      if (fds[1].revents & (POLLOUT | POLLERR | POLLHUP)) events |= ZOOKEEPER_WRITE;
+    }
+    // Also on a timeout (events 0): the client then sends pings and notices a dead server.
+    // Completions and watch events run inside, on this thread, in server order.
+    zookeeper_process(zh_, events);
+  }
+  // Close on this thread: completions of queued and in-flight requests run here with ZCLOSING.
+  // Not under RequestMutex: zookeeper_close runs callbacks and may block up to 3 s flushing.
+  closing_ = true;
+  zookeeper_close(zh_);
+  zh_ = nullptr;
+}
+
+void Session::OnWatch(zhandle_t* zh, int type, int state, const char* path, void* ctx) {
   auto* self = static_cast<Session*>(ctx);
-  self->completion_thread_.store(std::this_thread::get_id(), std::memory_order_relaxed);
   WatchEvent event;
   event.type = FromZooEventType(type);
   if (event.type == WatchEvent::Type::kSession) {
+    const clientid_t* id = zoo_client_id(zh);
+    self->session_id_.store(id == nullptr ? 0 : id->client_id);
+    self->negotiated_timeout_ms_.store(zoo_recv_timeout(zh));
     absl::MutexLock lock(&self->mu_);
     self->state_.store(FromZooState(state));
   } else if (path != nullptr) {
@@ -354,60 +472,69 @@ void Session::OnWatch(zhandle_t* /*zh*/, int type, int state, const char* path, 
   if (self->on_event_) self->on_event_(event);
 }
 
-absl::Status Session::CheckNotCompletionThread(std::string_view what) const {
-  if (completion_thread_.load(std::memory_order_relaxed) == std::this_thread::get_id()) {
+absl::Status Session::CheckNotLoopThread(std::string_view what) const {
+  if (OnLoopThread()) {
     return absl::FailedPreconditionError(
-        absl::StrCat("zk::Session::", std::string(what), " called on the completion thread"));
+        absl::StrCat("zk::Session::", std::string(what), " called on the loop thread"));
   }
   return absl::OkStatus();
 }
 
-int64_t Session::session_id() const {
-  const clientid_t* id = zoo_client_id(zh_);
-  return id == nullptr ? 0 : id->client_id;
-}
+int64_t Session::session_id() const { return session_id_.load(); }
 
 std::chrono::milliseconds Session::negotiated_timeout() const {
-  return milliseconds(zoo_recv_timeout(zh_));
+  return milliseconds(negotiated_timeout_ms_.load());
 }
 
 void Session::GetData(const std::string& path, bool watch, DataFn done) {
   auto* ctx = new CallCtx<DataFn>{path, std::move(done)};
-  int rc = zoo_aget(zh_, path.c_str(), watch ? 1 : 0, &DataCompletion, ctx);
-  if (rc != ZOK) {
-    std::unique_ptr<CallCtx<DataFn>> owned(ctx);
-    owned->done(FromZooError(rc, path), std::string(), Stat{});
-  }
+  Submit([ctx, watch](zhandle_t* zh) {
+    int rc = ZCLOSING;
+    if (zh != nullptr) {
+      absl::MutexLock lock(&RequestMutex());
+      rc = zoo_aget(zh, ctx->path.c_str(), watch ? 1 : 0, &DataCompletion, ctx);
+    }
+    if (rc != ZOK) DataCompletion(rc, nullptr, 0, nullptr, ctx);
+  });
 }
 
 void Session::GetChildren(const std::string& path, bool watch, ChildrenFn done) {
   auto* ctx = new CallCtx<ChildrenFn>{path, std::move(done)};
-  int rc = zoo_aget_children2(zh_, path.c_str(), watch ? 1 : 0, &ChildrenCompletion, ctx);
-  if (rc != ZOK) {
-    std::unique_ptr<CallCtx<ChildrenFn>> owned(ctx);
-    owned->done(FromZooError(rc, path), {}, Stat{});
-  }
+  Submit([ctx, watch](zhandle_t* zh) {
+    int rc = ZCLOSING;
+    if (zh != nullptr) {
+      absl::MutexLock lock(&RequestMutex());
+      rc = zoo_aget_children2(zh, ctx->path.c_str(), watch ? 1 : 0, &ChildrenCompletion, ctx);
+    }
+    if (rc != ZOK) ChildrenCompletion(rc, nullptr, nullptr, ctx);
+  });
 }
 
 void Session::Exists(const std::string& path, bool watch, ExistsFn done) {
   auto* ctx = new CallCtx<ExistsFn>{path, std::move(done)};
-  int rc = zoo_aexists(zh_, path.c_str(), watch ? 1 : 0, &ExistsCompletion, ctx);
-  if (rc != ZOK) {
-    std::unique_ptr<CallCtx<ExistsFn>> owned(ctx);
-    owned->done(FromZooError(rc, path), Stat{});
-  }
+  Submit([ctx, watch](zhandle_t* zh) {
+    int rc = ZCLOSING;
+    if (zh != nullptr) {
+      absl::MutexLock lock(&RequestMutex());
+      rc = zoo_aexists(zh, ctx->path.c_str(), watch ? 1 : 0, &ExistsCompletion, ctx);
+    }
+    if (rc != ZOK) ExistsCompletion(rc, nullptr, ctx);
+  });
 }
 
 void Session::CreateAsync(const std::string& path, const std::string& data, CreateOptions options,
                           DoneFn done) {
   auto* ctx = new CallCtx<DoneFn>{path, std::move(done)};
-  int rc = zoo_acreate(zh_, path.c_str(), data.data(), static_cast<int>(data.size()),
+  Submit([ctx, data, options](zhandle_t* zh) {
+    int rc = ZCLOSING;
+    if (zh != nullptr) {
+      absl::MutexLock lock(&RequestMutex());
+      rc = zoo_acreate(zh, ctx->path.c_str(), data.data(), static_cast<int>(data.size()),
                        options.creator_only_acl ? &ZOO_CREATOR_ALL_ACL : &ZOO_OPEN_ACL_UNSAFE,
                        options.ephemeral ? ZOO_EPHEMERAL : ZOO_PERSISTENT, &StringCompletion, ctx);
-  if (rc != ZOK) {
-    std::unique_ptr<CallCtx<DoneFn>> owned(ctx);
-    owned->done(FromZooError(rc, path));
-  }
+    }
+    if (rc != ZOK) StringCompletion(rc, nullptr, ctx);
+  });
 }
 
 absl::Status Session::Create(const std::string& path, const std::string& data, bool ephemeral) {
@@ -418,7 +545,7 @@ absl::Status Session::Create(const std::string& path, const std::string& data, b
 
 absl::Status Session::Create(const std::string& path, const std::string& data,
                              const CreateOptions& options) {
-  RETURN_IF_ERROR(CheckNotCompletionThread("Create"));
+  RETURN_IF_ERROR(CheckNotLoopThread("Create"));
   SyncResult result;
   CreateAsync(path, data, options, [&result](const absl::Status& status) {
     result.status = status;
@@ -429,7 +556,7 @@ absl::Status Session::Create(const std::string& path, const std::string& data,
 }
 
 absl::Status Session::CreateAll(const std::string& path, const std::string& data) {
-  RETURN_IF_ERROR(CheckNotCompletionThread("CreateAll"));
+  RETURN_IF_ERROR(CheckNotLoopThread("CreateAll"));
   if (path.empty() || path[0] != '/') {
     return absl::InvalidArgumentError(
         absl::StrCat("zookeeper path \"", path, "\" is not absolute"));
@@ -446,40 +573,39 @@ absl::Status Session::CreateAll(const std::string& path, const std::string& data
 }
 
 absl::Status Session::Set(const std::string& path, const std::string& data) {
-  RETURN_IF_ERROR(CheckNotCompletionThread("Set"));
+  RETURN_IF_ERROR(CheckNotLoopThread("Set"));
   SyncResult result;
   auto* ctx = new CallCtx<DoneFn>{path, [&result](const absl::Status& status) {
                                     result.status = status;
                                     result.done.Notify();
                                   }};
-  int rc = zoo_aset(zh_, path.c_str(), data.data(), static_cast<int>(data.size()), -1,
+  Submit([ctx, &data](zhandle_t* zh) {
+    int rc = ZCLOSING;
+    if (zh != nullptr) {
+      absl::MutexLock lock(&RequestMutex());
+      rc = zoo_aset(zh, ctx->path.c_str(), data.data(), static_cast<int>(data.size()), -1,
                     &StatCompletion, ctx);
-  if (rc != ZOK) {
-    delete ctx;
-    return FromZooError(rc, path);
-  }
+    }
+    if (rc != ZOK) StatCompletion(rc, nullptr, ctx);
+  });
   result.done.WaitForNotification();
   return result.status;
 }
 
 absl::Status Session::Delete(const std::string& path) {
-  RETURN_IF_ERROR(CheckNotCompletionThread("Delete"));
+  RETURN_IF_ERROR(CheckNotLoopThread("Delete"));
   SyncResult result;
   auto* ctx = new CallCtx<DoneFn>{path, [&result](const absl::Status& status) {
                                     result.status = status;
                                     result.done.Notify();
                                   }};
-  int rc = zoo_adelete(zh_, path.c_str(), -1, &VoidCompletion, ctx);
-  if (rc != ZOK) {
-    delete ctx;
-    return FromZooError(rc, path);
-  }
+  Submit(DeleteCall(ctx));
   result.done.WaitForNotification();
   return result.status;
 }
 
 absl::Status Session::DeleteAll(const std::string& path) {
-  RETURN_IF_ERROR(CheckNotCompletionThread("DeleteAll"));
+  RETURN_IF_ERROR(CheckNotLoopThread("DeleteAll"));
   // A presence walk lists the subtree; the deletes are then pipelined deepest first. ZooKeeper
   // applies one session's requests in order, so every child is gone before its parent's delete
   // is applied. A child created meanwhile fails the parent's delete (not empty): list again.
@@ -518,8 +644,7 @@ absl::Status Session::DeleteAll(const std::string& path) {
                                           status = st;
                                         }
                                       }};
-      int rc = zoo_adelete(zh_, node.c_str(), -1, &VoidCompletion, ctx);
-      if (rc != ZOK) VoidCompletion(rc, ctx);
+      Submit(DeleteCall(ctx));
     }
     absl::MutexLock lock(&mu);
     mu.Await(absl::Condition(
@@ -530,7 +655,7 @@ absl::Status Session::DeleteAll(const std::string& path) {
 }
 
 absl::StatusOr<std::string> Session::Get(const std::string& path, Stat* stat) {
-  RETURN_IF_ERROR(CheckNotCompletionThread("Get"));
+  RETURN_IF_ERROR(CheckNotLoopThread("Get"));
   SyncResult result;
   GetData(path, false, [&result](const absl::Status& status, std::string data, const Stat& s) {
     result.status = status;
@@ -545,7 +670,7 @@ absl::StatusOr<std::string> Session::Get(const std::string& path, Stat* stat) {
 }
 
 absl::StatusOr<std::vector<std::string>> Session::Children(const std::string& path) {
-  RETURN_IF_ERROR(CheckNotCompletionThread("Children"));
+  RETURN_IF_ERROR(CheckNotLoopThread("Children"));
   SyncResult result;
   GetChildren(
       path, false,

@@ -1,25 +1,30 @@
-// A ZooKeeper session over the official multi-threaded C client (libzookeeper_mt), used by the
+// A ZooKeeper session over the official single-threaded C client (libzookeeper_st), used by the
 // zk2etcd engine, the zk walk and the benchmark tools.
 //
-// One Session is one zhandle_t: one ZooKeeper session, one IO thread and one completion thread
-// owned by the C library. The client reconnects by itself after connection loss (to any server
-// of `servers`) and re-arms its watches; the session survives as long as it reconnects within
-// the negotiated session timeout. Once the server reports the session expired (kExpired) or
+// One Session is one zhandle_t: one ZooKeeper session and one event-loop thread owned by the
+// Session. The loop polls the client's socket and an eventfd (zookeeper_interest → poll →
+// zookeeper_process) and is the only thread that ever touches the handle: the st client is not
+// thread-safe. The client reconnects by itself after connection loss (to any server of
+// `servers`) and re-arms its watches; the session survives as long as it reconnects within the
+// negotiated session timeout. Once the server reports the session expired (kExpired) or
 // authentication failed (kAuthFailed) the handle is dead for good: every call fails with
 // Aborted (IsSessionExpired) and the owner must open a new Session and resync everything.
 //
-// Threading and ordering: every method may be called from any thread. All callbacks — `on_event`
-// and the completions of the asynchronous reads — run on the C client's single completion
-// thread, in the order the server produced them. ZooKeeper sends a watch notification before the
-// response of any later read, so a watch event is delivered before any read result that
-// reflects the change that triggered it. Callbacks must be quick (copy and enqueue) and must not
-// call the synchronous helpers (those return FailedPrecondition on the completion thread rather
-// than deadlock). `on_event` may run before Open() returns (it sees the first kConnected event)
-// and until the destructor returns.
+// Threading and ordering: every method may be called from any thread. A request made on the
+// loop thread (from a callback) goes straight to the client, which sends it at once; a request
+// made on another thread is queued and issued by the loop, in the order that thread made it.
+// All callbacks — `on_event` and the completions — run on the loop thread, in the order the
+// server produced them. ZooKeeper sends a watch notification before the response of any later
+// read, so a watch event is delivered before any read result that reflects the change that
+// triggered it. Callbacks must be quick (copy and enqueue) and must not call the synchronous
+// helpers (those return FailedPrecondition on the loop thread rather than deadlock). `on_event`
+// may run before Open() returns (it sees the first kConnected event) and until the destructor
+// returns.
 //
-// Ownership: the caller owns the Session; destroying it closes the session (zookeeper_close):
-// the server deletes its ephemeral nodes at once, and reads still in flight complete with
-// Unavailable before the destructor returns. Never destroy a Session from one of its callbacks.
+// Ownership: the caller owns the Session; destroying it stops the loop and closes the session
+// (zookeeper_close, on the loop thread): the server deletes its ephemeral nodes at once, and
+// requests still queued or in flight complete with Unavailable before the destructor returns.
+// Never destroy a Session from one of its callbacks.
 //
 // Tests force expiry by putting a testing::FaultProxy between client and server, blackholing it
 // until the server has expired the session, then letting the client reconnect (see
@@ -101,11 +106,12 @@ class Session {
   // Asynchronous reads. `watch` sets a ZooKeeper watch: a data watch for GetData, a child watch
   // for GetChildren, an exists watch for Exists (also on a missing node, where it fires
   // kCreated). Watches fire once and are reported through `on_event`. Completions run on the
-  // completion thread (see the ordering guarantee above). A call that cannot be submitted (bad
-  // path, session expired or closed) invokes `done` with the error synchronously, on the calling
-  // thread, before returning. Errors: NotFound (node absent), Unavailable (connection lost while
-  // the read was in flight; the session may still recover), Aborted (session expired),
-  // PermissionDenied (ACL).
+  // loop thread (see the ordering guarantee above). A call that cannot be submitted (bad path,
+  // session expired or closed) invokes `done` with the error: made on the loop thread,
+  // synchronously before returning; made on another thread, on the loop thread like any
+  // completion (or on the calling thread once the Session is being destroyed). Errors: NotFound
+  // (node absent), Unavailable (connection lost while the read was in flight; the session may still
+  // recover), Aborted (session expired), PermissionDenied (ACL).
   void GetData(const std::string& path, bool watch, DataFn done);
   void GetChildren(const std::string& path, bool watch, ChildrenFn done);
   void Exists(const std::string& path, bool watch, ExistsFn done);
@@ -115,7 +121,7 @@ class Session {
                    DoneFn done);
 
   // Synchronous helpers for tools and tests. They block the caller; never call them from a
-  // callback (FailedPrecondition on the completion thread).
+  // callback (FailedPrecondition on the loop thread).
   absl::Status Create(const std::string& path, const std::string& data, bool ephemeral = false);
   absl::Status Create(const std::string& path, const std::string& data,
                       const CreateOptions& options);
@@ -129,8 +135,8 @@ class Session {
   absl::StatusOr<std::string> Get(const std::string& path, Stat* stat = nullptr);
   absl::StatusOr<std::vector<std::string>> Children(const std::string& path);
 
-  // The last state reported by the client (updated on the completion thread before on_event
-  // sees the session event).
+  // The last state reported by the client (updated on the loop thread before on_event sees the
+  // session event).
   SessionState state() const { return state_.load(); }
   // The server-assigned session id (0 before the first connection).
   int64_t session_id() const;
@@ -141,18 +147,41 @@ class Session {
  private:
   friend class Walker;  // walk.cc drives the C client directly, without per-read std::functions
 
+  // A request to run on the loop thread: called with the handle, or with nullptr once the
+  // session is closing (the call must then report ZCLOSING to its callback).
+  using Call = std::function<void(zhandle_t*)>;
+
   Session(SessionOptions options, EventFn on_event);
   static void OnWatch(zhandle_t* zh, int type, int state, const char* path, void* ctx);
-  absl::Status CheckNotCompletionThread(std::string_view what) const;
-  zhandle_t* handle() const { return zh_; }
+  absl::Status CheckNotLoopThread(std::string_view what) const;
+  bool OnLoopThread() const {
+    return loop_thread_.load(std::memory_order_relaxed) == std::this_thread::get_id();
+  }
+  // Runs `call` on the loop thread: at once when already there, else queued (the eventfd is
+  // written only when the queue was empty). After the loop has stopped, runs it at once on the
+  // calling thread with nullptr.
+  void Submit(Call call);
+  void Loop();
+  void Wake();
+  // The handle for a request made on the loop thread; nullptr once closing.
+  zhandle_t* LoopHandle() const { return closing_ ? nullptr : zh_; }
 
   const SessionOptions options_;
   const EventFn on_event_;
-  zhandle_t* zh_ = nullptr;
-  // Written on the completion thread under mu_ (so that Open's wait for kConnected wakes up).
+  zhandle_t* zh_ = nullptr;  // touched only on the loop thread once it runs
+  int wake_fd_ = -1;         // eventfd: the loop's wake-up for queued calls and stop
+  std::thread loop_;
+  std::atomic<std::thread::id> loop_thread_{};
+  bool closing_ = false;  // loop thread only: zookeeper_close has begun
+  absl::Mutex queue_mu_;
+  std::vector<Call> queue_ ABSL_GUARDED_BY(queue_mu_);
+  bool stopped_ ABSL_GUARDED_BY(queue_mu_) = false;  // the loop takes no more calls
+  // Written on the loop thread under mu_ (so that Open's wait for kConnected wakes up).
   absl::Mutex mu_;
   std::atomic<SessionState> state_{SessionState::kConnecting};
-  std::atomic<std::thread::id> completion_thread_{};
+  // Copied from the handle on the loop thread at each session event (readable anywhere).
+  std::atomic<int64_t> session_id_{0};
+  std::atomic<int> negotiated_timeout_ms_{0};
 };
 
 // Maps a ZooKeeper return code to a status: ZOK → OK, ZNONODE → NotFound, ZNODEEXISTS →

@@ -17,7 +17,7 @@ namespace kvsync::zk {
 class Walker : public std::enable_shared_from_this<Walker> {
  public:
   Walker(Session* session, const WalkOptions& options, const VisitFn& visit)
-      : session_(session), zh_(session->handle()), options_(options), visit_(visit) {}
+      : session_(session), options_(options), visit_(visit) {}
 
   absl::StatusOr<WalkResult> Run(std::vector<std::string> roots, const common::StopToken* stop);
 
@@ -49,8 +49,16 @@ class Walker : public std::enable_shared_from_this<Walker> {
     return inflight_ == 0 && (stack_.empty() || !error_.ok() || cancelled_);
   }
 
+  // Issues one read on the loop thread; ZCLOSING once the session is closing.
+  template <typename Issue>
+  int Request(Issue issue) {
+    zhandle_t* zh = session_->LoopHandle();
+    if (zh == nullptr) return ZCLOSING;
+    absl::MutexLock lock(&RequestMutex());
+    return issue(zh);
+  }
+
   Session* const session_;
-  zhandle_t* const zh_;
   const WalkOptions& options_;
   const VisitFn& visit_;
 
@@ -62,7 +70,7 @@ class Walker : public std::enable_shared_from_this<Walker> {
   absl::Status error_ ABSL_GUARDED_BY(mu_);
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   WalkResult result_ ABSL_GUARDED_BY(mu_);
-  // Completion thread only: the data of the node being visited (capacity reused).
+  // Loop thread only: the data of the node being visited (capacity reused).
   std::string data_;
 };
 
@@ -84,8 +92,8 @@ void Walker::Release(Req* req) {
 }
 
 void Walker::Pump() {
-  // Refill in bursts once half the window has drained: the C client wakes its IO thread once per
-  // request, and a burst goes out (and is answered) in fewer syscalls on both ends.
+  // Refill in bursts once half the window has drained: a burst of requests reaches the server
+  // together and is answered together, in fewer wake-ups on both ends.
   if (inflight_ > options_.concurrency / 2) return;
   while (inflight_ < options_.concurrency && !stack_.empty() && error_.ok() && !cancelled_) {
     Req* req;
@@ -106,10 +114,12 @@ void Walker::Pump() {
 }
 
 void Walker::SubmitFirst(Req* req) {
-  int rc =
-      options_.read_data
-          ? zoo_aget(zh_, req->path.c_str(), options_.watch, &Walker::OnData, req)
-          : zoo_aget_children2(zh_, req->path.c_str(), options_.watch, &Walker::OnChildren, req);
+  int rc = Request([&](zhandle_t* zh) {
+    return options_.read_data
+               ? zoo_aget(zh, req->path.c_str(), options_.watch, &Walker::OnData, req)
+               : zoo_aget_children2(zh, req->path.c_str(), options_.watch, &Walker::OnChildren,
+                                    req);
+  });
   if (rc != ZOK) {
     Fail(rc, req->path);
     Release(req);
@@ -117,7 +127,9 @@ void Walker::SubmitFirst(Req* req) {
 }
 
 void Walker::SubmitChildren(Req* req) {
-  int rc = zoo_aget_children2(zh_, req->path.c_str(), options_.watch, &Walker::OnChildren, req);
+  int rc = Request([&](zhandle_t* zh) {
+    return zoo_aget_children2(zh, req->path.c_str(), options_.watch, &Walker::OnChildren, req);
+  });
   if (rc != ZOK) {
     Fail(rc, req->path);
     Release(req);
@@ -125,7 +137,8 @@ void Walker::SubmitChildren(Req* req) {
 }
 
 void Walker::SubmitExists(Req* req) {
-  int rc = zoo_aexists(zh_, req->path.c_str(), 1, &Walker::OnExists, req);
+  int rc = Request(
+      [&](zhandle_t* zh) { return zoo_aexists(zh, req->path.c_str(), 1, &Walker::OnExists, req); });
   if (rc != ZOK) {
     Fail(rc, req->path);
     Release(req);
@@ -239,12 +252,23 @@ void Walker::OnExists(int rc, const struct ::Stat* /*stat*/, const void* data) {
 
 absl::StatusOr<WalkResult> Walker::Run(std::vector<std::string> roots,
                                        const common::StopToken* stop) {
-  if (absl::Status s = session_->CheckNotCompletionThread("Walk"); !s.ok()) return s;
+  if (absl::Status s = session_->CheckNotLoopThread("Walk"); !s.ok()) return s;
   if (stop != nullptr && stop->stopped()) return absl::CancelledError("zookeeper walk cancelled");
+  {
+    absl::MutexLock lock(&mu_);
+    // Reversed so that the first root is walked first (LIFO).
+    for (auto it = roots.rbegin(); it != roots.rend(); ++it) stack_.emplace_back(*it, true);
+  }
+  // The first burst is issued on the loop thread like every refill (from completions).
+  session_->Submit([self = shared_from_this()](zhandle_t* zh) {
+    absl::MutexLock lock(&self->mu_);
+    if (zh == nullptr) {
+      self->Fail(ZCLOSING, "(walk)");
+    } else {
+      self->Pump();
+    }
+  });
   absl::MutexLock lock(&mu_);
-  // Reversed so that the first root is walked first (LIFO).
-  for (auto it = roots.rbegin(); it != roots.rend(); ++it) stack_.emplace_back(*it, true);
-  Pump();
   auto finished = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return Finished(); };
   while (!mu_.AwaitWithTimeout(absl::Condition(&finished), absl::Milliseconds(20))) {
     if (stop != nullptr && stop->stopped()) cancelled_ = true;

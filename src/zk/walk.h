@@ -7,9 +7,9 @@
 // children) — a GetChildren; listed children are pushed on a LIFO stack so the pending frontier
 // stays small (depth-first). With read_data=false each node costs one GetChildren only.
 //
-// Threading: Walk blocks the calling thread (never call it from a Session callback); `visit`
-// runs on the session's completion thread, in completion order, once per node that existed when
-// read. Ownership: nothing is retained after Walk returns.
+// Threading: Walk blocks the calling thread (never call it from a Session callback); every read
+// is issued, and `visit` runs, on the session's loop thread, in completion order, once per node
+// that existed when read. Ownership: nothing is retained after Walk returns.
 #pragma once
 
 #include <cstdint>
@@ -49,7 +49,7 @@ struct WalkResult {
 // root are dropped. Any other error (Unavailable on connection loss, Aborted on session expiry,
 // PermissionDenied) ends the walk with that error after in-flight reads drain — callers must
 // then treat the walk as incomplete. `stop` (optional) cancels with Cancelled. InvalidArgument
-// for a relative root or a concurrency below 1; FailedPrecondition on the completion thread.
+// for a relative root or a concurrency below 1; FailedPrecondition on the loop thread.
 absl::StatusOr<WalkResult> Walk(Session* session, const WalkOptions& options, const VisitFn& visit,
                                 const common::StopToken* stop = nullptr);
 

@@ -42,7 +42,7 @@ absl::StatusOr<RoundResult> Round(const config::Zk2EtcdConfig& config, const Sco
   out.etcd_revision = snap.revision();
   out.etcd_bytes = snap.bytes_read();
   out.counts.destination_keys = snap.keys();
-  std::mutex mu;  // visits run on the ZooKeeper completion thread
+  std::mutex mu;  // visits run on the ZooKeeper session's loop thread
   zk::WalkOptions walk;
   walk.roots = scope.roots();
   walk.excludes = scope.walk_excludes();

@@ -1,7 +1,7 @@
 // The zk2etcd engine: keeps every covered znode of a ZooKeeper tree mirrored in etcd, live.
 //
 // One ZooKeeper session carries every read and watch, so ZooKeeper's ordering guarantee holds
-// for all of them: its completion thread delivers read results and watch events in the order
+// for all of them: its loop thread delivers read results and watch events in the order
 // the server produced them, and they enter one queue in that order. The applier thread works
 // through that queue:
 //   - data change      -> one getData (re-arming the data watch) -> put;

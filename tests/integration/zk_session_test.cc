@@ -184,7 +184,7 @@ TEST_F(ZkSessionTest, WatchEventPrecedesReadOfTheChange) {
   std::unique_ptr<Session> writer = MustOpen(server_->connect_string(), nullptr);
   ASSERT_NE(writer, nullptr);
   ASSERT_TRUE(writer->CreateAll("/order/n", "0").ok());
-  // Sequence of what the completion thread saw: "event" or "read:<data>".
+  // Sequence of what the loop thread saw: "event" or "read:<data>".
   absl::Mutex mu;
   std::vector<std::string> seen;
   EventLog unused;
@@ -317,8 +317,8 @@ TEST_F(ZkSessionTest, WalkWithWatchArmsWatches) {
   ASSERT_TRUE(s.DeleteAll("/ww-missing").ok());
 }
 
-// Blocking helpers refuse to run on the completion thread instead of deadlocking.
-TEST_F(ZkSessionTest, SyncHelpersRefuseCompletionThread) {
+// Blocking helpers refuse to run on the loop thread instead of deadlocking.
+TEST_F(ZkSessionTest, SyncHelpersRefuseLoopThread) {
   std::atomic<bool> finished{false};
   absl::Status inner;
   session_->GetData("/", false, [&](const absl::Status&, std::string, const Stat&) {
