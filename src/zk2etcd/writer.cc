@@ -1,8 +1,22 @@
 #include "zk2etcd/writer.h"
 
+#include <algorithm>
+
 #include "log/log.h"
 
 namespace kvsync::zk2etcd {
+
+size_t OpCost(const std::vector<etcd::Op>& ops) {
+  size_t n = 0;
+  for (const auto& op : ops) {
+    n += 1;
+    if (op.type == etcd::Op::Type::kTxn && op.txn != nullptr) {
+      n += std::max({op.txn->compares.size(), op.txn->success.size(), op.txn->failure.size()});
+    }
+  }
+  return n;
+}
+
 namespace {
 
 int64_t WallMsOf(std::chrono::steady_clock::time_point t) {
@@ -42,7 +56,7 @@ void Writer::Submit(Change change) {
   int64_t bytes = 0;
   for (const auto& op : change.ops) bytes += static_cast<int64_t>(op.ByteSize());
   absl::MutexLock lock(&mu_);
-  queued_ops_ += change.ops.size();
+  queued_ops_ += OpCost(change.ops);
   queued_bytes_ += bytes;
   queue_.push_back(std::move(change));
   UpdatePendingAge();
@@ -105,11 +119,12 @@ void Writer::Work() {
         Change& c = queue_.front();
         size_t c_bytes = 0;
         for (const auto& op : c.ops) c_bytes += op.ByteSize();
-        bool fits = batch.empty() || (ops + c.ops.size() <= static_cast<size_t>(options_.max_ops) &&
-                                      bytes + static_cast<int64_t>(c_bytes) <= options_.max_bytes);
+        bool fits =
+            batch.empty() || (ops + OpCost(c.ops) <= static_cast<size_t>(options_.max_ops) &&
+                              bytes + static_cast<int64_t>(c_bytes) <= options_.max_bytes);
         if (!fits || inflight_keys_.contains(c.hash) || keys.contains(c.hash)) break;
-        ops += c.ops.size();
-        queued_ops_ -= c.ops.size();
+        ops += OpCost(c.ops);
+        queued_ops_ -= OpCost(c.ops);
         queued_bytes_ -= static_cast<int64_t>(c_bytes);
         bytes += static_cast<int64_t>(c_bytes);
         keys.insert(c.hash);

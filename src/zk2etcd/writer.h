@@ -34,6 +34,10 @@
 
 namespace kvsync::zk2etcd {
 
+// What `ops` cost against etcd's --max-txn-ops: etcd checks a nested txn against max-txn-ops
+// minus the outer op count, so a guarded delete (one nested txn of two ops) costs 3.
+size_t OpCost(const std::vector<etcd::Op>& ops);
+
 struct Change {
   std::string key;
   KeyHash hash;

@@ -2,8 +2,10 @@
 // order that keeps stale reads from resurrecting deleted keys.
 #include <gtest/gtest.h>
 
+#include "ownership/store.h"
 #include "zk2etcd/node_table.h"
 #include "zk2etcd/scope.h"
+#include "zk2etcd/writer.h"
 
 namespace kvsync::zk2etcd {
 namespace {
@@ -76,6 +78,17 @@ TEST(NodeTableTest, CommitsAndTombstoneCleanup) {
   EXPECT_FALSE(t.Get(b).known);
   EXPECT_TRUE(t.Get(a).known);
   EXPECT_FALSE(HashKey("/a") == HashKey("/b"));
+}
+
+// A guarded delete spends three ops of etcd's --max-txn-ops budget, a put with its mark two.
+TEST(WriterTest, NestedTxnsCountAgainstTheOpBudget) {
+  auto owners = ownership::NewEtcdStore("/kvsync/meta/t/owned");
+  std::vector<etcd::Op> put;
+  owners->AppendPut("/a", "v", &put);
+  EXPECT_EQ(OpCost(put), 2u);
+  std::vector<etcd::Op> del;
+  owners->AppendDelete("/a", &del);
+  EXPECT_EQ(OpCost(del), 3u);
 }
 
 }  // namespace
