@@ -71,6 +71,8 @@ absl::StatusOr<std::string> ReadFile(const std::string& path, absl::string_view 
   return data;
 }
 
+constexpr int kMinConnectTimeoutMs = 20000;
+
 bool IsTokenError(const absl::Status& s) {
   return absl::StrContains(s.message(), "invalid auth token") ||
          absl::StrContains(s.message(), "user name is empty");
@@ -153,8 +155,14 @@ absl::Status Client::Init() {
     args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
     args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
     args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+    // Reconnect attempts start 200 ms apart and back off to 2 s. gRPC core reads
+    // GRPC_ARG_MIN_RECONNECT_BACKOFF_MS as the minimum time a connection attempt may take
+    // (MIN_CONNECT_TIMEOUT): it must stay at gRPC's 20 s. While no call waits on a channel
+    // (calls that fail fast do not), only gRPC's backup poller, every 5 s, reads the socket,
+    // so the server's HTTP/2 SETTINGS frame of a reconnect can sit unread for up to 5 s; with
+    // a shorter connect timeout every attempt timed out first, forever (issue 10, obs. 8).
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, kMinConnectTimeoutMs);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
     // Separate clients (source, destination) never share connections.
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
@@ -497,8 +505,9 @@ class GrpcWatchStream : public WatchStream {
       if (resp.compact_revision() > 0) {
         return CompactedError(resp.compact_revision(), label_ + " watch");
       }
-      return absl::AbortedError(
-          absl::StrCat(label_, " watch canceled by server: ", resp.cancel_reason()));
+      return WatchCanceledError(
+          resp.cancel_reason().empty() ? "no reason given" : resp.cancel_reason(),
+          label_ + " watch");
     }
     return FromPb(std::move(resp));
   }
