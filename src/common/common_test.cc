@@ -2,12 +2,26 @@
 
 #include "common/backoff.h"
 #include "common/digest.h"
+#include "common/error_series.h"
 #include "common/rate_limiter.h"
 #include "common/strings.h"
 #include "gtest/gtest.h"
 
 namespace kvsync::common {
 namespace {
+
+// A retry series reports its first failure and each new kind, not repeats of a kind whose
+// messages differ only in numbers; after Reset the next failure is new again.
+TEST(ErrorSeries, ReportsFirstAndNewKindsOnly) {
+  ErrorSeries series;
+  EXPECT_TRUE(series.IsNew(absl::DeadlineExceededError("txn: deadline after 15000 ms")));
+  EXPECT_FALSE(series.IsNew(absl::DeadlineExceededError("txn: deadline after 14999 ms")));
+  EXPECT_TRUE(series.IsNew(absl::PermissionDeniedError("watch: permission denied")));
+  EXPECT_FALSE(series.IsNew(absl::PermissionDeniedError("watch: permission denied")));
+  EXPECT_TRUE(series.IsNew(absl::UnavailableError("txn: deadline after 15000 ms")));
+  series.Reset();
+  EXPECT_TRUE(series.IsNew(absl::DeadlineExceededError("txn: deadline after 15000 ms")));
+}
 
 // PrefixEnd increments the last byte that can be incremented, as etcdctl --prefix does.
 TEST(PrefixEnd, IncrementsLastByteAndDropsTrailingFF) {

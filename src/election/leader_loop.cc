@@ -3,6 +3,7 @@
 #include <thread>
 
 #include "common/backoff.h"
+#include "common/error_series.h"
 #include "etcd/types.h"
 #include "log/log.h"
 
@@ -14,17 +15,20 @@ constexpr char kLog[] = "election";
 absl::Status RunWhileLeader(Elector* elector, const common::StopToken* stop, const TermFn& term,
                             const LeaderLoopObserver& observer) {
   common::Backoff backoff(std::chrono::milliseconds(200), std::chrono::milliseconds(5000));
+  common::ErrorSeries failures;
   while (!stop->stopped()) {
     absl::Status campaigned = elector->Campaign();
     if (absl::IsCancelled(campaigned)) break;
     if (!campaigned.ok()) {
-      if (backoff.attempt() == 0) {
-        log::Warn(kLog, "campaign failed, retrying", {{"error", campaigned}});
+      if (failures.IsNew(campaigned)) {
+        log::Warn(kLog, "campaign failed, retrying",
+                  {{"error", campaigned}, {"attempt", backoff.attempt() + 1}});
       }
       if (stop->WaitFor(backoff.Next())) break;
       continue;
     }
     backoff.Reset();
+    failures.Reset();
     if (observer.on_role) observer.on_role(true);
 
     // The term ends on a stop request or a lost lease; a watcher turns either into term_stop.

@@ -1,6 +1,7 @@
 // Retry loop for etcd calls: transient failures (IsTransient) are retried with capped,
 // jittered backoff until they succeed or a stop is requested; other errors return at once.
-// The first failure of a series is logged; the rest are only counted. Any thread.
+// The first failure of a series and every new kind of failure in it are logged; repeats are
+// only counted. Any thread.
 #pragma once
 
 #include <atomic>
@@ -9,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "common/backoff.h"
+#include "common/error_series.h"
 #include "common/stop_token.h"
 #include "etcd/types.h"
 #include "log/log.h"
@@ -39,6 +41,7 @@ template <typename F>
 auto RetryTransient(const common::StopToken& stop, const std::string& what, RetryCounters* retries,
                     F&& f) -> decltype(f()) {
   common::Backoff backoff(std::chrono::milliseconds(100), std::chrono::milliseconds(5000));
+  common::ErrorSeries series;
   while (true) {
     auto result = f();
     if (result.ok()) {
@@ -47,8 +50,9 @@ auto RetryTransient(const common::StopToken& stop, const std::string& what, Retr
     }
     absl::Status status = result.status();
     if (!IsTransient(status) || IsCompacted(status)) return result;
-    if (backoff.attempt() == 0) {
-      log::Warn("etcd", "transient failure, retrying", {{"op", what}, {"error", status}});
+    if (series.IsNew(status)) {
+      log::Warn("etcd", "transient failure, retrying",
+                {{"op", what}, {"error", status}, {"attempt", backoff.attempt() + 1}});
     }
     if (retries) retries->Count(status);
     if (stop.WaitFor(backoff.Next())) return absl::CancelledError("stop requested");
