@@ -15,16 +15,55 @@ etcd::KeyValue Kv(std::string k, std::string v) {
   return kv;
 }
 
-// Checkpoints round-trip; foreign values are refused.
+// Checkpoints round-trip with everything that binds them (scope, anchor with a binary key);
+// foreign or malformed values are refused.
 TEST(Checkpoint, RoundTripsAndRejectsForeignValues) {
-  Checkpoint cp{12345, 0xdeadbeefcafe, true};
+  Checkpoint cp;
+  cp.revision = 12345;
+  cp.source_cluster_id = 0xdeadbeefcafe;
+  cp.full_sync_pending = true;
+  cp.scope = ScopeDigest("/a/", "/b/", {"/a/x/"});
+  cp.anchor = HistoryAnchor{std::string("/a/\xff\x00k", 6), 12000, 11000, 12300};
   auto back = DecodeCheckpoint(EncodeCheckpoint(cp));
-  ASSERT_TRUE(back.ok());
+  ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->revision, 12345);
   EXPECT_EQ(back->source_cluster_id, 0xdeadbeefcafeu);
   EXPECT_TRUE(back->full_sync_pending);
+  EXPECT_EQ(back->format, kCheckpointFormat);
+  EXPECT_EQ(back->scope, cp.scope);
+  ASSERT_TRUE(back->anchor.has_value());
+  EXPECT_EQ(*back->anchor, *cp.anchor);
   EXPECT_FALSE(DecodeCheckpoint("hello").ok());
+  EXPECT_FALSE(DecodeCheckpoint(R"({"revision": -5})").ok());
+  EXPECT_FALSE(DecodeCheckpoint(R"({"revision": "7"})").ok());
+  EXPECT_FALSE(DecodeCheckpoint(
+                   R"({"revision": 9, "anchor": {"key_hex": "zz", "mod_revision": 1,
+                       "create_revision": 1, "at": 1}})")
+                   .ok());
   EXPECT_EQ(CheckpointKey("/kvsync/meta/", "t"), "/kvsync/meta/t/checkpoint");
+}
+
+// A checkpoint written by hand or by an older release reads as format 1 without scope or
+// anchor, which the engine never resumes from.
+TEST(Checkpoint, LegacyValuesCarryNoProof) {
+  auto legacy = DecodeCheckpoint(R"({"revision": 25})");
+  ASSERT_TRUE(legacy.ok());
+  EXPECT_EQ(legacy->format, 1);
+  EXPECT_TRUE(legacy->scope.empty());
+  EXPECT_FALSE(legacy->anchor.has_value());
+  EXPECT_EQ(legacy->source_cluster_id, 0u);
+}
+
+// Scope digests differ whenever prefix, destination prefix or excludes differ, and ignore the
+// order of excludes.
+TEST(Checkpoint, ScopeDigestNamesTheScope) {
+  std::string base = ScopeDigest("/a/b/", "/a/b/", {});
+  EXPECT_NE(base, ScopeDigest("/a-b/", "/a-b/", {}));
+  EXPECT_NE(base, ScopeDigest("/a/b/", "/c/", {}));
+  EXPECT_NE(base, ScopeDigest("/a/b/", "/a/b/", {"/a/b/x/"}));
+  EXPECT_NE(ScopeDigest("/a", "/ab", {}), ScopeDigest("/ab", "/a", {}));
+  EXPECT_EQ(ScopeDigest("/a/", "/a/", {"/a/x/", "/a/y/"}),
+            ScopeDigest("/a/", "/a/", {"/a/y/", "/a/x/"}));
 }
 
 // Prefix rewrite maps both ways; excluded and meta keys are never mapped on either side.

@@ -50,7 +50,8 @@ int ReportAndExit(const std::string& command, const absl::Status& status) {
   if (status.ok()) return kExitOk;
   bool config = status.code() == absl::StatusCode::kInvalidArgument ||
                 status.code() == absl::StatusCode::kFailedPrecondition ||
-                status.code() == absl::StatusCode::kPermissionDenied;
+                status.code() == absl::StatusCode::kPermissionDenied ||
+                status.code() == absl::StatusCode::kUnauthenticated;
   std::fprintf(stderr, "kvsync %s: error: %s\n", command.c_str(),
                std::string(status.message()).c_str());
   return config ? kExitConfig : kExitFailure;

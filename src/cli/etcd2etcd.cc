@@ -129,6 +129,11 @@ std::function<int()> AddEtcd2EtcdCommand(CLI::App* app) {
                   "keys per range page in a full sync (large pages are much faster on etcd 3.4)")
       ->default_val(c.page_size)
       ->group("Throughput");
+  cmd->add_option("--watch-buffer-bytes", c.watch_buffer_bytes,
+                  "memory for source changes received but not yet written (default 32 MiB); "
+                  "bounds kvsync's memory whatever the backlog")
+      ->default_val(c.watch_buffer_bytes)
+      ->group("Throughput");
   cmd->add_flag("--reset-last-synced-rev", c.reset_last_synced_rev,
                 "ignore the checkpoint and run a full sync")
       ->group("Behaviour");

@@ -4,6 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/digest.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 
@@ -29,7 +30,7 @@ etcd::ClientOptions EtcdConnection::ToClientOptions(const std::string& side) con
   return o;
 }
 
-std::string DeriveTaskName(const std::string& prefix) {
+std::string ReadableName(const std::string& prefix) {
   std::string name;
   for (char c : prefix) {
     if (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.') {
@@ -40,6 +41,23 @@ std::string DeriveTaskName(const std::string& prefix) {
   }
   while (!name.empty() && name.back() == '-') name.pop_back();
   return name.empty() ? "root" : name;
+}
+
+std::string DeriveTaskName(const std::string& prefix) {
+  if (prefix == "/") return "root";
+  // "/seg/seg/" with segments of [A-Za-z0-9_.] only: joining the segments with '-' can be
+  // undone, so these readable names are injective among themselves.
+  bool plain = prefix.size() >= 3 && prefix.front() == '/' && prefix.back() == '/';
+  for (size_t i = 1; plain && i < prefix.size(); ++i) {
+    char c = prefix[i];
+    bool segment_char = std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.';
+    plain = segment_char || (c == '/' && prefix[i - 1] != '/');
+  }
+  std::string readable = ReadableName(prefix);
+  if (plain && readable != "root") return readable;
+  // Everything else gets a digest of the exact prefix after a '~', which plain names never
+  // contain ("/a-b/" and "/a/b/" must not share a checkpoint).
+  return absl::StrCat(readable, "~", common::DigestHex(common::KeyDigest(prefix)).substr(0, 12));
 }
 
 namespace {
@@ -94,6 +112,9 @@ absl::Status ValidateMirrorConfig(MirrorConfig* c) {
     return absl::InvalidArgumentError("--inflight must be between 1 and 1024");
   }
   if (c->page_size < 1) return absl::InvalidArgumentError("--page-size must be positive");
+  if (c->watch_buffer_bytes < (1 << 20) || c->watch_buffer_bytes > (int64_t{4} << 30)) {
+    return absl::InvalidArgumentError("--watch-buffer-bytes must be between 1 MiB and 4 GiB");
+  }
   if (c->ha) {
     if (c->lease_ttl.count() < 1) return absl::InvalidArgumentError("--lease-ttl must be >= 1s");
     if (c->election.endpoints.empty()) {
@@ -169,7 +190,7 @@ absl::Status ValidateZk2EtcdConfig(Zk2EtcdConfig* c) {
           "--zk-prefix \"", p, "\" maps into kvsync's meta prefix \"", c->meta_prefix, "\""));
     }
   }
-  if (c->name.empty()) c->name = "zk-" + DeriveTaskName(c->zk_prefixes[0]);
+  if (c->name.empty()) c->name = "zk-" + ReadableName(c->zk_prefixes[0]);
   if (c->name.find('/') != std::string::npos) {
     return absl::InvalidArgumentError("--name must not contain '/'");
   }

@@ -41,6 +41,9 @@ struct MirrorConfig {
   int64_t max_request_bytes = 1536 * 1024;
   int inflight = 16;
   int page_size = 10000;
+  // Watch responses buffered between the watch reader and the engine (bytes of memory they
+  // take); a slow destination then pushes back on the source stream instead of growing memory.
+  int64_t watch_buffer_bytes = 32 << 20;
   bool reset_last_synced_rev = false;
   bool once = false;
   // Active/standby: only the elected leader writes (--ha).
@@ -108,8 +111,13 @@ struct Zk2EtcdConfig {
 // Checks every field of a zk2etcd task and fills defaults (name, election connection).
 absl::Status ValidateZk2EtcdConfig(Zk2EtcdConfig* config);
 
-// "/registry/services/" -> "registry-services"; "" or "/" -> "root".
+// The default etcd2etcd task name of a prefix, injective so that two scopes never share a
+// checkpoint: "/registry/services/" -> "registry-services", "/" -> "root"; prefixes not of the
+// form "/seg/.../" with segments of [A-Za-z0-9_.] get a digest: "/a-b/" -> "a-b~<12 hex>".
 std::string DeriveTaskName(const std::string& prefix);
+// A readable but not injective name ("/a-b" and "/a/b" both give "a-b"; "" or "/" -> "root").
+// zk2etcd derives its task names with it (its ownership marks live under that name).
+std::string ReadableName(const std::string& prefix);
 
 // Checks every field and fills derived defaults. Errors are InvalidArgument with one sentence
 // naming the flag.

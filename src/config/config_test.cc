@@ -1,7 +1,10 @@
 #include "config/config.h"
 
 #include <fstream>
+#include <set>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "config/yaml_config.h"
 #include "gtest/gtest.h"
@@ -25,6 +28,23 @@ TEST(Config, DerivesNameAndDestinationPrefix) {
   ASSERT_TRUE(ValidateMirrorConfig(&c).ok());
   EXPECT_EQ(c.name, "registry");
   EXPECT_EQ(c.dst_prefix, "/registry/");
+}
+
+// Derived names are injective: prefixes that read alike ("/a/b/" and "/a-b/", "/a/b" and
+// "/a/b/", "/root/" and "/") never share a name, hence never a checkpoint.
+TEST(Config, DerivedTaskNamesAreInjective) {
+  std::vector<std::string> prefixes = {"/a/b/",  "/a-b/", "/a/b",  "/a-b",  "a/b/", "/a//b/",
+                                       "/root/", "/",     "/a.b/", "/a_b/", "/a/",  "/a",
+                                       "/a b/",  "/a~b/", "/A/B/", ""};
+  std::set<std::string> names;
+  for (const auto& p : prefixes) {
+    std::string name = DeriveTaskName(p);
+    EXPECT_EQ(name.find('/'), std::string::npos) << p;
+    EXPECT_TRUE(names.insert(name).second)
+        << "\"" << p << "\" gives a name already taken: " << name;
+  }
+  EXPECT_EQ(DeriveTaskName("/a/b/"), "a-b");
+  EXPECT_EQ(DeriveTaskName("/a-b/").rfind("a-b~", 0), 0u);
 }
 
 // Each mistake is named in one sentence.

@@ -78,6 +78,7 @@ etcdserverpb::RangeRequest ToPb(const RangeRequest& r) {
   req.set_keys_only(r.keys_only);
   req.set_count_only(r.count_only);
   req.set_serializable(r.serializable);
+  req.set_min_mod_revision(r.min_mod_revision);
   req.set_sort_order(etcdserverpb::RangeRequest::NONE);  // etcd returns keys in order anyway
   return req;
 }

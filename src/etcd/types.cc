@@ -8,6 +8,7 @@
 namespace kvsync::etcd {
 namespace {
 constexpr char kCompactedPayload[] = "kvsync.etcd/compacted";
+constexpr char kWatchCanceledPayload[] = "kvsync.etcd/watch-canceled";
 }  // namespace
 
 absl::Status CompactedError(int64_t compact_revision, const std::string& context) {
@@ -33,6 +34,28 @@ bool IsRequestTooLarge(const absl::Status& status) {
          absl::StrContains(status.message(), "too many operations in txn request") ||
          absl::StrContains(status.message(), "larger than max");
 }
+
+absl::Status WatchCanceledError(const std::string& reason, const std::string& context) {
+  std::string message = absl::StrCat(context, " canceled by the server: ", reason);
+  if (absl::StrContains(reason, "permission denied")) {
+    return absl::PermissionDeniedError(message);
+  }
+  if (absl::StrContains(reason, "auth") || absl::StrContains(reason, "token")) {
+    return absl::UnauthenticatedError(message);
+  }
+  absl::Status status = absl::FailedPreconditionError(message);
+  status.SetPayload(kWatchCanceledPayload, absl::Cord(reason));
+  return status;
+}
+
+const char* RefusalReason(const absl::Status& status) {
+  if (status.code() == absl::StatusCode::kPermissionDenied) return "permission_denied";
+  if (status.code() == absl::StatusCode::kUnauthenticated) return "auth";
+  if (status.GetPayload(kWatchCanceledPayload).has_value()) return "watch_canceled";
+  return "";
+}
+
+bool IsRefused(const absl::Status& status) { return RefusalReason(status)[0] != '\0'; }
 
 bool IsTransient(const absl::Status& status) {
   switch (status.code()) {

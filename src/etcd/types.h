@@ -36,6 +36,9 @@ struct RangeRequest {
   bool keys_only = false;
   bool count_only = false;
   bool serializable = false;
+  // Only keys last modified at or after this revision (0: no filter). etcd fetches the whole
+  // range to apply it, and count_only ignores it.
+  int64_t min_mod_revision = 0;
 };
 
 struct RangeResponse {
@@ -149,5 +152,13 @@ int64_t CompactRevision(const absl::Status& status);
 bool IsRequestTooLarge(const absl::Status& status);
 // Transport-level faults worth retrying (unavailable, deadline, no leader, aborted...).
 bool IsTransient(const absl::Status& status);
+
+// A permanent refusal by the server: the request will fail the same way until an operator
+// changes something (permission denied, authentication failed, a watch the server cancelled
+// for a reason other than compaction). Never transient. RefusalReason names it for metrics
+// and logs: "permission_denied", "auth" or "watch_canceled" ("" when not a refusal).
+absl::Status WatchCanceledError(const std::string& reason, const std::string& context);
+bool IsRefused(const absl::Status& status);
+const char* RefusalReason(const absl::Status& status);
 
 }  // namespace kvsync::etcd

@@ -1,9 +1,13 @@
 #include "mirror/mirror.h"
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <deque>
 #include <thread>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
@@ -15,6 +19,7 @@
 #include "etcd/retry.h"
 #include "log/log.h"
 #include "mirror/continuous_check.h"
+#include "mirror/head_monitor.h"
 #include "mirror/txn_batcher.h"
 
 namespace kvsync::mirror {
@@ -32,6 +37,19 @@ int64_t NowMs() {
 }
 
 std::string ClusterIdHex(uint64_t id) { return absl::StrFormat("%x", id); }
+
+// Failpoint for tests (as etcd's gofail): KVSYNC_FAILPOINT_STALL_WATCHES=N makes the first N
+// source watch streams of the process go silent after their created response (responses are
+// read and dropped, the stream stays open): the stall class of a broken proxy, which the
+// watchdog must detect. Unset in production.
+std::atomic<int64_t>& WatchesToStall() {
+  static std::atomic<int64_t> count{[] {
+    const char* v = std::getenv("KVSYNC_FAILPOINT_STALL_WATCHES");
+    int64_t n = 0;
+    return v != nullptr && absl::SimpleAtoi(v, &n) ? n : int64_t{0};
+  }()};
+  return count;
+}
 
 // Runs full-sync txns on `threads` workers; Submit blocks while the queue is full so that
 // reading never runs far ahead of writing. The first error stops further work.
@@ -99,45 +117,78 @@ class WriterPool {
 
 }  // namespace
 
-// Responses handed from the watch reader thread to the engine thread. Bounded by pending
-// event bytes so that a slow destination pushes back on the watch stream (gRPC flow control)
-// instead of growing memory.
+// Responses handed from the watch reader thread to the engine thread. Bounded by the memory
+// the buffered responses really take (strings' capacity and the structs around them), so that
+// a slow or frozen destination pushes back on the watch stream (gRPC flow control) instead of
+// growing memory with the backlog. The engine takes a slice at a time, so the reader can
+// never hold a second full buffer while the engine works through the first.
 struct Mirror::WatchQueue {
   struct Item {
     absl::StatusOr<etcd::WatchResponse> response;
     int64_t received_ms;
     int64_t bytes;
   };
-  static constexpr int64_t kMaxBytes = 64 << 20;
 
+  WatchQueue(int64_t max_bytes, std::atomic<int64_t>* gauge) : max_bytes(max_bytes), gauge(gauge) {}
+  ~WatchQueue() { gauge->fetch_sub(bytes_unlocked()); }
+
+  const int64_t max_bytes;
+  std::atomic<int64_t>* const gauge;
   absl::Mutex mu;
   std::deque<Item> items ABSL_GUARDED_BY(mu);
   int64_t bytes ABSL_GUARDED_BY(mu) = 0;
   bool closed ABSL_GUARDED_BY(mu) = false;
 
-  // Returns false when the queue was closed by the consumer.
-  bool Push(absl::StatusOr<etcd::WatchResponse> response) {
-    int64_t size = 64;
-    if (response.ok()) {
-      for (const auto& e : response->events) size += e.kv.key.size() + e.kv.value.size() + 32;
+  static int64_t SizeOf(const std::string& s) {
+    // Short strings live inside the object; longer ones are one heap block (plus its header).
+    return s.capacity() > 15 ? static_cast<int64_t>(s.capacity()) + 16 : 0;
+  }
+  static int64_t SizeOf(const absl::StatusOr<etcd::WatchResponse>& response) {
+    int64_t size = sizeof(Item) + sizeof(etcd::WatchResponse);
+    if (!response.ok()) return size;
+    size += static_cast<int64_t>(response->events.capacity() * sizeof(etcd::Event));
+    for (const auto& e : response->events) {
+      size +=
+          SizeOf(e.kv.key) + SizeOf(e.kv.value) + SizeOf(e.prev_kv.key) + SizeOf(e.prev_kv.value);
     }
+    return size;
+  }
+
+  int64_t bytes_unlocked() {
     absl::MutexLock lock(&mu);
-    auto room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return bytes < kMaxBytes || closed; };
+    return bytes;
+  }
+
+  // Blocks while the buffer is full; returns false when the queue was closed by the consumer.
+  bool Push(absl::StatusOr<etcd::WatchResponse> response) {
+    int64_t size = SizeOf(response);
+    absl::MutexLock lock(&mu);
+    // One response always fits, however large, so that a big revision cannot wedge the stream.
+    auto room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+      return bytes < max_bytes || items.empty() || closed;
+    };
     mu.Await(absl::Condition(&room));
     if (closed) return false;
     items.push_back(Item{std::move(response), NowMs(), size});
     bytes += size;
+    gauge->fetch_add(size);
     return true;
   }
 
-  // Waits up to `timeout` for items; takes all of them.
-  std::deque<Item> TakeAll(std::chrono::milliseconds timeout) {
+  // Waits up to `timeout` for items; takes items worth at most `max_take` bytes (at least one).
+  std::deque<Item> Take(std::chrono::milliseconds timeout, int64_t max_take) {
     absl::MutexLock lock(&mu);
     auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return !items.empty(); };
     mu.AwaitWithTimeout(absl::Condition(&ready), absl::FromChrono(timeout));
     std::deque<Item> out;
-    out.swap(items);
-    bytes = 0;
+    int64_t taken = 0;
+    while (!items.empty() && (out.empty() || taken + items.front().bytes <= max_take)) {
+      taken += items.front().bytes;
+      out.push_back(std::move(items.front()));
+      items.pop_front();
+    }
+    bytes -= taken;
+    gauge->fetch_sub(taken);
     return out;
   }
 
@@ -155,12 +206,20 @@ Mirror::Mirror(config::MirrorConfig config, etcd::Client* src, etcd::Client* dst
       stop_(stop),
       mapper_(config_.prefix, config_.dst_prefix, config_.exclude_prefixes, config_.meta_prefix),
       stats_(*stats),
-      writer_(dst_, checker::CheckpointKey(config_.meta_prefix, config_.name), stop, stats) {}
+      writer_(dst_, checker::CheckpointKey(config_.meta_prefix, config_.name), stop, stats),
+      scope_(checker::ScopeDigest(config_.prefix, config_.dst_prefix, config_.exclude_prefixes)) {}
 
 Mirror::~Mirror() = default;
 
 checker::Checkpoint Mirror::MakeCheckpoint(int64_t revision, bool pending) const {
-  return checker::Checkpoint{revision, source_cluster_id_, pending, config_.instance_id};
+  checker::Checkpoint cp;
+  cp.revision = revision;
+  cp.source_cluster_id = source_cluster_id_;
+  cp.full_sync_pending = pending;
+  cp.writer = config_.instance_id;
+  cp.scope = scope_;
+  cp.anchor = anchor_;
+  return cp;
 }
 
 absl::StatusOr<std::optional<checker::Checkpoint>> Mirror::LoadCheckpoint() {
@@ -172,10 +231,65 @@ absl::StatusOr<std::optional<checker::Checkpoint>> Mirror::LoadCheckpoint() {
   if (resp.kvs.empty()) return std::optional<checker::Checkpoint>();
   auto cp = checker::DecodeCheckpoint(resp.kvs[0].value);
   if (!cp.ok()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "destination key ", req.key, " is not a kvsync checkpoint: ", cp.status().message()));
+    if (config_.reset_last_synced_rev) return std::optional<checker::Checkpoint>();
+    return absl::FailedPreconditionError(
+        absl::StrCat("destination key ", req.key, " is not a kvsync checkpoint (",
+                     cp.status().message(), "); use --reset-last-synced-rev to resync"));
   }
   return std::optional<checker::Checkpoint>(*cp);
+}
+
+absl::StatusOr<bool> Mirror::AnchorMatches(const checker::HistoryAnchor& anchor) {
+  etcd::RangeRequest req;
+  req.key = anchor.key;
+  req.revision = anchor.at;
+  req.keys_only = true;
+  ASSIGN_OR_RETURN(etcd::RangeResponse resp,
+                   etcd::RetryTransient(*stop_, "read checkpoint anchor", &stats_.retries,
+                                        [&] { return src_->Range(req); }));
+  return resp.kvs.size() == 1 && resp.kvs[0].mod_revision == anchor.mod_revision &&
+         resp.kvs[0].create_revision == anchor.create_revision;
+}
+
+absl::Status Mirror::AnchorAt(int64_t revision) {
+  etcd::RangeRequest req;
+  req.key = mapper_.src_prefix();
+  req.range_end = mapper_.src_range_end();
+  req.revision = revision;
+  req.limit = 1;
+  req.keys_only = true;
+  ASSIGN_OR_RETURN(etcd::RangeResponse resp,
+                   etcd::RetryTransient(*stop_, "read history anchor", &stats_.retries,
+                                        [&] { return src_->Range(req); }));
+  anchor_.reset();
+  anchor_live_ = !resp.kvs.empty();
+  if (!resp.kvs.empty()) {
+    const etcd::KeyValue& kv = resp.kvs[0];
+    anchor_ = checker::HistoryAnchor{kv.key, kv.mod_revision, kv.create_revision, revision};
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> Mirror::RangeChanged(int64_t from, int64_t to) {
+  // Keys modified in (from, to] that still exist at `to`: any put. Equal key counts at both
+  // revisions then rule out deletes: every key at `to` is unchanged since `from`, so it
+  // existed at `from` with the same value, and no key of `from` is missing.
+  etcd::RangeRequest modified;
+  modified.key = mapper_.src_prefix();
+  modified.range_end = mapper_.src_range_end();
+  modified.revision = to;
+  modified.min_mod_revision = from + 1;
+  modified.keys_only = true;
+  modified.limit = 1;
+  ASSIGN_OR_RETURN(etcd::RangeResponse puts, src_->Range(modified));
+  if (!puts.kvs.empty()) return true;
+  etcd::RangeRequest count = modified;
+  count.min_mod_revision = 0;
+  count.count_only = true;
+  ASSIGN_OR_RETURN(etcd::RangeResponse at_to, src_->Range(count));
+  count.revision = from;
+  ASSIGN_OR_RETURN(etcd::RangeResponse at_from, src_->Range(count));
+  return at_to.count != at_from.count;
 }
 
 absl::StatusOr<int64_t> Mirror::SourceRevision() {
@@ -192,6 +306,7 @@ absl::StatusOr<int64_t> Mirror::SourceRevision() {
         ", expected ", ClusterIdHex(source_cluster_id_)));
   }
   stats_.source_head_revision.store(resp.header.revision);
+  stats_.head.Observe(resp.header.revision, NowMs(), applied_);
   return resp.header.revision;
 }
 
@@ -215,7 +330,12 @@ absl::Status Mirror::Start() {
 }
 
 absl::Status Mirror::Run() {
-  // Continuous checks run beside the sync for as long as this Run (one leadership term) lasts.
+  // The head monitor and continuous checks run beside the sync for as long as this Run (one
+  // leadership term) lasts.
+  HeadMonitor head(src_, config_.prefix,
+                   std::min(config_.progress_interval, std::chrono::milliseconds(1000)), stop_,
+                   &stats_);
+  head.Start();
   std::unique_ptr<ContinuousChecker> checks;
   if (config_.check_interval.count() > 0 && !config_.once) {
     checks =
@@ -224,7 +344,58 @@ absl::Status Mirror::Run() {
   }
   absl::Status s = RunSync();
   if (checks) checks->Stop();
+  head.Stop();
   return s;
+}
+
+absl::StatusOr<Mirror::StartDecision> Mirror::Decide(const std::optional<checker::Checkpoint>& cp,
+                                                     int64_t head) {
+  const std::string key = checker::CheckpointKey(config_.meta_prefix, config_.name);
+  if (config_.reset_last_synced_rev) return StartDecision{true, "--reset-last-synced-rev given"};
+  if (!cp) return StartDecision{true, "no checkpoint"};
+  if (cp->source_cluster_id != 0 && cp->source_cluster_id != source_cluster_id_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("checkpoint of task \"", config_.name, "\" was taken from source cluster ",
+                     ClusterIdHex(cp->source_cluster_id), " but the source is now cluster ",
+                     ClusterIdHex(source_cluster_id_),
+                     "; refusing to resume (use --reset-last-synced-rev to resync from scratch)"));
+  }
+  if (!cp->scope.empty() && cp->scope != scope_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "checkpoint ", key,
+        " was written for another scope (prefix, destination prefix or "
+        "excludes differ from --prefix \"",
+        common::PrintableKey(config_.prefix), "\"): two tasks share the name \"", config_.name,
+        "\" or this task's scope changed; give it its own --name, or use "
+        "--reset-last-synced-rev to resync it with the new scope"));
+  }
+  if (cp->full_sync_pending) return StartDecision{true, "previous full sync was interrupted"};
+  if (cp->revision > head) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("source revision ", head, " is behind the checkpoint revision ", cp->revision,
+                     " (was the source restored from a backup?); use --reset-last-synced-rev"));
+  }
+  if (cp->format < checker::kCheckpointFormat || cp->source_cluster_id == 0 || cp->scope.empty()) {
+    return StartDecision{true,
+                         "checkpoint cannot prove its origin (no cluster id, scope or anchor)"};
+  }
+  if (!cp->anchor) return StartDecision{true, "checkpoint has no history anchor (empty scope)"};
+  if (cp->anchor->at > cp->revision) {
+    return StartDecision{true, "checkpoint anchor is newer than its revision"};
+  }
+  absl::StatusOr<bool> matches = AnchorMatches(*cp->anchor);
+  if (etcd::IsCompacted(matches.status())) {
+    return StartDecision{true, "source compacted past the checkpoint (its history anchor is gone)"};
+  }
+  RETURN_IF_ERROR(matches.status());
+  if (!*matches) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "source history does not match checkpoint ", key, ": key \"",
+        common::PrintableKey(cp->anchor->key), "\" at revision ", cp->anchor->at,
+        " differs from what was synced (the source was rebuilt or restored with the same cluster "
+        "id); refusing to resume (use --reset-last-synced-rev to resync from scratch)"));
+  }
+  return StartDecision{false, "checkpoint found, source history verified"};
 }
 
 absl::Status Mirror::RunSync() {
@@ -232,36 +403,18 @@ absl::Status Mirror::RunSync() {
   ASSIGN_OR_RETURN(std::optional<checker::Checkpoint> cp, LoadCheckpoint());
   ASSIGN_OR_RETURN(int64_t head, SourceRevision());
   start_head_ = head;
-
-  bool full = true;
-  std::string why;
-  if (cp && cp->source_cluster_id != 0 && cp->source_cluster_id != source_cluster_id_ &&
-      !config_.reset_last_synced_rev) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("checkpoint of task \"", config_.name, "\" was taken from source cluster ",
-                     ClusterIdHex(cp->source_cluster_id), " but the source is now cluster ",
-                     ClusterIdHex(source_cluster_id_),
-                     "; refusing to resume (use --reset-last-synced-rev to resync from scratch)"));
+  ASSIGN_OR_RETURN(StartDecision decision, Decide(cp, head));
+  bool full = decision.full;
+  if (cp && !config_.reset_last_synced_rev) {
+    applied_ = persisted_ = cp->revision;
+    anchor_ = cp->anchor;
+    anchor_live_ = cp->anchor && cp->anchor->at == cp->revision;
   }
-  if (config_.reset_last_synced_rev) {
-    why = "--reset-last-synced-rev given";
-  } else if (!cp) {
-    why = "no checkpoint";
-  } else if (cp->full_sync_pending) {
-    why = "previous full sync was interrupted";
-  } else if (cp->revision > head) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("source revision ", head, " is behind the checkpoint revision ", cp->revision,
-                     " (was the source restored from a backup?); use --reset-last-synced-rev"));
-  } else {
-    full = false;
-    why = "checkpoint found";
-  }
-  if (cp) applied_ = persisted_ = cp->revision;
   stats_.last_synced_revision.store(applied_);
   log::Info(kLog, full ? "slow path chosen" : "fast path chosen",
-            {{"reason", why}, {"checkpoint", applied_}, {"source_revision", head}});
+            {{"reason", decision.reason}, {"checkpoint", applied_}, {"source_revision", head}});
 
+  common::Backoff refused(std::chrono::milliseconds(1000), std::chrono::milliseconds(30000));
   while (!stop_->stopped()) {
     if (full) {
       absl::Status s = FullSync();
@@ -270,6 +423,10 @@ absl::Status Mirror::RunSync() {
         continue;
       }
       if (absl::IsCancelled(s)) break;
+      if (etcd::IsRefused(s) && !config_.once) {
+        if (WaitAfterRefusal(s, &refused)) break;
+        continue;
+      }
       RETURN_IF_ERROR(s);
       if (config_.once) break;
     } else {
@@ -289,6 +446,22 @@ absl::Status Mirror::RunSync() {
   stats_.phase.store(static_cast<int>(Phase::kStopped));
   log::Info(kLog, "stopped", {{"checkpoint", persisted_}, {"applied", applied_}});
   return absl::OkStatus();
+}
+
+bool Mirror::WaitAfterRefusal(const absl::Status& status, common::Backoff* backoff) {
+  Refusal kind = RefusalOf(status);
+  stats_.refusal.store(static_cast<int>(kind));
+  stats_.refusals[static_cast<int>(kind)].fetch_add(1);
+  if (refusals_.IsNew(status)) {
+    log::Error(kLog, "refused by etcd, not ready; retrying until an operator fixes it",
+               {{"reason", RefusalName(kind)}, {"error", status}});
+  }
+  return stop_->WaitFor(backoff->Next());
+}
+
+void Mirror::ClearRefusal() {
+  if (stats_.refusal.exchange(0) != 0) log::Info(kLog, "no longer refused");
+  refusals_.Reset();
 }
 
 absl::Status Mirror::FullSync() {
@@ -331,6 +504,7 @@ absl::Status Mirror::FullSync() {
   RETURN_IF_ERROR(merged);
   RETURN_IF_ERROR(written_status);
   stats_.full_sync_scanned.store(counts.source_keys);
+  RETURN_IF_ERROR(AnchorAt(revision));
   RETURN_IF_ERROR(writer_.Commit({}, MakeCheckpoint(revision, false)));
   applied_ = persisted_ = revision;
   stats_.last_synced_revision.store(revision);
@@ -367,6 +541,8 @@ absl::Status Mirror::WriteCheckpoint(int64_t revision) {
 absl::Status Mirror::Incremental() {
   stats_.phase.store(static_cast<int>(Phase::kIncremental));
   common::Backoff backoff(std::chrono::milliseconds(100), std::chrono::milliseconds(5000));
+  common::Backoff refused(std::chrono::milliseconds(1000), std::chrono::milliseconds(30000));
+  common::ErrorSeries errors;
   while (!stop_->stopped()) {
     if (OnceDone()) {
       if (persisted_ < applied_) RETURN_IF_ERROR(WriteCheckpoint(applied_));
@@ -379,12 +555,20 @@ absl::Status Mirror::Incremental() {
       if (s.ok() && !stop_->stopped() && !OnceDone()) continue;
       return s;
     }
+    if (etcd::IsRefused(s) && !config_.once) {
+      if (WaitAfterRefusal(s, &refused)) break;
+      continue;
+    }
     if (!etcd::IsTransient(s)) return s;
     stats_.watch_restarts.fetch_add(1);
-    if (applied_ > before) backoff.Reset();
-    if (backoff.attempt() == 0) {
-      log::Warn(kLog, "watch interrupted, resuming",
-                {{"from_revision", applied_ + 1}, {"error", s}});
+    if (applied_ > before) {
+      backoff.Reset();
+      errors.Reset();
+    }
+    if (errors.IsNew(s)) {
+      log::Warn(
+          kLog, "watch interrupted, resuming",
+          {{"from_revision", applied_ + 1}, {"error", s}, {"attempt", backoff.attempt() + 1}});
     }
     if (stop_->WaitFor(backoff.Next())) break;
   }
@@ -400,11 +584,15 @@ absl::Status Mirror::WatchOnce() {
   wo.require_leader = true;
   ASSIGN_OR_RETURN(std::unique_ptr<etcd::WatchStream> stream, src_->Watch(wo));
 
-  WatchQueue queue;
+  WatchQueue queue(config_.watch_buffer_bytes, &stats_.watch_buffer_bytes);
+  const bool stall = WatchesToStall().fetch_sub(1) > 0;
   std::thread reader([&] {
+    bool created_seen = false;
     while (true) {
       auto resp = stream->Next();
       bool failed = !resp.ok();
+      if (stall && created_seen && !failed) continue;
+      created_seen = created_seen || (resp.ok() && resp->created);
       if (!queue.Push(std::move(resp)) || failed) return;
     }
   });
@@ -425,28 +613,98 @@ absl::Status Mirror::WatchOnce() {
   // (etcd issue 15220), so P is only trusted once a later notification arrives: by then
   // any such event has been delivered.
   int64_t unconfirmed_progress = 0;
-  auto last_request = std::chrono::steady_clock::now();
-  auto last_checkpoint_write = std::chrono::steady_clock::now();
+  const auto opened = std::chrono::steady_clock::now();
+  auto last_request = opened;
+  auto last_checkpoint_write = opened;
+  auto last_response = opened;
+  auto last_quiet_check = opened;
+  bool created = false;
+  int64_t progress_asked_at_head = 0;
   const auto idle_poll = config_.once ? std::chrono::milliseconds(100) : config_.progress_interval;
+  // A watch that is silent this long while the source moved on is examined by the watchdog.
+  const auto stall_after = std::max(3 * config_.progress_interval, std::chrono::milliseconds(2000));
+  const int64_t take_bytes = std::max<int64_t>(config_.watch_buffer_bytes / 4, 1);
+
+  auto advance_quietly = [&](int64_t revision) -> absl::Status {
+    applied_ = revision;
+    if (anchor_ && anchor_live_) anchor_->at = revision;
+    stats_.last_synced_revision.store(applied_);
+    if (config_.once ||
+        std::chrono::steady_clock::now() - last_checkpoint_write >= config_.progress_interval) {
+      RETURN_IF_ERROR(WriteCheckpoint(applied_));
+      last_checkpoint_write = std::chrono::steady_clock::now();
+    }
+    return absl::OkStatus();
+  };
+
+  // The watchdog: the stream never confirmed its creation, or it delivered nothing for
+  // stall_after while the head monitor saw the source move past applied_. A quiet scope on a
+  // busy cluster is told apart by reading the source (RangeChanged), which also advances the
+  // checkpoint where no progress notifications come (grpc-proxy ignores progress requests).
+  auto watchdog = [&](std::chrono::steady_clock::time_point now) -> absl::Status {
+    if (!created && now - opened > stall_after) {
+      stats_.watch_stalls.fetch_add(1);
+      log::Warn(kLog, "watch stalled, re-creating it",
+                {{"reason", "no created response"}, {"from_revision", applied_ + 1}});
+      return absl::UnavailableError("source watch stalled: no created response");
+    }
+    int64_t head = stats_.source_head_revision.load();
+    if (!created || head <= applied_ || now - last_response < stall_after ||
+        now - last_quiet_check < stall_after ||
+        stats_.head.BehindSeconds(applied_, NowMs()) * 1000 < stall_after.count()) {
+      return absl::OkStatus();
+    }
+    last_quiet_check = now;
+    absl::StatusOr<bool> changed = RangeChanged(applied_, head);
+    if (!changed.ok()) {
+      if (etcd::IsCompacted(changed.status())) return changed.status();
+      return absl::OkStatus();  // cannot tell now; the head monitor reports source trouble
+    }
+    if (!*changed) {
+      stats_.quiet_proofs.fetch_add(1);
+      return advance_quietly(head);
+    }
+    stats_.watch_stalls.fetch_add(1);
+    log::Warn(kLog, "watch stalled, re-creating it",
+              {{"reason", "source changed in scope but no event arrived"},
+               {"from_revision", applied_ + 1},
+               {"source_revision", head},
+               {"silent_seconds", std::chrono::duration<double>(now - last_response).count()}});
+    return absl::UnavailableError("source watch stalled: events in scope not delivered");
+  };
 
   while (!stop_->stopped()) {
     std::deque<WatchQueue::Item> items =
-        queue.TakeAll(std::min(idle_poll, std::chrono::milliseconds(500)));
+        queue.Take(std::min(idle_poll, std::chrono::milliseconds(500)), take_bytes);
     auto now = std::chrono::steady_clock::now();
     if (items.empty()) {
-      if (now - last_request >= idle_poll) {
+      RETURN_IF_ERROR(watchdog(now));
+      int64_t head = stats_.source_head_revision.load();
+      // Ask for progress when idle for a while, or at once when the head monitor saw the
+      // source move past what was applied (confirms a quiet scope within about a second).
+      if (now - last_request >= idle_poll ||
+          (head > applied_ && head > progress_asked_at_head &&
+           now - last_request >= std::chrono::milliseconds(200))) {
         last_request = now;
+        progress_asked_at_head = head;
         RETURN_IF_ERROR(stream->RequestProgress());
       }
       continue;
     }
+    last_response = now;
     stats_.oldest_pending_ms.store(items.front().received_ms);
 
     TxnBatcher batcher(config_.max_txn_ops, config_.max_request_bytes, kCheckpointOps,
                        kCheckpointBytes);
     int64_t batch_revision = applied_;  // revision the batch brings the destination to
+    // The anchor as of the end of the batch (see anchor_).
+    std::optional<checker::HistoryAnchor> batch_anchor = anchor_;
+    bool batch_anchor_live = anchor_live_;
     int64_t events = 0;
     auto flush = [&](int64_t revision) -> absl::Status {
+      anchor_ = batch_anchor;
+      anchor_live_ = batch_anchor_live;
+      if (anchor_ && anchor_live_) anchor_->at = revision;
       RETURN_IF_ERROR(writer_.Commit(batcher.Take(), MakeCheckpoint(revision, false)));
       applied_ = persisted_ = revision;
       stats_.last_synced_revision.store(revision);
@@ -461,6 +719,8 @@ absl::Status Mirror::WatchOnce() {
     int64_t group_bytes = 0;
     int64_t group_revision = 0;
     int64_t group_events = 0;
+    std::optional<checker::HistoryAnchor> group_anchor;  // the group's put, if any
+    std::vector<std::string> group_deletes;              // source keys the group deletes
     auto close_group = [&]() -> absl::Status {
       if (group_revision == 0) return absl::OkStatus();
       if (!batcher.Fits(group.size(), group_bytes) && !batcher.empty()) {
@@ -482,7 +742,16 @@ absl::Status Mirror::WatchOnce() {
       }
       events += group_events;
       batch_revision = group_revision;
+      if (group_anchor) {
+        batch_anchor = std::move(group_anchor);
+        batch_anchor_live = true;
+      } else if (batch_anchor && std::find(group_deletes.begin(), group_deletes.end(),
+                                           batch_anchor->key) != group_deletes.end()) {
+        batch_anchor_live = false;
+      }
       group.clear();
+      group_anchor.reset();
+      group_deletes.clear();
       group_bytes = group_events = group_revision = 0;
       return absl::OkStatus();
     };
@@ -493,15 +762,15 @@ absl::Status Mirror::WatchOnce() {
         break;
       }
       etcd::WatchResponse& resp = *item.response;
-      if (resp.header.revision > stats_.source_head_revision.load()) {
-        stats_.source_head_revision.store(resp.header.revision);
-      }
       if (resp.header.cluster_id != source_cluster_id_ && resp.header.cluster_id != 0) {
         return absl::FailedPreconditionError(absl::StrCat(
             "source cluster changed identity: cluster id ", ClusterIdHex(resp.header.cluster_id),
             ", expected ", ClusterIdHex(source_cluster_id_)));
       }
-      if (resp.created) continue;
+      if (resp.created) {
+        created = true;
+        continue;
+      }
       if (resp.IsProgressNotify()) {
         RETURN_IF_ERROR(close_group());
         if (unconfirmed_progress > batch_revision) batch_revision = unconfirmed_progress;
@@ -509,6 +778,9 @@ absl::Status Mirror::WatchOnce() {
         continue;
       }
       for (auto& ev : resp.events) {
+        // Already covered: a quiet period proven by RangeChanged can only have skipped a key
+        // created and deleted again within it, which leaves the destination as it is.
+        if (ev.kv.mod_revision <= applied_) continue;
         if (ev.kv.mod_revision != group_revision) {
           RETURN_IF_ERROR(close_group());
           group_revision = ev.kv.mod_revision;
@@ -516,6 +788,12 @@ absl::Status Mirror::WatchOnce() {
         ++group_events;
         auto dst_key = mapper_.ToDestination(ev.kv.key);
         if (!dst_key) continue;
+        if (ev.type == etcd::Event::Type::kPut) {
+          group_anchor = checker::HistoryAnchor{ev.kv.key, ev.kv.mod_revision,
+                                                ev.kv.create_revision, ev.kv.mod_revision};
+        } else {
+          group_deletes.push_back(ev.kv.key);
+        }
         etcd::Op op = ev.type == etcd::Event::Type::kPut
                           ? etcd::Op::Put(std::move(*dst_key), std::move(ev.kv.value))
                           : etcd::Op::Delete(std::move(*dst_key));
@@ -531,18 +809,17 @@ absl::Status Mirror::WatchOnce() {
     } else if (batch_revision > applied_) {
       // Only filtered events or progress: nothing to write but the checkpoint, which is
       // rate-limited unless --once waits for it.
-      applied_ = batch_revision;
-      stats_.last_synced_revision.store(applied_);
       stats_.events_applied.fetch_add(events);
-      if (config_.once ||
-          std::chrono::steady_clock::now() - last_checkpoint_write >= config_.progress_interval) {
-        RETURN_IF_ERROR(flush(applied_));
-      }
+      anchor_ = batch_anchor;
+      anchor_live_ = batch_anchor_live;
+      RETURN_IF_ERROR(advance_quietly(batch_revision));
     }
     stats_.oldest_pending_ms.store(0);
+    if (stream_error.ok() && applied_ >= batch_revision) ClearRefusal();
     NoteProgress();
     if (!stream_error.ok()) return stream_error;
     if (OnceDone()) return absl::OkStatus();
+    RETURN_IF_ERROR(watchdog(std::chrono::steady_clock::now()));
     if (config_.once && std::chrono::steady_clock::now() - last_request >= idle_poll) {
       last_request = std::chrono::steady_clock::now();
       RETURN_IF_ERROR(stream->RequestProgress());

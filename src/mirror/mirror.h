@@ -1,10 +1,25 @@
 // The etcd2etcd engine: keeps the destination prefix equal to the source prefix.
 //
-// Start-up picks the path: a checkpoint whose source history is still available → fast path
-// (watch from checkpoint + 1, no copy); no checkpoint, an interrupted full sync, a compacted
-// history or --reset-last-synced-rev → slow path (full sync at a pinned revision R, then watch
-// from R + 1). The fast path applies each source revision as one destination txn (small
-// consecutive revisions coalesced), with the checkpoint in the same txn.
+// Start-up picks the path by one rule (docs/architecture.md, "Resuming"):
+//   refuse (FailedPrecondition, exit 2): the checkpoint is not a well-formed kvsync checkpoint,
+//     was taken from another source cluster, was written for another scope (same task name,
+//     different prefix, destination prefix or excludes), the source is behind it, or its
+//     history anchor does not match the source (a source rebuilt with the same cluster ID);
+//   slow path (full sync at a pinned revision R, then watch from R + 1): no checkpoint,
+//     --reset-last-synced-rev, an interrupted full sync, a checkpoint that cannot prove its
+//     origin (no cluster ID, scope or anchor: older format or written by hand), an anchor or
+//     history already compacted;
+//   fast path (watch from checkpoint + 1, no copy): everything matched and the anchor read
+//     back from the source at its revision.
+// The fast path applies each source revision as one destination txn (small consecutive
+// revisions coalesced), with the checkpoint (and a fresh anchor) in the same txn.
+//
+// Never silently stale: a HeadMonitor observes the source head on its own; a watchdog
+// re-creates a watch that delivered nothing while the source moved on and the scope changed
+// (kvsync_watch_stalls_total), and proves quiet periods by reading the source where progress
+// notifications do not come (grpc-proxy). A permanent refusal (permission denied, auth, a
+// server-cancelled watch) while running is reported in Stats (readiness fails) and retried
+// every 30 s at most; with --once it ends the run.
 //
 // Threads: Run() is the engine thread and owns all engine state. Helper threads (the watch
 // reader, range prefetch, the full-sync writer pool) only move data to and from it. stats()
@@ -18,6 +33,8 @@
 #include "absl/status/status.h"
 #include "checker/checkpoint.h"
 #include "checker/key_mapper.h"
+#include "common/backoff.h"
+#include "common/error_series.h"
 #include "common/stop_token.h"
 #include "config/config.h"
 #include "etcd/client.h"
@@ -43,17 +60,34 @@ class Mirror {
 
   // Returns OK when stopped or, with --once, when the destination matched the source at the
   // start revision. Errors: Unavailable (a cluster unreachable at start-up), FailedPrecondition
-  // (the source is not the cluster the checkpoint was taken from, or is behind it; a key the
-  // destination refuses; election::IsFenced when a fence compare failed), other permanent etcd
-  // errors. Transient faults are retried inside.
+  // (a checkpoint refused by the rule above; a key the destination refuses;
+  // election::IsFenced when a fence compare failed), PermissionDenied / Unauthenticated at
+  // start-up or with --once, other permanent etcd errors. Transient faults are retried inside.
   absl::Status Run();
 
  private:
   struct WatchQueue;
 
+  // How the run starts: the slow path, or the fast path from the checkpoint.
+  struct StartDecision {
+    bool full = true;
+    std::string reason;
+  };
+
   absl::Status Start();
   absl::Status RunSync();
   absl::StatusOr<std::optional<checker::Checkpoint>> LoadCheckpoint();
+  absl::StatusOr<StartDecision> Decide(const std::optional<checker::Checkpoint>& cp, int64_t head);
+  // Reads the anchor's key at the anchor's revision from the source. OK(true) when it matches,
+  // OK(false) when the source has another history, IsCompacted when it cannot tell.
+  absl::StatusOr<bool> AnchorMatches(const checker::HistoryAnchor& anchor);
+  // An anchor at `revision`: the first source key in scope, or none when the scope is empty.
+  absl::Status AnchorAt(int64_t revision);
+  // True when no key in the watched range changed in (from, to] (read from the source).
+  absl::StatusOr<bool> RangeChanged(int64_t from, int64_t to);
+  // Records a permanent refusal, logs it when new, and waits (true: stop requested).
+  bool WaitAfterRefusal(const absl::Status& status, common::Backoff* backoff);
+  void ClearRefusal();
   absl::StatusOr<int64_t> SourceRevision();
   absl::Status FullSync();
   // Returns OK when stopped or --once is done; IsCompacted when history is gone.
@@ -75,6 +109,13 @@ class Mirror {
   TxnWriter writer_;
 
   uint64_t source_cluster_id_ = 0;
+  std::string scope_;  // checker::ScopeDigest of this task
+  // The anchor written with the next checkpoint: the last applied put, or the full sync's
+  // first key. While its key is live (no delete of it applied since), no event touched it, so
+  // it is re-dated to every revision applied: the anchor then never ages into compaction.
+  std::optional<checker::HistoryAnchor> anchor_;
+  bool anchor_live_ = false;
+  common::ErrorSeries refusals_;
   // Everything up to applied_ has been written to the destination; persisted_ is the revision
   // in the destination's checkpoint (persisted_ <= applied_).
   int64_t applied_ = 0;

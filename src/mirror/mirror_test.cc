@@ -1,6 +1,10 @@
 #include <map>
 
+#include "absl/status/status.h"
+#include "etcd/types.h"
 #include "gtest/gtest.h"
+#include "mirror/observability.h"
+#include "mirror/stats.h"
 #include "mirror/txn_batcher.h"
 
 namespace kvsync::mirror {
@@ -22,6 +26,59 @@ TEST(TxnBatcher, RespectsLimitsAndDedupes) {
   // Bytes: an op bigger than the budget goes alone into an empty batch.
   EXPECT_TRUE(b.Add(etcd::Op::Put("big", std::string(2000, 'x'))));
   EXPECT_FALSE(b.Add(etcd::Op::Put("small", "v")));
+}
+
+// Lag from head observations counts from the first time a head above the applied revision was
+// seen, keeps counting while nothing is applied (a stuck stream), and drops to 0 once applied.
+TEST(HeadTracker, LagCountsFromFirstUnappliedObservation) {
+  HeadTracker t;
+  EXPECT_EQ(t.BehindSeconds(0, 1000), 0.0);
+  t.Observe(10, 1000, 10);  // caught up
+  EXPECT_EQ(t.BehindSeconds(10, 5000), 0.0);
+  t.Observe(12, 2000, 10);
+  t.Observe(15, 3000, 10);
+  EXPECT_DOUBLE_EQ(t.BehindSeconds(10, 9000), 7.0);  // since 12 was first seen
+  EXPECT_DOUBLE_EQ(t.BehindSeconds(12, 9000), 6.0);  // 12 applied: since 15 was seen
+  EXPECT_DOUBLE_EQ(t.BehindSeconds(15, 9000), 0.0);
+  t.Observe(15, 10000, 12);  // the same head again keeps its first-seen time
+  EXPECT_DOUBLE_EQ(t.BehindSeconds(12, 11000), 8.0);
+  EXPECT_EQ(t.last_observed_ms(), 10000);
+}
+
+// Watch cancels are told apart: compaction stays recognisable, permission and auth reasons
+// and unknown server cancels are refusals, never transient.
+TEST(Refusals, ServerCancelsAreRefusalsNotTransient) {
+  absl::Status denied = etcd::WatchCanceledError("etcdserver: permission denied", "watch");
+  EXPECT_EQ(RefusalOf(denied), Refusal::kPermissionDenied);
+  EXPECT_FALSE(etcd::IsTransient(denied));
+  absl::Status auth = etcd::WatchCanceledError("etcdserver: invalid auth token", "watch");
+  EXPECT_EQ(RefusalOf(auth), Refusal::kAuth);
+  absl::Status other = etcd::WatchCanceledError("no reason given", "watch");
+  EXPECT_EQ(RefusalOf(other), Refusal::kWatchCanceled);
+  EXPECT_FALSE(etcd::IsTransient(other));
+  EXPECT_EQ(RefusalOf(absl::UnavailableError("x")), Refusal::kNone);
+  EXPECT_FALSE(etcd::IsRefused(etcd::CompactedError(5, "watch")));
+}
+
+// Readiness says why it fails: a refusal, an unobserved head, lag.
+TEST(Readiness, RefusalAndUnobservedHeadAreNotReady) {
+  Stats s;
+  s.leading.store(1);
+  s.phase.store(static_cast<int>(Phase::kIncremental));
+  RoleView role;
+  std::string why;
+  EXPECT_FALSE(Ready(s, role, std::chrono::seconds(30), &why));
+  EXPECT_NE(why.find("not observed"), std::string::npos) << why;
+  auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                 std::chrono::system_clock::now().time_since_epoch())
+                 .count();
+  s.head.Observe(5, now, 5);
+  s.last_synced_revision.store(5);
+  why.clear();
+  EXPECT_TRUE(Ready(s, role, std::chrono::seconds(30), &why)) << why;
+  s.head_refusal.store(static_cast<int>(Refusal::kPermissionDenied));
+  EXPECT_FALSE(Ready(s, role, std::chrono::seconds(30), &why));
+  EXPECT_NE(why.find("permission_denied"), std::string::npos) << why;
 }
 
 }  // namespace

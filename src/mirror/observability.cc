@@ -1,5 +1,7 @@
 #include "mirror/observability.h"
 
+#include <algorithm>
+
 #include "nlohmann/json.hpp"
 
 namespace kvsync::mirror {
@@ -20,8 +22,20 @@ int64_t LagRevisions(const Stats& s) {
 }  // namespace
 
 double LagSeconds(const Stats& s) {
+  int64_t now = NowMs();
   int64_t pending = s.oldest_pending_ms.load();
-  return pending > 0 ? static_cast<double>(NowMs() - pending) / 1000.0 : 0.0;
+  double received = pending > 0 ? static_cast<double>(now - pending) / 1000.0 : 0.0;
+  return std::max(received, s.head.BehindSeconds(s.last_synced_revision.load(), now));
+}
+
+Refusal CurrentRefusal(const Stats& s) {
+  int engine = s.refusal.load();
+  return static_cast<Refusal>(engine != 0 ? engine : s.head_refusal.load());
+}
+
+double HeadAgeSeconds(const Stats& s) {
+  int64_t at = s.head.last_observed_ms();
+  return at > 0 ? static_cast<double>(NowMs() - at) / 1000.0 : -1.0;
 }
 
 void RegisterCommonMetrics(metrics::Registry* r, const std::string& task, Stats* s) {
@@ -47,7 +61,9 @@ void RegisterCommonMetrics(metrics::Registry* r, const std::string& task, Stats*
   counter("kvsync_fencing_rejections_total",
           "Destination txns of this replica rejected by the leader fence", s->fencing_rejections,
           t);
-  gauge("kvsync_lag_seconds", "Age of the oldest source change received but not yet applied",
+  gauge("kvsync_lag_seconds",
+        "Seconds since the source had a revision (seen by the head monitor or received on the "
+        "watch) that is not yet applied; 0 when caught up",
         [s] { return LagSeconds(*s); });
   counter("kvsync_puts_total", "Destination puts written", s->puts, t);
   counter("kvsync_deletes_total", "Destination deletes written", s->deletes, t);
@@ -96,8 +112,32 @@ void RegisterMetrics(metrics::Registry* r, const std::string& task, Stats* s) {
           s->full_syncs, with("path", "slow"));
   gauge("kvsync_last_synced_revision", "Last source revision applied to the destination",
         [s] { return static_cast<double>(s->last_synced_revision.load()); });
-  gauge("kvsync_source_head_revision", "Newest source revision seen",
+  gauge("kvsync_source_head_revision",
+        "Source head revision, observed by a request of its own (not from the watch)",
         [s] { return static_cast<double>(s->source_head_revision.load()); });
+  gauge("kvsync_source_head_age_seconds",
+        "Seconds since the source head revision was last observed (-1: never, e.g. a standby)",
+        [s] { return HeadAgeSeconds(*s); });
+  counter("kvsync_source_head_failures_total", "Failed observations of the source head revision",
+          s->head_poll_failures, t);
+  counter("kvsync_watch_stalls_total",
+          "Source watches re-created by the watchdog: silent while the source changed in scope, "
+          "or never confirmed",
+          s->watch_stalls, t);
+  counter("kvsync_watch_quiet_proofs_total",
+          "Silent watch periods proven free of changes in scope by reading the source",
+          s->quiet_proofs, t);
+  gauge("kvsync_watch_buffer_bytes",
+        "Memory held by source changes received but not yet handed to the writer",
+        [s] { return static_cast<double>(s->watch_buffer_bytes.load()); });
+  gauge("kvsync_refused", "1 while etcd permanently refuses this task's requests (not ready)",
+        [s] { return CurrentRefusal(*s) != Refusal::kNone ? 1.0 : 0.0; });
+  const char* refusals_help =
+      "Permanent refusals by etcd (permission denied, auth, a watch cancelled by the server)";
+  for (int i = 1; i < kRefusalKinds; ++i) {
+    counter("kvsync_permanent_errors_total", refusals_help, s->refusals[i],
+            with("reason", RefusalName(static_cast<Refusal>(i))));
+  }
   gauge("kvsync_lag_revisions", "Source head revision minus last synced revision",
         [s] { return static_cast<double>(LagRevisions(*s)); });
   counter("kvsync_events_applied_total", "Source events applied", s->events_applied, t);
@@ -141,9 +181,21 @@ bool Ready(const Stats& s, const RoleView& role, std::chrono::milliseconds max_l
     *why = "standby without a healthy election session";
     return false;
   }
+  if (CurrentRefusal(s) != Refusal::kNone) {
+    *why = std::string("refused by etcd: ") + RefusalName(CurrentRefusal(s)) +
+           " (see the log; fix the permission or credentials)";
+    return false;
+  }
   auto phase = static_cast<Phase>(s.phase.load());
   if (phase != Phase::kIncremental) {
     *why = std::string("phase ") + PhaseName(phase);
+    return false;
+  }
+  double head_age = HeadAgeSeconds(s);
+  if (head_age < 0 || head_age * 1000.0 > static_cast<double>(max_lag.count())) {
+    *why = head_age < 0 ? "source head revision not observed yet"
+                        : "source head revision not observed for " + std::to_string(head_age) +
+                              " s: staleness unknown";
     return false;
   }
   double lag = LagSeconds(s);
@@ -170,6 +222,9 @@ std::string StatusJson(const Stats& s, const std::string& task, const RoleView& 
   j["source_head_revision"] = s.source_head_revision.load();
   j["lag_revisions"] = LagRevisions(s);
   j["lag_seconds"] = LagSeconds(s);
+  j["source_head_age_seconds"] = HeadAgeSeconds(s);
+  j["watch_stalls"] = s.watch_stalls.load();
+  j["refused"] = RefusalName(CurrentRefusal(s));
   std::string why;
   j["ready"] = Ready(s, role, max_lag, &why);
   if (!why.empty()) j["not_ready_reason"] = why;

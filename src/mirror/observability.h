@@ -19,8 +19,14 @@ void RegisterMetrics(metrics::Registry* registry, const std::string& task, Stats
 // full syncs); RegisterMetrics includes them, zk2etcd registers them with its own.
 void RegisterCommonMetrics(metrics::Registry* registry, const std::string& task, Stats* stats);
 
-// Seconds since the oldest source change that is received but not yet applied (0: caught up).
+// Seconds since the source had a revision not yet applied: the older of the oldest change
+// received on the watch and the first head-monitor observation above the applied revision
+// (0: caught up). A stuck stream therefore shows growing lag, never 0.
 double LagSeconds(const Stats& stats);
+// Seconds since the head monitor last observed the source head (-1: never).
+double HeadAgeSeconds(const Stats& stats);
+// The refusal the task currently meets, from the engine or the head monitor.
+Refusal CurrentRefusal(const Stats& stats);
 
 struct RoleView {
   bool ha = false;
@@ -31,8 +37,9 @@ struct RoleView {
   std::function<bool()> standby_healthy;
 };
 
-// Ready when leading (or single) and caught up within `max_lag` in the incremental phase, or a
-// healthy standby. `why` explains a "not ready".
+// Ready when leading (or single), not refused by etcd, in the incremental phase, with the
+// source head observed within `max_lag` and the lag within `max_lag`; or a healthy standby.
+// `why` explains a "not ready".
 bool Ready(const Stats& stats, const RoleView& role, std::chrono::milliseconds max_lag,
            std::string* why);
 

@@ -1,6 +1,54 @@
 #include "mirror/stats.h"
 
+#include <string_view>
+
+#include "etcd/types.h"
+
 namespace kvsync::mirror {
+
+void HeadTracker::Observe(int64_t head, int64_t now_ms, int64_t applied) {
+  last_observed_ms_.store(now_ms);
+  absl::MutexLock lock(&mu_);
+  while (!samples_.empty() && samples_.front().first <= applied) samples_.pop_front();
+  if (head <= applied) return;
+  if (!samples_.empty() && head <= samples_.back().first) return;
+  if (samples_.size() == kMaxSamples) {
+    // Keep the oldest first-seen times (they define the lag); widen the newest sample.
+    samples_.back().first = head;
+    return;
+  }
+  samples_.emplace_back(head, now_ms);
+}
+
+double HeadTracker::BehindSeconds(int64_t applied, int64_t now_ms) const {
+  absl::MutexLock lock(&mu_);
+  for (const auto& [head, seen] : samples_) {
+    if (head > applied) return now_ms > seen ? static_cast<double>(now_ms - seen) / 1000.0 : 0.0;
+  }
+  return 0.0;
+}
+
+Refusal RefusalOf(const absl::Status& status) {
+  std::string_view reason = etcd::RefusalReason(status);
+  if (reason == "permission_denied") return Refusal::kPermissionDenied;
+  if (reason == "auth") return Refusal::kAuth;
+  if (reason == "watch_canceled") return Refusal::kWatchCanceled;
+  return Refusal::kNone;
+}
+
+const char* RefusalName(Refusal refusal) {
+  switch (refusal) {
+    case Refusal::kNone:
+      return "none";
+    case Refusal::kPermissionDenied:
+      return "permission_denied";
+    case Refusal::kAuth:
+      return "auth";
+    case Refusal::kWatchCanceled:
+      return "watch_canceled";
+  }
+  return "unknown";
+}
 
 const char* PhaseName(Phase phase) {
   switch (phase) {

@@ -4,8 +4,12 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
+#include <utility>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "etcd/retry.h"
 
 namespace kvsync::metrics {
@@ -16,10 +20,51 @@ namespace kvsync::mirror {
 
 enum class Phase { kStarting = 0, kFullSync = 1, kIncremental = 2, kStopped = 3 };
 
+// Source head revisions as observed by the head monitor (a request of its own, independent of
+// the watch), each with the wall time it was first seen. It answers "since when has the
+// source had a revision this task has not applied", which cannot read 0 while a stream is
+// stuck. Thread-safe.
+class HeadTracker {
+ public:
+  // Records head revision `head` seen at `now_ms`; drops samples at or below `applied`.
+  void Observe(int64_t head, int64_t now_ms, int64_t applied);
+  // Seconds since the first observation of a head above `applied` (0 when none).
+  double BehindSeconds(int64_t applied, int64_t now_ms) const;
+  // Wall time of the last successful observation (0: never).
+  int64_t last_observed_ms() const { return last_observed_ms_.load(); }
+
+ private:
+  static constexpr size_t kMaxSamples = 4096;
+  mutable absl::Mutex mu_;
+  std::deque<std::pair<int64_t, int64_t>> samples_ ABSL_GUARDED_BY(mu_);  // (head, first seen)
+  std::atomic<int64_t> last_observed_ms_{0};
+};
+
+// Permanent refusals (etcd::RefusalReason) by kind; index 0 means "none".
+enum class Refusal { kNone = 0, kPermissionDenied = 1, kAuth = 2, kWatchCanceled = 3 };
+inline constexpr int kRefusalKinds = 4;
+Refusal RefusalOf(const absl::Status& status);
+const char* RefusalName(Refusal refusal);  // the metric label: "permission_denied"...
+
 struct Stats {
   std::atomic<int> phase{static_cast<int>(Phase::kStarting)};
   std::atomic<int64_t> last_synced_revision{0};
   std::atomic<int64_t> source_head_revision{0};
+  HeadTracker head;
+  std::atomic<int64_t> head_poll_failures{0};
+  // Watch streams re-created by the watchdog (silent while the source moved on), and quiet
+  // periods proven free of changes in scope by reading the source (a grpc-proxy does not
+  // answer progress requests).
+  std::atomic<int64_t> watch_stalls{0};
+  std::atomic<int64_t> quiet_proofs{0};
+  // The refusal the engine is currently stuck on and the one the head monitor's reads get
+  // (Refusal as int, 0 = none; etcd 3.4 keeps serving an existing watch after a permission is
+  // revoked, so only a fresh read shows it), and counts of both.
+  std::atomic<int> refusal{0};
+  std::atomic<int> head_refusal{0};
+  std::atomic<int64_t> refusals[kRefusalKinds] = {};
+  // Bytes of watch responses buffered between the watch reader and the engine.
+  std::atomic<int64_t> watch_buffer_bytes{0};
   // Wall time (ms since epoch) when the oldest not-yet-applied source change was received;
   // 0 when caught up.
   std::atomic<int64_t> oldest_pending_ms{0};

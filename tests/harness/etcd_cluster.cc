@@ -323,6 +323,23 @@ absl::Status EtcdCluster::Restart(int member) {
   return WaitReady(member, Clock::now() + kReadyDeadline);
 }
 
+absl::Status EtcdCluster::Rebuild() {
+  for (Member& m : members_) {
+    if (m.process != nullptr) m.process->Signal(SIGKILL);
+  }
+  for (Member& m : members_) {
+    if (m.process != nullptr) m.process->Wait(kStopGrace);
+    m.process.reset();
+    std::error_code ignored;
+    std::filesystem::remove_all(m.data_dir, ignored);
+  }
+  auth_enabled_ = false;
+  for (int i = 0; i < size(); ++i) RETURN_IF_ERROR(StartMember(i, /*existing=*/false));
+  auto deadline = Clock::now() + kReadyDeadline;
+  for (int i = 0; i < size(); ++i) RETURN_IF_ERROR(WaitReady(i, deadline));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<int> EtcdCluster::LeaderIndex() {
   std::vector<std::string> live;
   for (int i = 0; i < size(); ++i) {

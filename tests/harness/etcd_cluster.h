@@ -70,6 +70,10 @@ class EtcdCluster {
   // Stops the member if it still runs, starts it again on the same ports and data dir
   // (--initial-cluster-state existing) and waits until it is healthy (20 s).
   absl::Status Restart(int member);
+  // Wipes every member (SIGKILL, data dirs removed) and starts the cluster again as a new
+  // cluster with the same names, ports and token, so it has the same cluster ID but a new,
+  // empty history (a source rebuilt from scratch). Auth is not re-enabled.
+  absl::Status Rebuild();
   // Index of the member that reports itself leader (asked with `etcdctl endpoint status` on
   // every running, unpaused member; the highest raft term wins if two claim it). Unavailable
   // when no member currently claims leadership.

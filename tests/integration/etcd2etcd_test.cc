@@ -305,7 +305,8 @@ TEST_F(Etcd2EtcdTest, CompactionWhileDownTriggersRepairingFullSync) {
   ExpectSynced("/c/", again.get());
   again->Stop();
   std::string log = again->LogTail(20000);
-  EXPECT_NE(log.find("source compacted past the checkpoint, slow path chosen"), std::string::npos)
+  EXPECT_NE(log.find("slow path chosen reason=\"source compacted past the checkpoint"),
+            std::string::npos)
       << log;
   EXPECT_NE(log.find("src_miss_deleted=20"), std::string::npos) << log;
 }

@@ -1,0 +1,60 @@
+#include "mirror/head_monitor.h"
+
+#include "common/error_series.h"
+#include "log/log.h"
+
+namespace kvsync::mirror {
+namespace {
+
+int64_t WallMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+HeadMonitor::HeadMonitor(etcd::Client* src, std::string key, std::chrono::milliseconds interval,
+                         const common::StopToken* term_stop, Stats* stats)
+    : src_(src), key_(std::move(key)), interval_(interval), term_stop_(term_stop), stats_(stats) {}
+
+HeadMonitor::~HeadMonitor() { Stop(); }
+
+void HeadMonitor::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void HeadMonitor::Stop() {
+  stop_.RequestStop();
+  if (thread_.joinable()) thread_.join();
+}
+
+void HeadMonitor::Loop() {
+  common::ErrorSeries failures;
+  etcd::RangeRequest req;
+  req.key = key_;
+  req.keys_only = true;
+  while (!stop_.stopped() && !term_stop_->stopped()) {
+    auto resp = src_->Range(req);
+    if (resp.ok()) {
+      if (!failures.empty()) log::Info("mirror", "source head observed again");
+      failures.Reset();
+      stats_->head_refusal.store(0);
+      stats_->source_head_revision.store(resp->header.revision);
+      stats_->head.Observe(resp->header.revision, WallMs(), stats_->last_synced_revision.load());
+    } else {
+      stats_->head_poll_failures.fetch_add(1);
+      Refusal refusal = RefusalOf(resp.status());
+      if (refusal != Refusal::kNone) {
+        stats_->head_refusal.store(static_cast<int>(refusal));
+        stats_->refusals[static_cast<int>(refusal)].fetch_add(1);
+      }
+      if (failures.IsNew(resp.status())) {
+        log::Warn("mirror", "cannot observe the source head revision", {{"error", resp.status()}});
+      }
+    }
+    if (stop_.WaitFor(interval_)) break;
+  }
+}
+
+}  // namespace kvsync::mirror
