@@ -21,6 +21,8 @@ HeadMonitor::HeadMonitor(etcd::Client* src, std::string key, std::chrono::millis
 HeadMonitor::~HeadMonitor() { Stop(); }
 
 void HeadMonitor::Start() {
+  stats_->head.Reset();
+  stats_->head_refusal.store(0);
   thread_ = std::thread([this] { Loop(); });
 }
 

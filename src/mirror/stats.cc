@@ -20,6 +20,12 @@ void HeadTracker::Observe(int64_t head, int64_t now_ms, int64_t applied) {
   samples_.emplace_back(head, now_ms);
 }
 
+void HeadTracker::Reset() {
+  last_observed_ms_.store(0);
+  absl::MutexLock lock(&mu_);
+  samples_.clear();
+}
+
 double HeadTracker::BehindSeconds(int64_t applied, int64_t now_ms) const {
   absl::MutexLock lock(&mu_);
   for (const auto& [head, seen] : samples_) {

@@ -32,6 +32,8 @@ class HeadTracker {
   double BehindSeconds(int64_t applied, int64_t now_ms) const;
   // Wall time of the last successful observation (0: never).
   int64_t last_observed_ms() const { return last_observed_ms_.load(); }
+  // Forgets every observation (a new leadership term must not inherit an old one's samples).
+  void Reset();
 
  private:
   static constexpr size_t kMaxSamples = 4096;
