@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 BUILD_DIR=${BUILD_DIR:-$ROOT/build}
+# ccache (when installed) shares compilations between clones: paths relative to the clone.
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$ROOT}
 
 bash scripts/setup.sh
 
