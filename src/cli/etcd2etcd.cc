@@ -49,14 +49,6 @@ void ReportStatus(const mirror::Stats& s, const std::string& task,
   while (!done.WaitFor(interval)) {
     int64_t checkpoint = s.last_synced_revision.load();
     int64_t head = s.source_head_revision.load();
-    int64_t pending = s.oldest_pending_ms.load();
-    double lag_seconds = 0;
-    if (pending > 0) {
-      auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                     std::chrono::system_clock::now().time_since_epoch())
-                     .count();
-      lag_seconds = static_cast<double>(now - pending) / 1000.0;
-    }
     auto phase = static_cast<mirror::Phase>(s.phase.load());
     log::Info("status", "progress",
               {{"task", task},
@@ -64,7 +56,10 @@ void ReportStatus(const mirror::Stats& s, const std::string& task,
                {"synced_revision", checkpoint},
                {"source_revision", head},
                {"lag_revisions", head > checkpoint ? head - checkpoint : int64_t{0}},
-               {"lag_seconds", lag_seconds},
+               {"lag_seconds", mirror::LagSeconds(s)},
+               {"source_head_age_seconds", mirror::HeadAgeSeconds(s)},
+               {"watch_stalls", s.watch_stalls.load()},
+               {"refused", mirror::RefusalName(mirror::CurrentRefusal(s))},
                {"full_sync_scanned", s.full_sync_scanned.load()},
                {"puts", s.puts.load()},
                {"deletes", s.deletes.load()},
