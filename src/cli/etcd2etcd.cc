@@ -205,6 +205,9 @@ std::function<int()> AddEtcd2EtcdCommand(CLI::App* app) {
       if (!created.ok()) return ReportAndExit("etcd2etcd", created.status());
       election_client = std::move(*created);
     }
+    absl::Status renamed =
+        mirror::CheckRenamedTask(c, election_client ? election_client.get() : dst->get());
+    if (!renamed.ok()) return ReportAndExit("etcd2etcd", renamed);
 
     common::StopToken stop;
     StartSignalThread(&stop);

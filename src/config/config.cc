@@ -81,7 +81,10 @@ absl::Status ValidateMirrorConfig(MirrorConfig* c) {
   if (c->meta_prefix.empty() || c->meta_prefix.back() != '/') {
     return absl::InvalidArgumentError("--meta-prefix must end with '/'");
   }
-  if (c->name.empty()) c->name = DeriveTaskName(c->prefix);
+  if (c->name.empty()) {
+    c->name = DeriveTaskName(c->prefix);
+    c->name_derived = true;
+  }
   if (c->name.find('/') != std::string::npos) {
     return absl::InvalidArgumentError("--name must not contain '/'");
   }

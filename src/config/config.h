@@ -35,7 +35,8 @@ struct MirrorConfig {
   std::string dst_prefix;  // empty after parsing means "same as prefix"
   bool dst_prefix_set = false;
   std::vector<std::string> exclude_prefixes;
-  std::string name;  // derived from prefix when empty
+  std::string name;           // derived from prefix when empty
+  bool name_derived = false;  // set by validation when `name` was derived
   std::string meta_prefix = "/kvsync/meta/";
   int max_txn_ops = 128;
   int64_t max_request_bytes = 1536 * 1024;

@@ -173,6 +173,11 @@ absl::Status Client::Init() {
   return absl::OkStatus();
 }
 
+std::string Client::server_version() const {
+  absl::MutexLock lock(&mu_);
+  return server_version_;
+}
+
 std::string Client::current_endpoint() const {
   absl::MutexLock lock(&mu_);
   return endpoints_[current_]->address();
@@ -275,6 +280,7 @@ absl::StatusOr<Header> Client::Connect() {
     if (s.ok()) {
       absl::MutexLock lock(&mu_);
       current_ = i;
+      server_version_ = resp.version();
       return FromPb(resp.header());
     }
     if (s.code() == absl::StatusCode::kPermissionDenied) {

@@ -111,6 +111,9 @@ class Client {
   absl::StatusOr<std::unique_ptr<MultiWatchStream>> WatchMulti(bool require_leader = true);
 
   const ClientOptions& options() const { return options_; }
+  // The etcd version reported by the member Connect() reached ("" before a successful
+  // Connect).
+  std::string server_version() const;
   // The endpoint the next call goes to (for logs).
   std::string current_endpoint() const;
 
@@ -134,6 +137,7 @@ class Client {
   mutable absl::Mutex mu_;
   size_t current_ ABSL_GUARDED_BY(mu_) = 0;
   std::string token_ ABSL_GUARDED_BY(mu_);
+  std::string server_version_ ABSL_GUARDED_BY(mu_);
 };
 
 // A bidirectional watch stream carrying one watcher. Next() is called by one reader thread;

@@ -1,9 +1,13 @@
 #include "etcd/types.h"
 
+#include <string>
+#include <vector>
+
 #include "absl/strings/cord.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace kvsync::etcd {
 namespace {
@@ -56,6 +60,28 @@ const char* RefusalReason(const absl::Status& status) {
 }
 
 bool IsRefused(const absl::Status& status) { return RefusalReason(status)[0] != '\0'; }
+
+bool RequestedProgressIsOrdered(const std::string& version) {
+  std::vector<std::string> parts = absl::StrSplit(version, absl::MaxSplits('.', 2));
+  int major = 0;
+  int minor = 0;
+  int patch = 0;
+  if (parts.size() < 3 || !absl::SimpleAtoi(parts[0], &major) ||
+      !absl::SimpleAtoi(parts[1], &minor)) {
+    return false;
+  }
+  // "3.5.8-rc.0" and the like: the leading digits of the patch level.
+  std::string digits;
+  for (char c : parts[2]) {
+    if (c < '0' || c > '9') break;
+    digits.push_back(c);
+  }
+  if (!absl::SimpleAtoi(digits, &patch)) return false;
+  if (major != 3) return major > 3;
+  if (minor == 4) return patch >= 25;
+  if (minor == 5) return patch >= 8;
+  return minor > 5;
+}
 
 bool IsTransient(const absl::Status& status) {
   switch (status.code()) {

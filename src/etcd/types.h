@@ -153,6 +153,14 @@ bool IsRequestTooLarge(const absl::Status& status);
 // Transport-level faults worth retrying (unavailable, deadline, no leader, aborted...).
 bool IsTransient(const absl::Status& status);
 
+// Whether a progress notification the client *requested* (WatchResponse::watch_id == -1) can be
+// trusted to follow every event of the stream's watchers up to its revision. etcd before
+// 3.4.25 / 3.5.8 answers a progress request at once with the store's revision, even for a
+// watcher still replaying history, so the answer can overtake undelivered events; later
+// releases answer only when every watcher of the stream is synced. `version` is the server's
+// ("3.4.23"); unknown or unparsable versions are not trusted.
+bool RequestedProgressIsOrdered(const std::string& version);
+
 // A permanent refusal by the server: the request will fail the same way until an operator
 // changes something (permission denied, authentication failed, a watch the server cancelled
 // for a reason other than compaction). Never transient. RefusalReason names it for metrics

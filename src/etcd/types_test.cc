@@ -54,5 +54,20 @@ TEST(Types, NestedTxnOpSizeIncludesItsOps) {
   EXPECT_EQ(put.txn, nullptr);
 }
 
+// Requested progress is trusted only from releases that answer it in order (3.4.25+, 3.5.8+,
+// 3.6+); the Debian etcd 3.4.23 the tests run is not one of them.
+TEST(Progress, RequestedProgressTrustedFromFixedReleasesOnly) {
+  EXPECT_FALSE(RequestedProgressIsOrdered("3.4.23"));
+  EXPECT_FALSE(RequestedProgressIsOrdered("3.4.24"));
+  EXPECT_TRUE(RequestedProgressIsOrdered("3.4.25"));
+  EXPECT_FALSE(RequestedProgressIsOrdered("3.5.7"));
+  EXPECT_TRUE(RequestedProgressIsOrdered("3.5.8"));
+  EXPECT_TRUE(RequestedProgressIsOrdered("3.5.10-rc.1"));
+  EXPECT_TRUE(RequestedProgressIsOrdered("3.6.0"));
+  EXPECT_FALSE(RequestedProgressIsOrdered("3.3.27"));
+  EXPECT_FALSE(RequestedProgressIsOrdered(""));
+  EXPECT_FALSE(RequestedProgressIsOrdered("garbage"));
+}
+
 }  // namespace
 }  // namespace kvsync::etcd

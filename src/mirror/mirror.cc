@@ -198,6 +198,26 @@ struct Mirror::WatchQueue {
   }
 };
 
+absl::Status CheckRenamedTask(const config::MirrorConfig& config, etcd::Client* election_cluster) {
+  const std::string legacy = config::ReadableName(config.prefix);
+  if (!config.name_derived || legacy == config.name) return absl::OkStatus();
+  etcd::RangeRequest req;
+  req.key = absl::StrCat(config.meta_prefix, legacy, "/election/");
+  req.range_end = common::PrefixEnd(req.key);
+  req.keys_only = true;
+  req.limit = 1;
+  auto resp = election_cluster->Range(req);
+  if (!resp.ok()) {
+    log::Warn(kLog, "cannot check the task's name of earlier releases", {{"error", resp.status()}});
+    return absl::OkStatus();
+  }
+  if (resp->kvs.empty()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "a replica of an earlier kvsync release leads this prefix under the task name \"", legacy,
+      "\" (this release derives \"", config.name,
+      "\"); stop the old replicas first, or pass --name ", legacy, " to keep the old name"));
+}
+
 Mirror::Mirror(config::MirrorConfig config, etcd::Client* src, etcd::Client* dst,
                const common::StopToken* stop, Stats* stats)
     : config_(std::move(config)),
@@ -314,6 +334,7 @@ absl::Status Mirror::Start() {
   ASSIGN_OR_RETURN(etcd::Header src_header, src_->Connect());
   ASSIGN_OR_RETURN(etcd::Header dst_header, dst_->Connect());
   source_cluster_id_ = src_header.cluster_id;
+  trust_requested_progress_ = etcd::RequestedProgressIsOrdered(src_->server_version());
   if (src_header.cluster_id == dst_header.cluster_id) {
     return absl::FailedPreconditionError(
         absl::StrCat("source and destination are the same etcd cluster (id ",
@@ -324,6 +345,8 @@ absl::Status Mirror::Start() {
              {"source", src_->current_endpoint()},
              {"source_cluster_id", ClusterIdHex(src_header.cluster_id)},
              {"source_revision", src_header.revision},
+             {"source_version", src_->server_version()},
+             {"progress_requests", trust_requested_progress_ ? "trusted" : "liveness only"},
              {"destination", dst_->current_endpoint()},
              {"destination_cluster_id", ClusterIdHex(dst_header.cluster_id)}});
   return absl::OkStatus();
@@ -345,6 +368,7 @@ absl::Status Mirror::Run() {
   absl::Status s = RunSync();
   if (checks) checks->Stop();
   head.Stop();
+  stats_.refusal.store(0);  // the next term (or replica) finds out for itself
   return s;
 }
 
@@ -414,9 +438,9 @@ absl::Status Mirror::RunSync() {
   log::Info(kLog, full ? "slow path chosen" : "fast path chosen",
             {{"reason", decision.reason}, {"checkpoint", applied_}, {"source_revision", head}});
 
-  common::Backoff refused(std::chrono::milliseconds(1000), std::chrono::milliseconds(30000));
   while (!stop_->stopped()) {
     if (full) {
+      write_failed_ = false;
       absl::Status s = FullSync();
       if (etcd::IsCompacted(s)) {
         log::Warn(kLog, "source compacted during full sync, restarting at a new revision");
@@ -424,10 +448,11 @@ absl::Status Mirror::RunSync() {
       }
       if (absl::IsCancelled(s)) break;
       if (etcd::IsRefused(s) && !config_.once) {
-        if (WaitAfterRefusal(s, &refused)) break;
+        if (WaitAfterRefusal(s, write_failed_)) break;
         continue;
       }
       RETURN_IF_ERROR(s);
+      ClearRefusal(/*write=*/true);
       if (config_.once) break;
     } else {
       stats_.fast_path_resumes.fetch_add(1);
@@ -448,20 +473,24 @@ absl::Status Mirror::RunSync() {
   return absl::OkStatus();
 }
 
-bool Mirror::WaitAfterRefusal(const absl::Status& status, common::Backoff* backoff) {
+bool Mirror::WaitAfterRefusal(const absl::Status& status, bool write) {
   Refusal kind = RefusalOf(status);
+  refusal_is_write_ = write;
   stats_.refusal.store(static_cast<int>(kind));
   stats_.refusals[static_cast<int>(kind)].fetch_add(1);
   if (refusals_.IsNew(status)) {
     log::Error(kLog, "refused by etcd, not ready; retrying until an operator fixes it",
                {{"reason", RefusalName(kind)}, {"error", status}});
   }
-  return stop_->WaitFor(backoff->Next());
+  return stop_->WaitFor(refusal_backoff_.Next());
 }
 
-void Mirror::ClearRefusal() {
-  if (stats_.refusal.exchange(0) != 0) log::Info(kLog, "no longer refused");
+void Mirror::ClearRefusal(bool write) {
+  if (stats_.refusal.load() == 0 || (refusal_is_write_ && !write)) return;
+  stats_.refusal.store(0);
+  log::Info(kLog, "no longer refused");
   refusals_.Reset();
+  refusal_backoff_.Reset();
 }
 
 absl::Status Mirror::FullSync() {
@@ -533,15 +562,17 @@ void Mirror::NoteProgress() {
 }
 
 absl::Status Mirror::WriteCheckpoint(int64_t revision) {
-  RETURN_IF_ERROR(writer_.Commit({}, MakeCheckpoint(revision, false)));
+  absl::Status s = writer_.Commit({}, MakeCheckpoint(revision, false));
+  write_failed_ = !s.ok();
+  RETURN_IF_ERROR(s);
   persisted_ = revision;
+  ClearRefusal(/*write=*/true);
   return absl::OkStatus();
 }
 
 absl::Status Mirror::Incremental() {
   stats_.phase.store(static_cast<int>(Phase::kIncremental));
   common::Backoff backoff(std::chrono::milliseconds(100), std::chrono::milliseconds(5000));
-  common::Backoff refused(std::chrono::milliseconds(1000), std::chrono::milliseconds(30000));
   common::ErrorSeries errors;
   while (!stop_->stopped()) {
     if (OnceDone()) {
@@ -550,13 +581,14 @@ absl::Status Mirror::Incremental() {
       return absl::OkStatus();
     }
     int64_t before = applied_;
+    write_failed_ = false;
     absl::Status s = WatchOnce();
     if (s.ok() || absl::IsCancelled(s) || etcd::IsCompacted(s)) {
       if (s.ok() && !stop_->stopped() && !OnceDone()) continue;
       return s;
     }
     if (etcd::IsRefused(s) && !config_.once) {
-      if (WaitAfterRefusal(s, &refused)) break;
+      if (WaitAfterRefusal(s, write_failed_)) break;
       continue;
     }
     if (!etcd::IsTransient(s)) return s;
@@ -608,15 +640,19 @@ absl::Status Mirror::WatchOnce() {
     }
   } joiner{&queue, stream.get(), &reader};
 
-  // A progress notification at revision P says "no event <= P is still to come". etcd 3.4
-  // before 3.4.25 may send a requested one ahead of events already queued for the stream
-  // (etcd issue 15220), so P is only trusted once a later notification arrives: by then
-  // any such event has been delivered.
+  // A progress notification at revision P says "no event <= P is still to come", but only
+  // notifications etcd sends on its own (watch_id of the watcher, sent through the watcher's
+  // channel and only once it is synced) and, on servers that order them, requested ones
+  // (etcd::RequestedProgressIsOrdered). Before etcd 3.4.25 / 3.5.8 a requested notification
+  // is answered at once with the store revision, even while the watcher still replays history
+  // (and may overtake queued events, etcd issue 15220), so there it only proves the stream is
+  // alive; quiet periods are then proven by reading the source (the watchdog). A trusted P
+  // is used once a later notification arrives, so anything queued before it has arrived.
   int64_t unconfirmed_progress = 0;
   const auto opened = std::chrono::steady_clock::now();
   auto last_request = opened;
   auto last_checkpoint_write = opened;
-  auto last_response = opened;
+  auto last_delivery = opened;  // last event, created or trusted progress response
   auto last_quiet_check = opened;
   bool created = false;
   int64_t progress_asked_at_head = 0;
@@ -637,10 +673,14 @@ absl::Status Mirror::WatchOnce() {
     return absl::OkStatus();
   };
 
-  // The watchdog: the stream never confirmed its creation, or it delivered nothing for
-  // stall_after while the head monitor saw the source move past applied_. A quiet scope on a
-  // busy cluster is told apart by reading the source (RangeChanged), which also advances the
-  // checkpoint where no progress notifications come (grpc-proxy ignores progress requests).
+  // The watchdog, run only when the queue is empty (the engine has handled everything the
+  // stream delivered): the stream never confirmed its creation, or the head monitor has seen
+  // the source past applied_ for a while. Then the source is read (RangeChanged): nothing
+  // changed in the watched range means a quiet period, proven, and the checkpoint advances
+  // (the only way it advances behind a grpc-proxy, which ignores progress requests, or on
+  // servers whose requested progress is not trusted); a change that the stream has not
+  // delivered for stall_after means the stream is stalled.
+  const auto proof_after = config_.once ? std::chrono::milliseconds(200) : stall_after;
   auto watchdog = [&](std::chrono::steady_clock::time_point now) -> absl::Status {
     if (!created && now - opened > stall_after) {
       stats_.watch_stalls.fetch_add(1);
@@ -649,9 +689,8 @@ absl::Status Mirror::WatchOnce() {
       return absl::UnavailableError("source watch stalled: no created response");
     }
     int64_t head = stats_.source_head_revision.load();
-    if (!created || head <= applied_ || now - last_response < stall_after ||
-        now - last_quiet_check < stall_after ||
-        stats_.head.BehindSeconds(applied_, NowMs()) * 1000 < stall_after.count()) {
+    if (!created || head <= applied_ || now - last_quiet_check < proof_after ||
+        stats_.head.BehindSeconds(applied_, NowMs()) * 1000 < proof_after.count()) {
       return absl::OkStatus();
     }
     last_quiet_check = now;
@@ -662,14 +701,16 @@ absl::Status Mirror::WatchOnce() {
     }
     if (!*changed) {
       stats_.quiet_proofs.fetch_add(1);
+      proven_through_ = head;
       return advance_quietly(head);
     }
+    if (now - last_delivery < stall_after) return absl::OkStatus();  // events on their way
     stats_.watch_stalls.fetch_add(1);
     log::Warn(kLog, "watch stalled, re-creating it",
               {{"reason", "source changed in scope but no event arrived"},
                {"from_revision", applied_ + 1},
                {"source_revision", head},
-               {"silent_seconds", std::chrono::duration<double>(now - last_response).count()}});
+               {"silent_seconds", std::chrono::duration<double>(now - last_delivery).count()}});
     return absl::UnavailableError("source watch stalled: events in scope not delivered");
   };
 
@@ -682,16 +723,16 @@ absl::Status Mirror::WatchOnce() {
       int64_t head = stats_.source_head_revision.load();
       // Ask for progress when idle for a while, or at once when the head monitor saw the
       // source move past what was applied (confirms a quiet scope within about a second).
-      if (now - last_request >= idle_poll ||
-          (head > applied_ && head > progress_asked_at_head &&
-           now - last_request >= std::chrono::milliseconds(200))) {
+      // (Only where the answers are trusted; elsewhere the watchdog's proofs do this.)
+      if (trust_requested_progress_ && (now - last_request >= idle_poll ||
+                                        (head > applied_ && head > progress_asked_at_head &&
+                                         now - last_request >= std::chrono::milliseconds(200)))) {
         last_request = now;
         progress_asked_at_head = head;
         RETURN_IF_ERROR(stream->RequestProgress());
       }
       continue;
     }
-    last_response = now;
     stats_.oldest_pending_ms.store(items.front().received_ms);
 
     TxnBatcher batcher(config_.max_txn_ops, config_.max_request_bytes, kCheckpointOps,
@@ -705,7 +746,10 @@ absl::Status Mirror::WatchOnce() {
       anchor_ = batch_anchor;
       anchor_live_ = batch_anchor_live;
       if (anchor_ && anchor_live_) anchor_->at = revision;
-      RETURN_IF_ERROR(writer_.Commit(batcher.Take(), MakeCheckpoint(revision, false)));
+      absl::Status committed = writer_.Commit(batcher.Take(), MakeCheckpoint(revision, false));
+      write_failed_ = !committed.ok();
+      RETURN_IF_ERROR(committed);
+      ClearRefusal(/*write=*/true);
       applied_ = persisted_ = revision;
       stats_.last_synced_revision.store(revision);
       stats_.events_applied.fetch_add(events);
@@ -741,7 +785,9 @@ absl::Status Mirror::WatchOnce() {
         }
       }
       events += group_events;
-      batch_revision = group_revision;
+      // A late event (below a revision already confirmed) is applied, but never moves the
+      // checkpoint back.
+      batch_revision = std::max(batch_revision, group_revision);
       if (group_anchor) {
         batch_anchor = std::move(group_anchor);
         batch_anchor_live = true;
@@ -769,31 +815,37 @@ absl::Status Mirror::WatchOnce() {
       }
       if (resp.created) {
         created = true;
+        last_delivery = std::chrono::steady_clock::now();
+        ClearRefusal(/*write=*/false);  // the server accepts the watch
         continue;
       }
       if (resp.IsProgressNotify()) {
+        // watch_id -1: the answer to a request; otherwise etcd's own, per watcher.
+        if (resp.watch_id < 0 && !trust_requested_progress_) continue;
+        last_delivery = std::chrono::steady_clock::now();
         RETURN_IF_ERROR(close_group());
         if (unconfirmed_progress > batch_revision) batch_revision = unconfirmed_progress;
         unconfirmed_progress = resp.header.revision;
         continue;
       }
+      last_delivery = std::chrono::steady_clock::now();
       for (auto& ev : resp.events) {
-        // Already covered: a quiet period proven by RangeChanged can only have skipped a key
-        // created and deleted again within it, which leaves the destination as it is.
-        if (ev.kv.mod_revision <= applied_) continue;
+        if (ev.kv.mod_revision <= proven_through_) continue;
         if (ev.kv.mod_revision != group_revision) {
           RETURN_IF_ERROR(close_group());
           group_revision = ev.kv.mod_revision;
         }
         ++group_events;
-        auto dst_key = mapper_.ToDestination(ev.kv.key);
-        if (!dst_key) continue;
+        // The anchor may be any key of the watched range (excluded and meta keys included):
+        // every event of the range passes here, so its re-dating stays sound.
         if (ev.type == etcd::Event::Type::kPut) {
           group_anchor = checker::HistoryAnchor{ev.kv.key, ev.kv.mod_revision,
                                                 ev.kv.create_revision, ev.kv.mod_revision};
         } else {
           group_deletes.push_back(ev.kv.key);
         }
+        auto dst_key = mapper_.ToDestination(ev.kv.key);
+        if (!dst_key) continue;
         etcd::Op op = ev.type == etcd::Event::Type::kPut
                           ? etcd::Op::Put(std::move(*dst_key), std::move(ev.kv.value))
                           : etcd::Op::Delete(std::move(*dst_key));
@@ -815,12 +867,11 @@ absl::Status Mirror::WatchOnce() {
       RETURN_IF_ERROR(advance_quietly(batch_revision));
     }
     stats_.oldest_pending_ms.store(0);
-    if (stream_error.ok() && applied_ >= batch_revision) ClearRefusal();
     NoteProgress();
     if (!stream_error.ok()) return stream_error;
     if (OnceDone()) return absl::OkStatus();
-    RETURN_IF_ERROR(watchdog(std::chrono::steady_clock::now()));
-    if (config_.once && std::chrono::steady_clock::now() - last_request >= idle_poll) {
+    if (config_.once && trust_requested_progress_ &&
+        std::chrono::steady_clock::now() - last_request >= idle_poll) {
       last_request = std::chrono::steady_clock::now();
       RETURN_IF_ERROR(stream->RequestProgress());
     }

@@ -43,6 +43,13 @@
 
 namespace kvsync::mirror {
 
+// Releases before checkpoint format 2 derived task names that were not injective ("/a-b/" and
+// "/a/b/" both gave "a-b"). When this task's derived name differs from that old name and a
+// replica of an older release still holds the old election on `election_cluster`, two
+// leaders would write under two names: refuses with FailedPrecondition (exit 2) naming both.
+// Read failures are logged and ignored (the run itself reports an unreachable cluster).
+absl::Status CheckRenamedTask(const config::MirrorConfig& config, etcd::Client* election_cluster);
+
 class Mirror {
  public:
   // The clients and `stats` must outlive the Mirror; `stats` may be shared by successive
@@ -85,9 +92,12 @@ class Mirror {
   absl::Status AnchorAt(int64_t revision);
   // True when no key in the watched range changed in (from, to] (read from the source).
   absl::StatusOr<bool> RangeChanged(int64_t from, int64_t to);
-  // Records a permanent refusal, logs it when new, and waits (true: stop requested).
-  bool WaitAfterRefusal(const absl::Status& status, common::Backoff* backoff);
-  void ClearRefusal();
+  // Records a permanent refusal (`write`: of a destination write, else of a read or the
+  // watch), logs it when new, and waits with backoff (true: stop requested).
+  bool WaitAfterRefusal(const absl::Status& status, bool write);
+  // The operation that was refused works again: a destination write (`write`), or a read.
+  // A read succeeding does not clear a write refusal.
+  void ClearRefusal(bool write);
   absl::StatusOr<int64_t> SourceRevision();
   absl::Status FullSync();
   // Returns OK when stopped or --once is done; IsCompacted when history is gone.
@@ -116,6 +126,15 @@ class Mirror {
   std::optional<checker::HistoryAnchor> anchor_;
   bool anchor_live_ = false;
   common::ErrorSeries refusals_;
+  common::Backoff refusal_backoff_{std::chrono::seconds(1), std::chrono::seconds(30)};
+  bool refusal_is_write_ = false;
+  bool write_failed_ = false;  // the last error came from a destination write
+  // Requested progress notifications can be trusted (etcd::RequestedProgressIsOrdered).
+  bool trust_requested_progress_ = false;
+  // Events at or below this revision are already covered by a proof that nothing in the
+  // watched range changed (RangeChanged); only a key created and deleted within the proven
+  // period can still arrive, and skipping it leaves the destination as it is.
+  int64_t proven_through_ = 0;
   // Everything up to applied_ has been written to the destination; persisted_ is the revision
   // in the destination's checkpoint (persisted_ <= applied_).
   int64_t applied_ = 0;
