@@ -182,6 +182,37 @@ TEST_F(TrustTest, ReusedTaskNameNeverResumesAnotherScope) {
   EXPECT_TRUE(testing::DumpPrefix(dst_.get(), "/copy/").empty());
 }
 
+// The history anchor can be an excluded key (the first key of the range here): changes to it
+// keep the anchor true, so a restart resumes on the fast path instead of being refused.
+TEST_F(TrustTest, AnchorOnExcludedKeyStaysValid) {
+  StartClusters();
+  ASSERT_TRUE(src_->Put("/app/a/lock", "1").ok());
+  ASSERT_TRUE(src_->Put("/app/b/svc", "1").ok());
+  std::vector<std::string> args = {"--prefix", "/app/", "--exclude-prefix", "/app/a/"};
+  auto kvsync = Start(args);
+  ASSERT_TRUE(WaitSynced("/app/b/", kvsync.get()));
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(src_->Put("/app/a/lock", absl::StrCat(i)).ok());
+  ASSERT_TRUE(src_->Put("/app/b/svc", "2").ok());
+  ASSERT_TRUE(WaitSynced("/app/b/", kvsync.get()));
+  EXPECT_EQ(kvsync->Stop(), 0) << kvsync->LogTail();
+  ASSERT_TRUE(src_->Put("/app/b/svc", "3").ok());
+  auto again = Start(args);
+  ASSERT_TRUE(WaitSynced("/app/b/", again.get()));
+  EXPECT_EQ(again->Stop(), 0) << again->LogTail();
+  EXPECT_NE(again->LogTail(20000).find("fast path chosen"), std::string::npos) << again->LogTail();
+}
+
+// A derived name that changed with the injective rule ("/a-b/" was "a-b") refuses to start
+// while a replica of an earlier release holds the old name's election: two leaders otherwise.
+TEST_F(TrustTest, RenamedTaskRefusesWhileOldReleaseLeads) {
+  StartClusters();
+  ASSERT_TRUE(dst_->Put("/kvsync/meta/a-b/election/694d8f1e2a", "old-replica").ok());
+  std::string out;
+  EXPECT_EQ(Run({"--prefix", "/a-b/", "--once"}, &out), 2) << out;
+  EXPECT_NE(out.find("--name a-b"), std::string::npos) << out;
+  EXPECT_EQ(Run({"--prefix", "/a-b/", "--once", "--name", "a-b"}, &out), 0) << out;
+}
+
 // Observation 2: a source wiped and re-created with the same flags keeps its cluster ID; its
 // new history must not be resumed from the old checkpoint. The run refuses (exit 2, naming
 // the history) and leaves the destination alone; --reset-last-synced-rev then resyncs.
