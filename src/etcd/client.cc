@@ -662,6 +662,7 @@ absl::StatusOr<std::unique_ptr<WatchStream>> Client::Watch(const WatchOptions& o
   create->set_start_revision(options.start_revision);
   create->set_progress_notify(options.progress_notify);
   create->set_prev_kv(options.prev_kv);
+  create->set_fragment(options.fragment);
   RETURN_IF_ERROR(stream->Start(e->watch(), req));
   return std::unique_ptr<WatchStream>(std::move(stream));
 }

@@ -104,6 +104,10 @@ class Client {
     bool progress_notify = true;
     bool prev_kv = false;
     bool require_leader = true;
+    // Ask the server to split responses larger than its --max-request-bytes into fragments
+    // (WatchResponse::fragment), so that one message never holds a whole replayed backlog
+    // (etcd replays up to 1,000 revisions per response).
+    bool fragment = false;
   };
   absl::StatusOr<std::unique_ptr<WatchStream>> Watch(const WatchOptions& options);
   // Opens a watch stream on the current endpoint that carries no watcher yet; the caller adds

@@ -55,6 +55,7 @@ WatchResponse FromPb(etcdserverpb::WatchResponse&& resp) {
   out.compact_revision = resp.compact_revision();
   out.cancel_reason = resp.cancel_reason();
   out.watch_id = resp.watch_id();
+  out.fragment = resp.fragment();
   out.events.reserve(resp.events_size());
   for (auto& ev : *resp.mutable_events()) {
     Event e;

@@ -138,6 +138,9 @@ struct WatchResponse {
   std::string cancel_reason;
   // Which watcher of the stream this response is for (see MultiWatchStream).
   int64_t watch_id = 0;
+  // More responses carry the rest of this one's events (WatchOptions::fragment): a revision
+  // may continue in the next response.
+  bool fragment = false;
   // True for a progress notification: no events, header.revision is a lower bound for every
   // future event on this stream.
   bool IsProgressNotify() const { return events.empty() && !created && !canceled; }

@@ -614,6 +614,7 @@ absl::Status Mirror::WatchOnce() {
   wo.start_revision = applied_ + 1;
   wo.progress_notify = true;
   wo.require_leader = true;
+  wo.fragment = true;
   ASSIGN_OR_RETURN(std::unique_ptr<etcd::WatchStream> stream, src_->Watch(wo));
 
   WatchQueue queue(config_.watch_buffer_bytes, &stats_.watch_buffer_bytes);
@@ -680,6 +681,15 @@ absl::Status Mirror::WatchOnce() {
   // (the only way it advances behind a grpc-proxy, which ignores progress requests, or on
   // servers whose requested progress is not trusted); a change that the stream has not
   // delivered for stall_after means the stream is stalled.
+  // The source revision being collected (kept across takes: a fragmented response may end
+  // in the middle of one).
+  std::vector<etcd::Op> group;
+  int64_t group_bytes = 0;
+  int64_t group_revision = 0;
+  int64_t group_events = 0;
+  std::optional<checker::HistoryAnchor> group_anchor;  // the group's put, if any
+  std::vector<std::string> group_deletes;              // source keys the group deletes
+
   const auto proof_after = config_.once ? std::chrono::milliseconds(200) : stall_after;
   auto watchdog = [&](std::chrono::steady_clock::time_point now) -> absl::Status {
     if (!created && now - opened > stall_after) {
@@ -759,12 +769,6 @@ absl::Status Mirror::WatchOnce() {
     };
 
     absl::Status stream_error;
-    std::vector<etcd::Op> group;
-    int64_t group_bytes = 0;
-    int64_t group_revision = 0;
-    int64_t group_events = 0;
-    std::optional<checker::HistoryAnchor> group_anchor;  // the group's put, if any
-    std::vector<std::string> group_deletes;              // source keys the group deletes
     auto close_group = [&]() -> absl::Status {
       if (group_revision == 0) return absl::OkStatus();
       if (!batcher.Fits(group.size(), group_bytes) && !batcher.empty()) {
@@ -852,9 +856,8 @@ absl::Status Mirror::WatchOnce() {
         group_bytes += op.ByteSize();
         group.push_back(std::move(op));
       }
-      // etcd never splits one revision across responses (without fragment), so a response
-      // ends the group.
-      RETURN_IF_ERROR(close_group());
+      // A revision continues in the next response only when this one is a fragment.
+      if (!resp.fragment) RETURN_IF_ERROR(close_group());
     }
     if (!batcher.empty()) {
       RETURN_IF_ERROR(flush(batch_revision));
