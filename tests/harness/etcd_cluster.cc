@@ -306,6 +306,7 @@ void EtcdCluster::Pause(int member) {
   Member& m = members_[member];
   if (m.process == nullptr) return;
   m.process->Signal(SIGSTOP);
+  m.process->WaitStopped(milliseconds(5000));
   m.paused = true;
 }
 

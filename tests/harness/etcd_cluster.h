@@ -64,7 +64,8 @@ class EtcdCluster {
 
   // SIGKILL, and waits until the process is gone.
   void Kill(int member);
-  // SIGSTOP / SIGCONT: the member keeps its sockets but stops answering.
+  // SIGSTOP / SIGCONT: the member keeps its sockets but stops answering. Pause returns once
+  // every thread of the member is stopped.
   void Pause(int member);
   void Resume(int member);
   // Stops the member if it still runs, starts it again on the same ports and data dir

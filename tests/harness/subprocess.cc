@@ -12,7 +12,9 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -181,6 +183,27 @@ bool Subprocess::ReapLocked() {
 void Subprocess::Signal(int sig) {
   absl::MutexLock lock(&mu_);
   if (!ReapLocked()) kill(pid_, sig);
+}
+
+bool Subprocess::WaitStopped(std::chrono::milliseconds timeout) {
+  const std::string tasks = absl::StrCat("/proc/", pid_, "/task");
+  return WaitFor(
+      [&] {
+        std::error_code ec;
+        int threads = 0;
+        for (const auto& entry : std::filesystem::directory_iterator(tasks, ec)) {
+          std::ifstream in(entry.path() / "stat");
+          std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+          // "<tid> (<comm>) <state> ...": the state follows the last ')'.
+          size_t paren = stat.rfind(')');
+          if (paren == std::string::npos || paren + 2 >= stat.size()) return false;
+          char state = stat[paren + 2];
+          if (state != 'T' && state != 't') return false;
+          ++threads;
+        }
+        return !ec && threads > 0;
+      },
+      timeout, std::chrono::milliseconds(5));
 }
 
 bool Subprocess::Running() {

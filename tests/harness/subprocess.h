@@ -43,6 +43,10 @@ class Subprocess {
 
   // Sends `sig` to the child (not its group); a no-op once it has been reaped.
   void Signal(int sig);
+  // After Signal(SIGSTOP): waits up to `timeout` until every thread of the child is stopped
+  // (kill() only queues the signal; on a busy machine a thread can still answer a request
+  // for a while). False when it did not stop in time or has exited.
+  bool WaitStopped(std::chrono::milliseconds timeout);
   // True until the child has exited (reaps it when it has).
   bool Running();
   // Waits up to `timeout` for the child to exit. Returns its exit code, 128+signal when a
