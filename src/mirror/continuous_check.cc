@@ -4,17 +4,12 @@
 
 #include "checker/checkpoint.h"
 #include "checker/etcd_check.h"
+#include "common/clock.h"
 #include "log/log.h"
 
 namespace kvsync::mirror {
 namespace {
 constexpr char kLog[] = "check";
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 }  // namespace
 
 ContinuousChecker::ContinuousChecker(const config::MirrorConfig& config, etcd::Client* src,
@@ -87,7 +82,7 @@ void ContinuousChecker::CheckOnce(bool full) {
   stats_->check_dst_miss.store(report->counts.dst_miss);
   stats_->check_src_miss.store(report->counts.src_miss);
   if (full) stats_->check_mismatch.store(report->counts.mismatch);
-  stats_->check_last_ms.store(NowMs());
+  stats_->check_last_ms.store(common::WallMs());
   stats_->check_duration_ms.store(static_cast<int64_t>(report->seconds * 1000));
   (full ? stats_->checks_full : stats_->checks_presence).fetch_add(1);
   if (!report->consistent()) {

@@ -1,19 +1,10 @@
 #include "mirror/head_monitor.h"
 
+#include "common/clock.h"
 #include "common/error_series.h"
 #include "log/log.h"
 
 namespace kvsync::mirror {
-namespace {
-
-int64_t WallMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-}  // namespace
-
 HeadMonitor::HeadMonitor(etcd::Client* src, std::string key, std::chrono::milliseconds interval,
                          const common::StopToken* term_stop, Stats* stats)
     : src_(src), key_(std::move(key)), interval_(interval), term_stop_(term_stop), stats_(stats) {}
@@ -43,7 +34,8 @@ void HeadMonitor::Loop() {
       failures.Reset();
       stats_->head_refusal.store(0);
       stats_->source_head_revision.store(resp->header.revision);
-      stats_->head.Observe(resp->header.revision, WallMs(), stats_->last_synced_revision.load());
+      stats_->head.Observe(resp->header.revision, common::WallMs(),
+                           stats_->last_synced_revision.load());
     } else {
       stats_->head_poll_failures.fetch_add(1);
       Refusal refusal = RefusalOf(resp.status());

@@ -14,6 +14,7 @@
 #include "checker/merge.h"
 #include "checker/range_cursor.h"
 #include "common/backoff.h"
+#include "common/clock.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "etcd/retry.h"
@@ -29,12 +30,6 @@ constexpr char kLog[] = "mirror";
 // Room kept in every txn for the checkpoint put.
 constexpr int kCheckpointOps = 1;
 constexpr int64_t kCheckpointBytes = 512;
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 std::string ClusterIdHex(uint64_t id) { return absl::StrFormat("%x", id); }
 
@@ -169,7 +164,7 @@ struct Mirror::WatchQueue {
     };
     mu.Await(absl::Condition(&room));
     if (closed) return false;
-    items.push_back(Item{std::move(response), NowMs(), size});
+    items.push_back(Item{std::move(response), common::WallMs(), size});
     bytes += size;
     gauge->fetch_add(size);
     return true;
@@ -326,7 +321,7 @@ absl::StatusOr<int64_t> Mirror::SourceRevision() {
         ", expected ", ClusterIdHex(source_cluster_id_)));
   }
   stats_.source_head_revision.store(resp.header.revision);
-  stats_.head.Observe(resp.header.revision, NowMs(), applied_);
+  stats_.head.Observe(resp.header.revision, common::WallMs(), applied_);
   return resp.header.revision;
 }
 
@@ -700,7 +695,7 @@ absl::Status Mirror::WatchOnce() {
     }
     int64_t head = stats_.source_head_revision.load();
     if (!created || head <= applied_ || now - last_quiet_check < proof_after ||
-        stats_.head.BehindSeconds(applied_, NowMs()) * 1000 < proof_after.count()) {
+        stats_.head.BehindSeconds(applied_, common::WallMs()) * 1000 < proof_after.count()) {
       return absl::OkStatus();
     }
     last_quiet_check = now;

@@ -2,16 +2,11 @@
 
 #include <algorithm>
 
+#include "common/clock.h"
 #include "nlohmann/json.hpp"
 
 namespace kvsync::mirror {
 namespace {
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 int64_t LagRevisions(const Stats& s) {
   int64_t head = s.source_head_revision.load();
@@ -22,7 +17,7 @@ int64_t LagRevisions(const Stats& s) {
 }  // namespace
 
 double LagSeconds(const Stats& s) {
-  int64_t now = NowMs();
+  int64_t now = common::WallMs();
   int64_t pending = s.oldest_pending_ms.load();
   double received = pending > 0 ? static_cast<double>(now - pending) / 1000.0 : 0.0;
   return std::max(received, s.head.BehindSeconds(s.last_synced_revision.load(), now));
@@ -35,7 +30,7 @@ Refusal CurrentRefusal(const Stats& s) {
 
 double HeadAgeSeconds(const Stats& s) {
   int64_t at = s.head.last_observed_ms();
-  return at > 0 ? static_cast<double>(NowMs() - at) / 1000.0 : -1.0;
+  return at > 0 ? static_cast<double>(common::WallMs() - at) / 1000.0 : -1.0;
 }
 
 void RegisterCommonMetrics(metrics::Registry* r, const std::string& task, Stats* s) {
@@ -144,7 +139,7 @@ void RegisterMetrics(metrics::Registry* r, const std::string& task, Stats* s) {
   gauge("kvsync_checkpoint_age_seconds",
         "Seconds since this replica last wrote the checkpoint (0 before its first write)", [s] {
           int64_t at = s->last_checkpoint_write_ms.load();
-          return at > 0 ? static_cast<double>(NowMs() - at) / 1000.0 : 0.0;
+          return at > 0 ? static_cast<double>(common::WallMs() - at) / 1000.0 : 0.0;
         });
   gauge("kvsync_check_dst_miss",
         "Last continuous check: keys at the source missing at the "
