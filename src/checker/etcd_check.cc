@@ -209,6 +209,19 @@ std::string RenderText(const CheckReport& r) {
     absl::StrAppendFormat(&out, "  %-12s %12d  (etcd keys of other writers, left alone)\n",
                           "not owned", r.not_owned);
   }
+  if (r.ownership_unknown > 0) {
+    absl::StrAppendFormat(&out,
+                          "  %-12s %12d  (no znode, ownership store unreachable: left alone)\n",
+                          "owner unknown", r.ownership_unknown);
+  }
+  if (r.unreadable > 0) {
+    absl::StrAppendFormat(&out,
+                          "  %-12s %12d  (znodes kvsync may not read: subtrees not compared)\n",
+                          "unreadable", r.unreadable);
+  }
+  if (r.fix_held > 0) {
+    absl::StrAppendFormat(&out, "  %-12s %12d  (%s)\n", "fix held", r.fix_held, r.fix_held_reason);
+  }
   absl::StrAppendFormat(&out,
                         "  read %d bytes from the source, %d from the destination in %.3f s\n",
                         r.source_bytes, r.destination_bytes, r.seconds);
@@ -241,6 +254,9 @@ std::string RenderJson(const CheckReport& r) {
   if (r.zookeeper_source) {
     j["source"] = "zookeeper";
     j["not_owned"] = r.not_owned;
+    j["ownership_unknown"] = r.ownership_unknown;
+    j["unreadable"] = r.unreadable;
+    j["fix_held"] = r.fix_held;
   }
   nlohmann::json samples = nlohmann::json::array();
   for (const CheckSample& s : r.samples) {

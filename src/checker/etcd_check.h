@@ -72,7 +72,17 @@ struct CheckReport {
   // no znode matches but another writer owns are counted here, not as src miss.
   bool zookeeper_source = false;
   int64_t not_owned = 0;
-  bool consistent() const { return counts.total() == 0; }
+  // zk2etcd checks that cannot prove a key right or wrong: keys no znode matched whose
+  // ownership could not be read (store down), and znodes kvsync may not read (ACL), whose
+  // subtrees' keys are left out. Either makes the check inconclusive, so not consistent.
+  int64_t ownership_unknown = 0;
+  int64_t unreadable = 0;
+  // Deletes a --fix held (deletion guard); the reason is fix_held_reason.
+  int64_t fix_held = 0;
+  std::string fix_held_reason;
+  bool consistent() const {
+    return counts.total() == 0 && ownership_unknown == 0 && unreadable == 0;
+  }
 };
 
 // Errors: IsCompacted when the pinned source revision was compacted during the check (run it

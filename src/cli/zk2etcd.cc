@@ -25,6 +25,7 @@
 #include "redis/client.h"
 #include "zk/session.h"
 #include "zk2etcd/check.h"
+#include "zk2etcd/guards.h"
 #include "zk2etcd/observability.h"
 #include "zk2etcd/syncer.h"
 
@@ -89,6 +90,21 @@ void AddTaskFlags(CLI::App* cmd, Flags* f) {
                   "tool), none (delete any key under the prefix without a znode)")
       ->default_val(c.ownership)
       ->group(own);
+  const char* guard = "Deletion guards";
+  cmd->add_flag("--zk-allow-missing-prefix", c.allow_missing_prefix,
+                "start even when a --zk-prefix root (or the --zk-servers chroot) does not exist "
+                "yet; by default that is a configuration error (exit 2), since a typo would "
+                "look like an empty tree. Keys under a missing root are never deleted")
+      ->group(guard);
+  cmd->add_option("--max-delete-fraction", c.max_delete_fraction,
+                  "a full sync that would delete more than this fraction of the owned keys in "
+                  "one round deletes nothing and reports the hold (metric, /readyz, log)")
+      ->default_val(c.max_delete_fraction)
+      ->group(guard);
+  cmd->add_flag("--confirm-mass-delete", c.confirm_mass_delete,
+                "confirm a real mass removal: lift both guards for this run (use it with --once "
+                "or check --fix, then drop it)")
+      ->group(guard);
   cmd->add_option("--redis-addr", c.redis_addr, "Redis host:port (--ownership redis)")->group(own);
   cmd->add_option("--redis-password", c.redis_password, "Redis password (or KVSYNC_REDIS_PASSWORD)")
       ->envname("KVSYNC_REDIS_PASSWORD")
@@ -205,6 +221,17 @@ int RunSync(Flags* f, CLI::App* cmd) {
     if (!created.ok()) return ReportAndExit("zk2etcd", created.status());
     election_client = std::move(*created);
   }
+  {
+    // The tree must exist before anything can be inferred from walking it (guards.h).
+    auto preflight = OpenZk(c);
+    if (!preflight.ok()) return ReportAndExit("zk2etcd", preflight.status());
+    absl::Status roots = zk2etcd::CheckRootsExist(preflight->get(), c);
+    if (!roots.ok()) return ReportAndExit("zk2etcd", roots);
+  }
+  if (c.confirm_mass_delete && !c.once) {
+    log::Warn("main", "deletion guard lifted for the life of this process (--confirm-mass-delete)",
+              {{"hint", "use it with --once or check --fix, then drop it"}});
+  }
   auto owners = OpenOwnership(c);
   if (!owners.ok()) return ReportAndExit("zk2etcd", owners.status());
   ownership::Store* store = owners->get();
@@ -316,6 +343,9 @@ int RunCheck(Flags* f, CLI::App* cmd) {
   }
   auto session = OpenZk(c);
   if (!session.ok()) return ReportAndExit("check", session.status());
+  if (absl::Status roots = zk2etcd::CheckRootsExist(session->get(), c); !roots.ok()) {
+    return ReportAndExit("check", roots);
+  }
   auto owners = OpenOwnership(c);
   if (!owners.ok()) return ReportAndExit("check", owners.status());
   common::StopToken stop;
@@ -346,6 +376,10 @@ int RunCheck(Flags* f, CLI::App* cmd) {
   std::string out =
       f->output == "json" ? checker::RenderJson(*report) + "\n" : checker::RenderText(*report);
   std::fputs(out.c_str(), stdout);
+  if (report->fix_held > 0) {
+    return ReportAndExit(
+        "check", absl::FailedPreconditionError(absl::StrCat("--fix ", report->fix_held_reason)));
+  }
   return report->consistent() ? kExitOk : kExitFailure;
 }
 

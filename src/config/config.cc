@@ -222,6 +222,11 @@ absl::Status ValidateZk2EtcdConfig(Zk2EtcdConfig* c) {
     return absl::InvalidArgumentError("--redis-addr is only used with --ownership redis");
   }
   if (c->redis_db < 0) return absl::InvalidArgumentError("--redis-db must be >= 0");
+  // Written as a negated range test so that NaN fails it too.
+  if (!(c->max_delete_fraction >= 0 && c->max_delete_fraction <= 1)) {
+    return absl::InvalidArgumentError(
+        "--max-delete-fraction must be between 0 and 1 (0.1 = 10 % of the owned keys)");
+  }
   if (c->ha) {
     if (c->lease_ttl.count() < 1) return absl::InvalidArgumentError("--lease-ttl must be >= 1s");
     if (c->once) return absl::InvalidArgumentError("--once and --ha cannot be combined");

@@ -85,6 +85,13 @@ struct Zk2EtcdConfig {
   std::chrono::milliseconds fullsync_interval{300000};  // 0 = only at start and on reconnect
   std::chrono::milliseconds coalesce{20};  // a parent's burst of child changes: max delay
   std::string ownership = "etcd";          // redis | etcd | none
+  // Deletion guards: a --zk-prefix root (or the chroot) missing at start-up is a configuration
+  // error unless allow_missing_prefix; a full-sync round that would delete more than
+  // max_delete_fraction of the owned keys, or any key under a root it found missing, deletes
+  // nothing unless confirm_mass_delete.
+  bool allow_missing_prefix = false;
+  double max_delete_fraction = 0.1;
+  bool confirm_mass_delete = false;
   std::string redis_addr;
   std::string redis_password;
   int redis_db = 0;

@@ -44,6 +44,8 @@ class Walker : public std::enable_shared_from_this<Walker> {
   // `req` is done: back to the pool, one fewer in flight.
   void Release(Req* req) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Fail(int rc, const std::string& path) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends `req` after a failed read: skips an unreadable node (skip_unreadable) or fails the walk.
+  void FailOrSkip(int rc, Req* req) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool Excluded(const std::string& path) const;
   bool Finished() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return inflight_ == 0 && (stack_.empty() || !error_.ok() || cancelled_);
@@ -83,6 +85,18 @@ bool Walker::Excluded(const std::string& path) const {
 
 void Walker::Fail(int rc, const std::string& path) {
   if (error_.ok()) error_ = FromZooError(rc, path);
+}
+
+void Walker::FailOrSkip(int rc, Req* req) {
+  if (rc == ZNOAUTH && options_.skip_unreadable) {
+    if (result_.unreadable.size() < WalkResult::kMaxUnreadable) {
+      result_.unreadable.push_back(req->path);
+    }
+    ++result_.unreadable_count;
+  } else {
+    Fail(rc, req->path);
+  }
+  Release(req);
 }
 
 void Walker::Release(Req* req) {
@@ -184,11 +198,11 @@ void Walker::OnData(int rc, const char* value, int value_len, const struct ::Sta
     if (req->root && self->options_.watch && self->error_.ok() && !self->cancelled_) {
       self->SubmitExists(req);
     } else {
+      if (req->root) self->result_.missing_roots.push_back(req->path);
       self->Release(req);
     }
   } else {
-    self->Fail(rc, req->path);
-    self->Release(req);
+    self->FailOrSkip(rc, req);
   }
   self->Pump();
 }
@@ -226,11 +240,12 @@ void Walker::OnChildren(int rc, const struct String_vector* strings, const struc
         !self->cancelled_) {
       self->SubmitExists(req);
     } else {
+      // A root found by its GetData and gone before its listing is as missing as one never seen.
+      if (req->root) self->result_.missing_roots.push_back(req->path);
       self->Release(req);
     }
   } else {
-    self->Fail(rc, req->path);
-    self->Release(req);
+    self->FailOrSkip(rc, req);
   }
   self->Pump();
 }
@@ -243,7 +258,9 @@ void Walker::OnExists(int rc, const struct ::Stat* /*stat*/, const void* data) {
   if (rc == ZOK) {
     // The root appeared after our read found it missing: walk it after all.
     self->stack_.emplace_back(req->path, true);
-  } else if (rc != ZNONODE) {
+  } else if (rc == ZNONODE) {
+    self->result_.missing_roots.push_back(req->path);
+  } else {
     self->Fail(rc, req->path);
   }
   self->Release(req);

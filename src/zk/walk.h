@@ -32,6 +32,9 @@ struct WalkOptions {
   // every node (they also fire kDeleted when the node goes away).
   bool watch = false;
   bool read_data = true;  // false: children only (presence walk; visit gets empty data)
+  // A node the session may not read (ACL: PermissionDenied) is skipped with its subtree and
+  // named in WalkResult::unreadable, instead of ending the walk.
+  bool skip_unreadable = false;
 };
 
 // `data` is valid only during the call.
@@ -40,16 +43,24 @@ using VisitFn =
 
 // nodes: nodes visited; reads: read requests completed; bytes: data bytes plus child-name bytes
 // received.
+// missing_roots: roots absent when the walk ended (a root that appeared meanwhile under an exists
+// watch was walked); unreadable: nodes skipped with skip_unreadable (at most kMaxUnreadable named,
+// unreadable_count counts them all).
 struct WalkResult {
+  static constexpr size_t kMaxUnreadable = 10000;
   int64_t nodes = 0, reads = 0, bytes = 0;
+  std::vector<std::string> missing_roots;
+  std::vector<std::string> unreadable;
+  int64_t unreadable_count = 0;
 };
 
 // Walks the trees in parallel (see above). A node that vanished between listing and reading
-// (NotFound) is skipped; a missing root is not an error; roots under an exclude or under another
-// root are dropped. Any other error (Unavailable on connection loss, Aborted on session expiry,
-// PermissionDenied) ends the walk with that error after in-flight reads drain — callers must
-// then treat the walk as incomplete. `stop` (optional) cancels with Cancelled. InvalidArgument
-// for a relative root or a concurrency below 1; FailedPrecondition on the loop thread.
+// (NotFound) is skipped; a missing root is not an error (it is listed in missing_roots); roots
+// under an exclude or under another root are dropped. Any other error (Unavailable on connection
+// loss, Aborted on session expiry, PermissionDenied unless skip_unreadable) ends the walk with that
+// error after in-flight reads drain — callers must then treat the walk as incomplete. `stop`
+// (optional) cancels with Cancelled. InvalidArgument for a relative root or a concurrency below 1;
+// FailedPrecondition on the loop thread.
 absl::StatusOr<WalkResult> Walk(Session* session, const WalkOptions& options, const VisitFn& visit,
                                 const common::StopToken* stop = nullptr);
 

@@ -1,11 +1,14 @@
 #include "zk2etcd/check.h"
 
 #include <mutex>
+#include <optional>
 
 #include "absl/container/flat_hash_map.h"
 #include "common/status_macros.h"
+#include "common/strings.h"
 #include "log/log.h"
 #include "zk/walk.h"
+#include "zk2etcd/guards.h"
 #include "zk2etcd/node_table.h"
 #include "zk2etcd/scope.h"
 #include "zk2etcd/snapshot.h"
@@ -27,6 +30,10 @@ struct RoundResult {
   absl::flat_hash_map<KeyHash, Found> diffs;
   checker::DiffCounts counts;
   int64_t not_owned = 0;
+  int64_t ownership_unknown = 0;
+  int64_t unreadable = 0;
+  int64_t owned = 0;  // owned keys in scope (the deletion guard's denominator)
+  std::vector<std::string> missing_roots;
   int64_t zk_bytes = 0;
   int64_t etcd_bytes = 0;
   int64_t etcd_revision = 0;
@@ -48,6 +55,7 @@ absl::StatusOr<RoundResult> Round(const config::Zk2EtcdConfig& config, const Sco
   walk.excludes = scope.walk_excludes();
   walk.concurrency = config.concurrency;
   walk.watch = false;
+  walk.skip_unreadable = true;
   auto walked = zk::Walk(
       session, walk,
       [&](const std::string& path, const std::string& data, const zk::Stat&) {
@@ -67,6 +75,16 @@ absl::StatusOr<RoundResult> Round(const config::Zk2EtcdConfig& config, const Sco
       },
       &stop);
   if (!walked.ok()) return walked.status();
+  out.unreadable = walked->unreadable_count;
+  out.missing_roots = walked->missing_roots;
+  out.owned = owners->backend() == "etcd" ? snap.marked_keys() : snap.keys();
+  auto unreadable = [&](const std::string& key) {
+    std::optional<std::string> path = scope.PathOf(key);
+    for (const std::string& u : walked->unreadable) {
+      if (path && common::PathUnder(*path, u)) return true;
+    }
+    return false;
+  };
   std::vector<std::pair<std::string, Snapshot::Entry>> unvisited;
   RETURN_IF_ERROR(snap.ForEachUnvisited(
       etcd, scope, config.page_size, stop, retries,
@@ -75,8 +93,15 @@ absl::StatusOr<RoundResult> Round(const config::Zk2EtcdConfig& config, const Sco
   for (const auto& u : unvisited) keys.push_back(u.first);
   std::vector<ownership::Owner> owned = owners->Lookup(keys);
   for (size_t i = 0; i < unvisited.size(); ++i) {
+    // Unknown ownership is never a src miss: nothing may delete a key it cannot prove is
+    // kvsync's. Keys under an unreadable znode are not compared at all.
+    if (unreadable(unvisited[i].first)) continue;
+    if (owners->backend() != "etcd" && owned[i] == ownership::Owner::kUnknown) {
+      out.ownership_unknown++;
+      continue;
+    }
     bool mine = owners->backend() == "etcd" ? unvisited[i].second.marked
-                                            : owned[i] != ownership::Owner::kNotOwned;
+                                            : owned[i] == ownership::Owner::kOwned;
     if (!mine) {
       out.not_owned++;
       continue;
@@ -125,6 +150,8 @@ absl::StatusOr<checker::CheckReport> Check(const config::Zk2EtcdConfig& config,
   }
   report.counts = result.counts;
   report.not_owned = result.not_owned;
+  report.ownership_unknown = result.ownership_unknown;
+  report.unreadable = result.unreadable;
   report.destination_revision = result.etcd_revision;
   report.source_bytes = result.zk_bytes;
   report.destination_bytes = result.etcd_bytes;
@@ -139,7 +166,29 @@ absl::StatusOr<checker::CheckReport> Check(const config::Zk2EtcdConfig& config,
     report.samples.push_back(checker::CheckSample{f->kind, f->path, f->key});
   }
   if (options.fix) {
+    // The syncer's deletion guard: a fix deletes src misses only when the walk saw every root
+    // and they are not a mass removal.
+    DeletePlan plan;
+    plan.owned = result.owned;
+    plan.missing_roots = result.missing_roots;
     for (const Found* f : ordered) {
+      if (f->kind != DiffKind::kSrcMiss) continue;
+      plan.deletes++;
+      for (const std::string& root : plan.missing_roots) {
+        if (common::PathUnder(scope.PathOf(f->key).value_or(""), root)) {
+          plan.under_missing_root++;
+          break;
+        }
+      }
+    }
+    absl::Status judged =
+        JudgeDeletes(plan, config.max_delete_fraction, config.confirm_mass_delete);
+    if (!judged.ok()) {
+      report.fix_held = plan.deletes;
+      report.fix_held_reason = std::string(judged.message());
+    }
+    for (const Found* f : ordered) {
+      if (f->kind == DiffKind::kSrcMiss && !judged.ok()) continue;
       etcd::TxnRequest txn;
       etcd::Compare cmp;
       cmp.key = f->key;

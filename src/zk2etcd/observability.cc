@@ -94,6 +94,17 @@ void RegisterMetrics(metrics::Registry* r, const std::string& task, Stats* s,
   gauge("kvsync_zk2etcd_deletes_deferred",
         "Deletes waiting because ownership is unknown (store down)", t,
         [s] { return static_cast<double>(s->deletes_deferred.load()); });
+  gauge("kvsync_zk2etcd_deletes_held",
+        "Deletes the deletion guard holds: the last full sync inferred them but a root was "
+        "missing or they exceeded --max-delete-fraction (0 = none held)",
+        t, [s] { return static_cast<double>(s->deletes_held.load()); });
+  counter("kvsync_zk2etcd_delete_holds_total", "Full-sync rounds whose deletes the guard held",
+          s->delete_holds, t);
+  gauge("kvsync_zk2etcd_missing_roots", "--zk-prefix roots the last full-sync walk found missing",
+        t, [s] { return static_cast<double>(s->missing_roots.load()); });
+  gauge("kvsync_zk2etcd_unreadable_znodes",
+        "Znodes kvsync may not read (ZooKeeper ACL): skipped with their subtree, etcd keys kept", t,
+        [s] { return static_cast<double>(s->unreadable_znodes.load()); });
   counter("kvsync_zk2etcd_repairs_paused_total",
           "Full-sync repairs skipped because ownership was unknown", s->repairs_paused, t);
 }
@@ -113,6 +124,11 @@ bool Ready(const Stats& s, const mirror::RoleView& role, std::chrono::millisecon
   if (phase == mirror::Phase::kStarting ||
       (phase == mirror::Phase::kFullSync && s.common.last_full_sync_ms.load() == 0)) {
     *why = "first full sync not done";
+    return false;
+  }
+  if (int64_t held = s.deletes_held.load(); held > 0) {
+    *why = std::to_string(held) +
+           " deletes held by the deletion guard (see the log; --confirm-mass-delete)";
     return false;
   }
   double lag = mirror::LagSeconds(s.common);
@@ -143,6 +159,9 @@ std::string StatusJson(const Stats& s, const std::string& task, const mirror::Ro
                 {"mismatch", s.fixed_mismatch.load()}};
   j["ownership_available"] = owners_available;
   j["deletes_deferred"] = s.deletes_deferred.load();
+  j["deletes_held"] = s.deletes_held.load();
+  j["missing_roots"] = s.missing_roots.load();
+  j["unreadable_znodes"] = s.unreadable_znodes.load();
   std::string why;
   j["ready"] = Ready(s, role, max_lag, &why);
   if (!why.empty()) j["not_ready_reason"] = why;

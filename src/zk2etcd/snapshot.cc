@@ -55,7 +55,10 @@ absl::StatusOr<Snapshot> Snapshot::Load(etcd::Client* etcd, const Scope& scope,
                                 KeyHash h;
                                 if (!common::ParseDigestHex(name, &h)) return;
                                 auto it = snap.entries_.find(h);
-                                if (it != snap.entries_.end()) it->second.marked = true;
+                                if (it != snap.entries_.end() && !it->second.marked) {
+                                  it->second.marked = true;
+                                  ++snap.marked_;
+                                }
                               }));
   }
   return snap;

@@ -40,6 +40,8 @@ class Snapshot {
   Entry* Find(const KeyHash& key);
   int64_t revision() const { return revision_; }
   int64_t keys() const { return static_cast<int64_t>(entries_.size()); }
+  // Keys carrying the etcd ownership backend's mark (0 when loaded without a mark prefix).
+  int64_t marked_keys() const { return marked_; }
   int64_t bytes_read() const { return bytes_; }
 
   // Second pass: calls `fn(key, entry)` for every covered key present now and in the snapshot
@@ -52,6 +54,7 @@ class Snapshot {
   absl::flat_hash_map<KeyHash, Entry> entries_;
   int64_t revision_ = 0;
   int64_t bytes_ = 0;
+  int64_t marked_ = 0;
 };
 
 // Reads [key, range_end) in pages (at `revision` when non-zero), calling `fn` per key-value.

@@ -42,6 +42,12 @@ struct Stats {
   // Deletes waiting for the ownership store (Redis down); repairs paused meanwhile.
   std::atomic<int64_t> deletes_deferred{0};
   std::atomic<int64_t> repairs_paused{0};
+  // Deletion guards: deletes the last deciding round held (0 = none), rounds that held, roots
+  // the last walk found missing, znodes skipped because kvsync may not read them (ACL).
+  std::atomic<int64_t> deletes_held{0};
+  std::atomic<int64_t> delete_holds{0};
+  std::atomic<int64_t> missing_roots{0};
+  std::atomic<int64_t> unreadable_znodes{0};
   metrics::Histogram* zk_latency = nullptr;  // set before the engine starts; not owned
   metrics::Histogram* event_lag = nullptr;
 };

@@ -1,6 +1,7 @@
 #include "zk2etcd/syncer.h"
 
 #include <future>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -10,6 +11,7 @@
 #include "log/log.h"
 #include "metrics/registry.h"
 #include "zk/walk.h"
+#include "zk2etcd/guards.h"
 
 namespace kvsync::zk2etcd {
 namespace {
@@ -234,6 +236,8 @@ void Syncer::Handle(Item& item) {
     case Item::Kind::kData:
       if (absl::IsNotFound(item.status)) {
         OnGone(item.path, item.origin);
+      } else if (absl::IsPermissionDenied(item.status)) {
+        NoteUnreadable({item.path}, false);
       } else if (!item.status.ok()) {
         stats_->zk_errors.fetch_add(1);  // reconciled by the full sync after reconnecting
       } else {
@@ -241,6 +245,10 @@ void Syncer::Handle(Item& item) {
       }
       break;
     case Item::Kind::kChildren:
+      if (absl::IsPermissionDenied(item.status)) {
+        NoteUnreadable({item.path}, false);
+        break;
+      }
       if (!item.status.ok()) {
         if (!absl::IsNotFound(item.status)) stats_->zk_errors.fetch_add(1);
         break;
@@ -380,6 +388,30 @@ void Syncer::RetryDeferred() {
   if (deferred_.empty()) log::Info("zk2etcd", "deferred deletes resumed", {});
 }
 
+void Syncer::NoteUnreadable(const std::vector<std::string>& paths, bool whole_round) {
+  if (whole_round) unreadable_.clear();
+  for (const std::string& path : paths) {
+    unreadable_.insert(path);
+    if (logged_unreadable_.size() >= zk::WalkResult::kMaxUnreadable ||
+        !logged_unreadable_.insert(path).second) {
+      continue;
+    }
+    log::Warn("zk2etcd", "unreadable znode skipped",
+              {{"path", path},
+               {"reason", "ZooKeeper ACL denies kvsync read access"},
+               {"effect", "its subtree is not mirrored; etcd keys under it are kept"},
+               {"fix", "grant read access (--zk-auth) or exclude it (--zk-exclude-prefix)"}});
+  }
+  stats_->unreadable_znodes.store(static_cast<int64_t>(unreadable_.size()));
+}
+
+bool Syncer::UnderUnreadable(const std::string& path) const {
+  for (const std::string& u : unreadable_) {
+    if (common::PathUnder(path, u)) return true;
+  }
+  return false;
+}
+
 void Syncer::OnWalkNode(const std::string& path, const std::string& data, const zk::Stat& stat) {
   Round* r = round_;
   if (r == nullptr || !scope_.Covers(path)) return;
@@ -447,6 +479,8 @@ absl::Status Syncer::RunRound(Round* r) {
   // Watches are armed by the walks that fix at once (start-up, reconnect, expiry) and stay
   // armed for the session; periodic rounds only read.
   walk.watch = !config_.once && r->mode == Mode::kFixNow;
+  // A znode kvsync may not read is skipped (and its etcd keys kept), never fatal.
+  walk.skip_unreadable = true;
   uint64_t gen;
   {
     std::lock_guard<std::mutex> lock(session_mu_);
@@ -471,6 +505,11 @@ absl::Status Syncer::RunRound(Round* r) {
   });
   if (!walked.ok()) return walked.status();
   stats_->zk_get_data.fetch_add(walked->reads);
+  stats_->missing_roots.store(static_cast<int64_t>(walked->missing_roots.size()));
+  RunOnApplier([&] { NoteUnreadable(walked->unreadable, true); });
+  if (walked->unreadable_count > static_cast<int64_t>(walked->unreadable.size())) {
+    stats_->unreadable_znodes.store(walked->unreadable_count);
+  }
 
   // etcd keys that no znode matched: src miss candidates, unless a znode appeared meanwhile
   // (live), a write of ours is in flight, or we wrote the key after the snapshot.
@@ -478,39 +517,77 @@ absl::Status Syncer::RunRound(Round* r) {
   RETURN_IF_ERROR(r->snapshot.ForEachUnvisited(
       etcd_, scope_, config_.page_size, *stop_, &stats_->common.retries,
       [&](const std::string& key, Snapshot::Entry& e) { candidates.emplace_back(key, e.marked); }));
+  std::vector<ownership::Owner> owners;
   if (!candidates.empty()) {
     std::vector<std::string> keys;
     for (const auto& c : candidates) keys.push_back(c.first);
-    std::vector<ownership::Owner> owners = owners_->Lookup(keys);
-    RunOnApplier([&] {
-      for (size_t i = 0; i < candidates.size(); ++i) {
-        const std::string& key = candidates[i].first;
-        KeyHash h = HashKey(key);
-        NodeState st = nodes_.Get(h);
-        // Live and read or changed during this round: created after the walk passed. Live
-        // from an earlier round but not walked: gone (its delete event was lost).
-        bool appeared = st.live() && st.seen == nodes_.round();
-        if (appeared || st.pending > 0 || st.written > r->snapshot.revision()) continue;
-        bool owned = owners_->backend() == "etcd" ? candidates[i].second
-                                                  : owners[i] == ownership::Owner::kOwned;
-        if (owners[i] == ownership::Owner::kUnknown) {
-          stats_->repairs_paused.fetch_add(1);
-          continue;
-        }
-        if (!owned) {
-          stats_->unowned_skipped.fetch_add(1);
-          continue;
-        }
-        r->diffs[h] = DiffKind::kSrcMiss;
-        if (r->counted) Found(stats_, DiffKind::kSrcMiss).fetch_add(1);
-        if (!r->Fixes(h, DiffKind::kSrcMiss, previous_diffs_)) continue;
-        nodes_.Advance(h, Version{st.version.czxid, Version::kDeleted});
-        if (SubmitDelete(key, h, Clock::time_point{})) {
-          if (r->counted) Fixed(stats_, DiffKind::kSrcMiss).fetch_add(1);
-          r->fixed++;
+    owners = owners_->Lookup(keys);
+  }
+  DeletePlan plan;
+  plan.owned = owners_->backend() == "etcd" ? r->snapshot.marked_keys() : r->snapshot.keys();
+  plan.missing_roots = walked->missing_roots;
+  bool src_miss_found = false;
+  absl::Status judged;
+  RunOnApplier([&] {
+    std::vector<std::pair<size_t, NodeState>> deletes;  // candidate index, node state
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      const std::string& key = candidates[i].first;
+      KeyHash h = HashKey(key);
+      NodeState st = nodes_.Get(h);
+      // Live and read or changed during this round: created after the walk passed. Live
+      // from an earlier round but not walked: gone (its delete event was lost).
+      bool appeared = st.live() && st.seen == nodes_.round();
+      if (appeared || st.pending > 0 || st.written > r->snapshot.revision()) continue;
+      if (owners[i] == ownership::Owner::kUnknown) {
+        stats_->repairs_paused.fetch_add(1);
+        continue;
+      }
+      bool owned = owners_->backend() == "etcd" ? candidates[i].second
+                                                : owners[i] == ownership::Owner::kOwned;
+      if (!owned) {
+        stats_->unowned_skipped.fetch_add(1);
+        continue;
+      }
+      std::optional<std::string> path = scope_.PathOf(key);
+      if (path && UnderUnreadable(*path)) continue;  // its znode may well exist: keep
+      r->diffs[h] = DiffKind::kSrcMiss;
+      src_miss_found = true;
+      if (r->counted) Found(stats_, DiffKind::kSrcMiss).fetch_add(1);
+      if (!r->Fixes(h, DiffKind::kSrcMiss, previous_diffs_)) continue;
+      plan.deletes++;
+      for (const std::string& root : plan.missing_roots) {
+        if (path && common::PathUnder(*path, root)) {
+          plan.under_missing_root++;
+          break;
         }
       }
-    });
+      deletes.emplace_back(i, st);
+    }
+    // All or nothing: a round either may delete what it inferred, or holds all of it.
+    judged = JudgeDeletes(plan, config_.max_delete_fraction, config_.confirm_mass_delete);
+    if (!judged.ok()) return;
+    for (const auto& [i, st] : deletes) {
+      const std::string& key = candidates[i].first;
+      KeyHash h = HashKey(key);
+      nodes_.Advance(h, Version{st.version.czxid, Version::kDeleted});
+      if (SubmitDelete(key, h, Clock::time_point{})) {
+        if (r->counted) Fixed(stats_, DiffKind::kSrcMiss).fetch_add(1);
+        r->fixed++;
+      }
+    }
+  });
+  if (r->mode != Mode::kFirstRound || !src_miss_found) {
+    // A first round decides nothing; a round without src miss has nothing to hold.
+    stats_->deletes_held.store(judged.ok() ? 0 : plan.deletes);
+    hold_ = judged;
+  }
+  if (!judged.ok()) {
+    stats_->delete_holds.fetch_add(1);
+    log::Error("zk2etcd", "deletes held by the deletion guard",
+               {{"held", plan.deletes},
+                {"owned", plan.owned},
+                {"missing_roots", static_cast<int64_t>(plan.missing_roots.size())},
+                {"error", judged}});
   }
   RETURN_IF_ERROR(Flush());
   nodes_.DropTombstones();
@@ -647,7 +724,8 @@ absl::Status Syncer::Run() {
       backoff.Reset();
       need_sync = false;
       next_periodic = Clock::now() + config_.fullsync_interval;
-      if (config_.once) return finish(absl::OkStatus());
+      // --once reports a hold as a refusal (exit 2); a running task keeps holding, not ready.
+      if (config_.once) return finish(hold_);
       continue;
     }
     if (stop_->stopped()) break;

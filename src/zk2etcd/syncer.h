@@ -22,7 +22,9 @@
 // expiry fixes every difference at once (the walk shares the event order, so this is safe);
 // a periodic one (--fullsync-interval) fixes only differences seen in two consecutive rounds.
 // Deletions need a complete walk and an owned key: nothing is deleted because ZooKeeper is
-// unreachable, and keys of other writers are never deleted.
+// unreachable, and keys of other writers are never deleted. The deletion guards (guards.h) hold
+// a round's inferred deletes when a root was missing or they exceed --max-delete-fraction, and
+// znodes kvsync may not read (ACL) are skipped with their subtree, whose etcd keys are kept.
 //
 // Threading: Run() on one thread; the applier and writer threads live inside Run().
 #pragma once
@@ -93,6 +95,10 @@ class Syncer {
   bool SubmitDelete(const std::string& key, const KeyHash& h,
                     std::chrono::steady_clock::time_point origin);
   void RetryDeferred();
+  // Records unreadable znodes (ACL), logging each path once; `whole_round` replaces the set
+  // with a full walk's.
+  void NoteUnreadable(const std::vector<std::string>& paths, bool whole_round);
+  bool UnderUnreadable(const std::string& path) const;
 
   // One full sync (Mode::kFixNow) or a periodic pair of rounds.
   absl::Status FullSync(Mode mode);
@@ -134,6 +140,11 @@ class Syncer {
   std::chrono::steady_clock::time_point next_deferred_retry_{};
   // Differences of the last first round, confirmed (or not) by the next round.
   absl::flat_hash_map<KeyHash, checker::DiffKind> previous_diffs_;
+  absl::flat_hash_set<std::string> unreadable_;         // znodes kvsync may not read
+  absl::flat_hash_set<std::string> logged_unreadable_;  // logged once each (bounded)
+
+  // Control thread: the deletion guard's verdict of the last round that could delete.
+  absl::Status hold_;
 };
 
 }  // namespace kvsync::zk2etcd

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "ownership/store.h"
+#include "zk2etcd/guards.h"
 #include "zk2etcd/node_table.h"
 #include "zk2etcd/scope.h"
 #include "zk2etcd/writer.h"
@@ -89,6 +90,35 @@ TEST(WriterTest, NestedTxnsCountAgainstTheOpBudget) {
   std::vector<etcd::Op> del;
   owners->AppendDelete("/a", &del);
   EXPECT_EQ(OpCost(del), 3u);
+}
+
+TEST(GuardsTest, MassDeletesAreHeldUnlessConfirmed) {
+  DeletePlan plan;
+  plan.owned = 1000;
+  plan.deletes = 100;
+  EXPECT_TRUE(JudgeDeletes(plan, 0.1, false).ok());  // exactly the limit
+  plan.deletes = 101;
+  absl::Status held = JudgeDeletes(plan, 0.1, false);
+  EXPECT_TRUE(absl::IsFailedPrecondition(held));
+  EXPECT_NE(held.message().find("--confirm-mass-delete"), std::string_view::npos) << held;
+  EXPECT_TRUE(JudgeDeletes(plan, 0.1, true).ok());
+  EXPECT_TRUE(JudgeDeletes(plan, 0.2, false).ok());
+  // One delete is a lost delete event, even in a tiny tree or with a fraction of 0.
+  plan.owned = 4;
+  plan.deletes = 1;
+  EXPECT_TRUE(JudgeDeletes(plan, 0.0, false).ok());
+  plan.deletes = 2;
+  EXPECT_FALSE(JudgeDeletes(plan, 0.1, false).ok());
+  // Nothing owned (the denominator) cannot justify deletes.
+  plan.owned = 0;
+  EXPECT_FALSE(JudgeDeletes(plan, 1.0, false).ok());
+  // Anything under a missing root is held, however small.
+  plan = DeletePlan{.deletes = 1, .under_missing_root = 1, .owned = 1000, .missing_roots = {"/a"}};
+  held = JudgeDeletes(plan, 1.0, false);
+  EXPECT_TRUE(absl::IsFailedPrecondition(held));
+  EXPECT_NE(held.message().find("/a missing"), std::string_view::npos) << held;
+  EXPECT_TRUE(JudgeDeletes(plan, 1.0, true).ok());
+  EXPECT_TRUE(JudgeDeletes(DeletePlan{}, 0.0, false).ok());
 }
 
 }  // namespace

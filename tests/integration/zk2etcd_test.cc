@@ -420,7 +420,9 @@ TEST_F(Zk2EtcdTest, KillAndRestartLosesNothing) {
   ASSERT_TRUE(zk_->DeleteAll("/dubbo/svc2").ok());
   ASSERT_TRUE(zk_->Set("/dubbo/persistent/a", "2").ok());
   ASSERT_TRUE(zk_->CreateAll("/dubbo/svc7/providers/" + ProviderName(7, 0), "").ok());
-  kvsync = StartKvsync();
+  // A whole service went while kvsync was down: a third of this small tree, above the default
+  // deletion guard (tested in MassDeleteIsHeldUntilConfirmed).
+  kvsync = StartKvsync({"--max-delete-fraction", "0.5"});
   ExpectSynced(kvsync.get());
 }
 
@@ -582,6 +584,211 @@ TEST_F(Zk2EtcdTest, BadInputFailsClearly) {
            absl::StrCat("127.0.0.1:", dead), "--etcd-dial-timeout", "1s", "--admin-addr", ""});
   EXPECT_EQ(no_etcd.exit_code, 1) << no_etcd.err;
   EXPECT_NE(no_etcd.err.find(absl::StrCat("127.0.0.1:", dead)), std::string::npos) << no_etcd.err;
+}
+
+// A chroot typo (or an ensemble without the tree) is refused at start-up, before anything is
+// written; with --zk-allow-missing-prefix the task runs but a walk that finds a root missing
+// deletes nothing under it.
+TEST_F(Zk2EtcdTest, MissingChrootOrRootDeletesNothing) {
+  BuildDubbo(2, 3);
+  auto argv = BaseArgs();
+  argv.push_back("--once");
+  auto once = testing::RunCommand(argv, seconds(60));
+  ASSERT_TRUE(once.ok()) << once.status();
+  ASSERT_EQ(once->exit_code, 0) << once->err;
+  KvMap synced = EtcdDump("/dubbo");
+  ASSERT_GT(synced.size(), 8u);
+
+  auto with_servers = [&](const std::string& servers, std::vector<std::string> extra) {
+    auto args = BaseArgs();
+    args[3] = servers;
+    args.push_back("--once");
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto r = testing::RunCommand(args, seconds(60));
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : testing::CommandResult{};
+  };
+  std::string chrooted = zk_server_->connect_string() + "/nonexistent";
+  auto typo = with_servers(chrooted, {});
+  EXPECT_EQ(typo.exit_code, 2) << typo.err;
+  EXPECT_NE(typo.err.find("/nonexistent"), std::string::npos) << typo.err;
+  EXPECT_EQ(EtcdDump("/dubbo"), synced);
+
+  // The same check guards `check zk2etcd --fix`.
+  std::vector<std::string> check = {testing::KvsyncBinary(),
+                                    "check",
+                                    "zk2etcd",
+                                    "--zk-servers",
+                                    chrooted,
+                                    "--zk-prefix",
+                                    "/dubbo",
+                                    "--etcd-endpoints",
+                                    etcd_cluster_->endpoints_csv(),
+                                    "--name",
+                                    kTask,
+                                    "--fix"};
+  auto checked = testing::RunCommand(check, seconds(60));
+  ASSERT_TRUE(checked.ok());
+  EXPECT_EQ(checked->exit_code, 2) << checked->out << checked->err;
+  EXPECT_EQ(EtcdDump("/dubbo"), synced);
+
+  // Allowed to be missing: the walk finds the root missing and deletes nothing under it.
+  auto allowed = with_servers(chrooted, {"--zk-allow-missing-prefix"});
+  EXPECT_EQ(allowed.exit_code, 2) << allowed.err;
+  EXPECT_NE(allowed.err.find("missing"), std::string::npos) << allowed.err;
+  EXPECT_EQ(EtcdDump("/dubbo"), synced);
+}
+
+// A ZooKeeper that lost most of the tree (restored empty, wrong ensemble with the same root)
+// would make one round delete most owned keys: held, loudly, until an operator confirms.
+TEST_F(Zk2EtcdTest, MassDeleteIsHeldUntilConfirmed) {
+  BuildDubbo(2, 3);
+  ASSERT_TRUE(zk_->CreateAll("/dubbo/persistent/a", "1").ok());
+  auto argv = BaseArgs();
+  argv.push_back("--once");
+  auto once = testing::RunCommand(argv, seconds(60));
+  ASSERT_TRUE(once.ok()) << once.status();
+  ASSERT_EQ(once->exit_code, 0) << once->err;
+  KvMap synced = EtcdDump("/dubbo");
+  // ZooKeeper loses everything under /dubbo but an empty root.
+  ASSERT_TRUE(zk_->DeleteAll("/dubbo").ok());
+  ASSERT_TRUE(zk_->CreateAll("/dubbo", "").ok());
+
+  auto kvsync = StartKvsync({"--fullsync-interval", "1s"});
+  ASSERT_TRUE(
+      WaitFor([&] { return MetricAtLeast(Label("kvsync_zk2etcd_deletes_held"), 1); }, seconds(60)))
+      << kvsync->LogTail();
+  // Several rounds later nothing was deleted, and the task says it is not ready.
+  double syncs = Metric(Label("kvsync_full_syncs_total")).value_or(0);
+  ASSERT_TRUE(WaitFor([&] { return MetricAtLeast(Label("kvsync_full_syncs_total"), syncs + 2); },
+                      seconds(60)))
+      << kvsync->LogTail();
+  EXPECT_EQ(EtcdDump("/dubbo"), synced);
+  auto ready = testing::HttpGet(admin_, "/readyz");
+  ASSERT_TRUE(ready.ok());
+  EXPECT_EQ(ready->status, 503) << ready->body;
+  EXPECT_NE(ready->body.find("held"), std::string::npos) << ready->body;
+  EXPECT_EQ(kvsync->Stop(), 0);
+
+  auto refused = testing::RunCommand(argv, seconds(60));
+  ASSERT_TRUE(refused.ok());
+  EXPECT_EQ(refused->exit_code, 2) << refused->err;
+  EXPECT_NE(refused->err.find("--confirm-mass-delete"), std::string::npos) << refused->err;
+  EXPECT_EQ(EtcdDump("/dubbo"), synced);
+
+  auto confirmed_args = argv;
+  confirmed_args.push_back("--confirm-mass-delete");
+  auto confirmed = testing::RunCommand(confirmed_args, seconds(60));
+  ASSERT_TRUE(confirmed.ok());
+  EXPECT_EQ(confirmed->exit_code, 0) << confirmed->err;
+  ExpectSynced(nullptr);
+}
+
+// A znode another client protected with a digest ACL is skipped, counted and logged; the task
+// keeps running and the etcd keys of the unreadable subtree are kept.
+TEST_F(Zk2EtcdTest, UnreadableZnodeIsSkippedAndItsKeysKept) {
+  BuildDubbo(2, 3);
+  ASSERT_TRUE(zk_->CreateAll("/dubbo/secret/child", "old").ok());
+  auto argv = BaseArgs();
+  argv.push_back("--once");
+  auto once = testing::RunCommand(argv, seconds(60));
+  ASSERT_TRUE(once.ok()) << once.status();
+  ASSERT_EQ(once->exit_code, 0) << once->err;
+  ASSERT_EQ(EtcdDump("/dubbo").count("/dubbo/secret/child"), 1u);
+
+  // While kvsync is down another client re-creates the subtree readable only by itself.
+  ASSERT_TRUE(zk_->DeleteAll("/dubbo/secret").ok());
+  zk::SessionOptions o;
+  o.servers = zk_server_->connect_string();
+  o.session_timeout = seconds(10);
+  o.digest_auth = "alice:secret";
+  auto alice = zk::Session::Open(o, [](const zk::WatchEvent&) {});
+  ASSERT_TRUE(alice.ok()) << alice.status();
+  zk::CreateOptions acl;
+  acl.creator_only_acl = true;
+  ASSERT_TRUE((*alice)->Create("/dubbo/secret", "new", acl).ok());
+  ASSERT_TRUE((*alice)->Create("/dubbo/secret/child", "new", acl).ok());
+
+  auto kvsync = StartKvsync({"--fullsync-interval", "1s"});
+  ASSERT_TRUE(WaitFor([&] { return Metric(Label("kvsync_zk2etcd_unreadable_znodes")) == 1.0; },
+                      seconds(60)))
+      << kvsync->LogTail();
+  double syncs = Metric(Label("kvsync_full_syncs_total")).value_or(0);
+  // A new protected znode appears while running: read by the live path, skipped as well.
+  ASSERT_TRUE((*alice)->Create("/dubbo/svc0/private", "x", acl).ok());
+  ASSERT_TRUE(WaitFor([&] { return MetricAtLeast(Label("kvsync_full_syncs_total"), syncs + 3); },
+                      seconds(60)))
+      << kvsync->LogTail();
+  EXPECT_FALSE(kvsync->Wait(milliseconds(0)).has_value()) << kvsync->LogTail();
+  EXPECT_EQ(Metric(Label("kvsync_zk2etcd_unreadable_znodes")), 2.0);
+  KvMap etcd = EtcdDump("/dubbo");
+  EXPECT_EQ(etcd.count("/dubbo/secret"), 1u);
+  EXPECT_EQ(etcd.count("/dubbo/secret/child"), 1u);
+  EXPECT_EQ(etcd.count("/dubbo/svc0/private"), 0u);
+  // Logged once each, however many rounds saw it.
+  std::string log = kvsync->LogTail(1 << 20);
+  size_t first = log.find("unreadable znode skipped path=/dubbo/secret ");
+  ASSERT_NE(first, std::string::npos) << log;
+  EXPECT_EQ(log.find("unreadable znode skipped path=/dubbo/secret ", first + 1), std::string::npos);
+  // Everything readable is still mirrored.
+  ASSERT_TRUE(zk_->Create("/dubbo/svc1/providers/late", "", true).ok());
+  ASSERT_TRUE(WaitFor([&] { return EtcdDump("/dubbo").count("/dubbo/svc1/providers/late") == 1; },
+                      seconds(30)));
+}
+
+// `check zk2etcd --fix` with Redis ownership while Redis is down: a key whose ownership cannot
+// be read is reported, never deleted (and the running syncer defers the same delete).
+TEST_F(Zk2EtcdTest, UnknownOwnershipNeverLeadsToADelete) {
+  auto r = testing::RedisServer::Start({});
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto redis_server = std::move(*r);
+  BuildDubbo(2, 3);
+  ASSERT_TRUE(zk_->CreateAll("/dubbo/persistent/a", "1").ok());
+  auto argv = BaseArgs();
+  argv.insert(argv.end(), {"--ownership", "redis", "--redis-addr", redis_server->addr()});
+  auto once_args = argv;
+  once_args.push_back("--once");
+  auto once = testing::RunCommand(once_args, seconds(60));
+  ASSERT_TRUE(once.ok()) << once.status();
+  ASSERT_EQ(once->exit_code, 0) << once->err;
+  ASSERT_EQ(EtcdDump("/dubbo").count("/dubbo/persistent/a"), 1u);
+  // The znode goes while nothing runs: its key is an owned src miss, but Redis is down.
+  ASSERT_TRUE(zk_->Delete("/dubbo/persistent/a").ok());
+  redis_server->Kill();
+
+  std::vector<std::string> check = {testing::KvsyncBinary(),
+                                    "check",
+                                    "zk2etcd",
+                                    "--zk-servers",
+                                    zk_server_->connect_string(),
+                                    "--zk-prefix",
+                                    "/dubbo",
+                                    "--etcd-endpoints",
+                                    etcd_cluster_->endpoints_csv(),
+                                    "--name",
+                                    kTask,
+                                    "--ownership",
+                                    "redis",
+                                    "--redis-addr",
+                                    redis_server->addr(),
+                                    "--fix",
+                                    "--output",
+                                    "json"};
+  auto fixed = testing::RunCommand(check, seconds(60));
+  ASSERT_TRUE(fixed.ok());
+  EXPECT_NE(fixed->exit_code, 0) << fixed->out << fixed->err;
+  EXPECT_EQ(EtcdDump("/dubbo").count("/dubbo/persistent/a"), 1u) << fixed->out;
+  auto j = nlohmann::json::parse(fixed->out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << fixed->out;
+  EXPECT_EQ(j["ownership_unknown"], 1) << fixed->out;
+  EXPECT_EQ(j["src_miss"], 0) << fixed->out;
+
+  // The syncer, started while Redis is down, defers the same delete.
+  auto kvsync = Start(argv);
+  ASSERT_TRUE(WaitFor(
+      [&] { return MetricAtLeast(Label("kvsync_zk2etcd_repairs_paused_total"), 1); }, seconds(60)))
+      << kvsync->LogTail();
+  EXPECT_EQ(EtcdDump("/dubbo").count("/dubbo/persistent/a"), 1u);
 }
 
 }  // namespace

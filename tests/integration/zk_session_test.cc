@@ -286,13 +286,14 @@ TEST_F(ZkSessionTest, WalkVisitsExactlyTheTree) {
   EXPECT_EQ(visited.size(), expected.size());
   EXPECT_EQ(result->reads, 7);
 
-  // A missing root is not an error.
-  options.roots = {"/walk-missing"};
+  // A missing root is not an error, but it is named.
+  options.roots = {"/walk-missing", "/walk/dubbo"};
   options.read_data = true;
   visited.clear();
   result = walk(options, &visited);
   ASSERT_TRUE(result.ok()) << result.status();
-  EXPECT_EQ(result->nodes, 0);
+  EXPECT_EQ(result->nodes, static_cast<int64_t>(expected.size()));
+  EXPECT_EQ(result->missing_roots, std::vector<std::string>{"/walk-missing"});
   ASSERT_TRUE(s.DeleteAll("/walk").ok());
 }
 
@@ -362,6 +363,17 @@ TEST_F(ZkSessionTest, DigestAuth) {
   EXPECT_TRUE(absl::IsPermissionDenied(
       Walk(session_.get(), options, [](const std::string&, const std::string&, const Stat&) {
       }).status()));
+  // ... unless asked to skip unreadable nodes, which it then names.
+  options.skip_unreadable = true;
+  std::vector<std::string> seen;
+  auto skipped =
+      Walk(session_.get(), options,
+           [&](const std::string& path, const std::string&, const Stat&) { seen.push_back(path); });
+  ASSERT_TRUE(skipped.ok()) << skipped.status();
+  EXPECT_EQ(seen, std::vector<std::string>{"/acl"});
+  EXPECT_EQ(skipped->unreadable, std::vector<std::string>{"/acl/private"});
+  EXPECT_EQ(skipped->unreadable_count, 1);
+  EXPECT_TRUE(skipped->missing_roots.empty());
 
   std::unique_ptr<Session> again = MustOpen(server_->connect_string(), nullptr, "alice:secret");
   ASSERT_NE(again, nullptr);

@@ -1,0 +1,41 @@
+// The deletion guards of zk2etcd. kvsync deletes an etcd key without a ZooKeeper delete event
+// only when a full-sync walk found no znode for it; these guards refuse that inference when the
+// walk cannot be trusted to have seen the tree the operator meant:
+//   - at start-up, the chroot of --zk-servers and every --zk-prefix root must exist (a typo or
+//     the wrong ensemble would otherwise look like an empty tree): CheckRootsExist;
+//   - in every round, keys under a root the walk found missing are never deleted, and a round
+//     that would delete more than --max-delete-fraction of the owned keys deletes nothing:
+//     JudgeDeletes.
+// Both are lifted only by --confirm-mass-delete. Pure functions except CheckRootsExist, which
+// reads ZooKeeper; any thread but the session's loop thread.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "config/config.h"
+#include "zk/session.h"
+
+namespace kvsync::zk2etcd {
+
+// OK when the chroot and every root exist, or when config.allow_missing_prefix is set.
+// FailedPrecondition naming the missing chroot or root, the servers and the flag that allows it;
+// other ZooKeeper errors as the session reports them.
+absl::Status CheckRootsExist(zk::Session* session, const config::Zk2EtcdConfig& config);
+
+// The deletes one full-sync round inferred, before any is submitted.
+struct DeletePlan {
+  int64_t deletes = 0;             // owned keys no znode matched, all roots included
+  int64_t under_missing_root = 0;  // of which under a root the walk found missing
+  int64_t owned = 0;               // owned keys in scope when the round read etcd
+  std::vector<std::string> missing_roots;
+};
+
+// OK when the round may delete: nothing under a missing root, and either a single delete (a lost
+// delete event, never a mass removal) or at most max_fraction of the owned keys. Otherwise
+// FailedPrecondition, one line saying what is held and how to confirm it. `confirmed` lifts both.
+absl::Status JudgeDeletes(const DeletePlan& plan, double max_fraction, bool confirmed);
+
+}  // namespace kvsync::zk2etcd
