@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <list>
 #include <utility>
 #include <vector>
 
@@ -25,8 +26,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr size_t kMaxHeaderBytes = 8 * 1024;
-constexpr std::chrono::seconds kReadTimeout(2);
-constexpr std::chrono::seconds kWriteTimeout(10);
 // After the response, unread input is drained briefly so that close() does not send a RST that
 // could destroy the response before the client has read it.
 constexpr std::chrono::milliseconds kLingerTimeout(500);
@@ -190,6 +189,16 @@ AdminServer::Response JsonResponse(int status, std::string body) {
 
 absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(
     const std::string& address, std::map<std::string, Handler> routes) {
+  return Start(address, std::move(routes), Options());
+}
+
+absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(
+    const std::string& address, std::map<std::string, Handler> routes, const Options& options) {
+  if (options.max_connections == 0 || options.header_timeout.count() <= 0 ||
+      options.write_timeout.count() <= 0) {
+    return absl::InvalidArgumentError(
+        "admin server options need max_connections >= 1 and positive timeouts");
+  }
   for (const auto& [path, handler] : routes) {
     if (path.empty() || path.front() != '/' || !handler) {
       return absl::InvalidArgumentError(
@@ -233,7 +242,7 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(
     // not allow two listeners on one port.
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (ai->ai_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 64) == 0) {
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, SOMAXCONN) == 0) {
       listen_fd = fd;
       break;
     }
@@ -255,24 +264,25 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(
   int port = 0;
   std::string bound_address = FormatSockaddr(bound, &port);
   std::unique_ptr<AdminServer> server(
-      new AdminServer(listen_fd, wake_fd, bound_address, port, std::move(routes)));
+      new AdminServer(listen_fd, wake_fd, bound_address, port, std::move(routes), options));
   log::Info("http", "admin server listening", {{"address", bound_address}});
   return server;
 }
 
 AdminServer::AdminServer(int listen_fd, int wake_fd, std::string address, int port,
-                         std::map<std::string, Handler> routes)
+                         std::map<std::string, Handler> routes, const Options& options)
     : listen_fd_(listen_fd),
       wake_fd_(wake_fd),
       address_(std::move(address)),
       port_(port),
-      routes_(std::move(routes)) {
+      routes_(std::move(routes)),
+      options_(options) {
   thread_ = std::thread([this] { Run(); });
 }
 
 AdminServer::~AdminServer() {
   uint64_t one = 1;
-  // The eventfd stays readable from now on, so every poll in Run() and Serve() returns at once.
+  // The eventfd stays readable from now on, so the poll in Run() returns at once.
   while (write(wake_fd_, &one, sizeof(one)) < 0 && errno == EINTR) {
   }
   thread_.join();
@@ -280,141 +290,243 @@ AdminServer::~AdminServer() {
   close(wake_fd_);
 }
 
+AdminServer::Counters AdminServer::counters() const {
+  return Counters{accepted_.load(std::memory_order_relaxed),
+                  evicted_.load(std::memory_order_relaxed),
+                  header_timeouts_.load(std::memory_order_relaxed),
+                  write_timeouts_.load(std::memory_order_relaxed)};
+}
+
+struct AdminServer::Connection {
+  enum class State {
+    kReading,   // the request head, until header_timeout from accept
+    kWriting,   // the response, until write_timeout
+    kDraining,  // after shutdown(SHUT_WR): the client's leftover input, until kLingerTimeout
+  };
+  Connection(int fd, Clock::time_point deadline) : fd(fd), deadline(deadline) {}
+
+  const int fd;
+  State state = State::kReading;
+  Clock::time_point deadline;  // of the current state
+  std::string in;              // the request head so far, at most kMaxHeaderBytes
+  std::string out;             // the response; out[sent..] is still to write
+  size_t sent = 0;
+  size_t drained = 0;
+};
+
+enum class AdminServer::Next { kKeep, kClose };
+
 namespace {
 
-enum class Ready { kYes, kTimeout, kStop };
+// At most this many accepts per loop turn, so that a connect flood cannot starve the connections
+// already open (eviction keeps the count bounded either way).
+constexpr int kAcceptsPerTurn = 64;
+// After accept() fails for lack of descriptors or memory the listener stays readable; it is left
+// out of the poll set for this long instead of spinning.
+constexpr std::chrono::milliseconds kAcceptPause(100);
+constexpr std::chrono::minutes kEvictionLogInterval(1);
 
-// Waits until `fd` has `events`, the deadline passes, or the server is asked to stop.
-Ready WaitFor(int fd, short events, int wake_fd, Clock::time_point deadline) {
-  while (true) {
-    auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0) return Ready::kTimeout;
-    pollfd fds[2] = {{wake_fd, POLLIN, 0}, {fd, events, 0}};
-    int n = poll(fds, 2, static_cast<int>(left.count()));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 || fds[0].revents != 0) return Ready::kStop;
-    if (fds[1].revents != 0) return Ready::kYes;
-  }
-}
-
-// Writes all of `data`; false when the peer is gone, too slow, or the server is stopping.
-bool WriteAll(int fd, const std::string& data, int wake_fd) {
-  auto deadline = Clock::now() + kWriteTimeout;
-  size_t sent = 0;
-  while (sent < data.size()) {
-    ssize_t n = send(fd, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
-    if (n > 0) {
-      sent += static_cast<size_t>(n);
-    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      if (WaitFor(fd, POLLOUT, wake_fd, deadline) != Ready::kYes) return false;
-    } else if (n < 0 && errno == EINTR) {
-      continue;
-    } else {
-      return false;
-    }
-  }
-  return true;
-}
-
-}  // namespace
-
-void AdminServer::Run() {
-  bool accept_failing = false;
-  while (true) {
-    pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {listen_fd_, POLLIN, 0}};
-    int n = poll(fds, 2, -1);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 || fds[0].revents != 0) return;
-    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    if (fd < 0) {
-      int err = errno;
-      if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == ECONNABORTED) continue;
-      if (!accept_failing) {
-        log::Warn("http", "admin server accept failed", {{"error", ErrnoText(err)}});
-        accept_failing = true;
-      }
-      // Out of descriptors or memory: the listener stays readable, so pause instead of spinning.
-      pollfd wake = {wake_fd_, POLLIN, 0};
-      if (poll(&wake, 1, 100) > 0) return;
-      continue;
-    }
-    accept_failing = false;
-    Serve(fd);
-    close(fd);
-  }
-}
-
-void AdminServer::Serve(int fd) {
-  std::string buf;
-  size_t head_end = std::string::npos;
-  bool garbage = false;
-  auto deadline = Clock::now() + kReadTimeout;
-  while (head_end == std::string::npos) {
-    if (buf.size() >= kMaxHeaderBytes) break;
-    char chunk[4096];
-    size_t want = std::min(sizeof(chunk), kMaxHeaderBytes - buf.size());
-    ssize_t n = recv(fd, chunk, want, 0);
-    if (n == 0) return;  // the client went away before finishing its request
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) return;
-      // A slow or idle client is dropped without a response; a stop request ends at once.
-      if (WaitFor(fd, POLLIN, wake_fd_, deadline) != Ready::kYes) return;
-      continue;
-    }
-    size_t search_from = buf.size() >= 3 ? buf.size() - 3 : 0;
-    buf.append(chunk, static_cast<size_t>(n));
-    if (!PlausibleStart(buf)) {
-      garbage = true;
-      break;
-    }
-    size_t crlf = buf.find("\r\n\r\n", search_from);
-    size_t lf = buf.find("\n\n", search_from);
-    head_end = std::min(crlf, lf);  // bare LF line ends are tolerated
-  }
-
-  Response response;
-  bool head_only = false;
-  std::string extra_headers;
-  Request request;
-  if (garbage) {
-    response = Response{400, "text/plain; charset=utf-8", "bad request\n"};
-  } else if (head_end == std::string::npos) {
-    response = Response{431, "text/plain; charset=utf-8", "request headers too large\n"};
-  } else if (!ParseRequest(buf.substr(0, head_end), &request)) {
-    response = Response{400, "text/plain; charset=utf-8", "bad request\n"};
-  } else if (auto route = routes_.find(request.path); route == routes_.end()) {
-    response = Response{404, "text/plain; charset=utf-8", "404 page not found\n"};
-  } else if (request.method != "GET" && request.method != "HEAD") {
-    response = Response{405, "text/plain; charset=utf-8", "method not allowed\n"};
-    extra_headers = "Allow: GET, HEAD\r\n";
-  } else {
-    head_only = request.method == "HEAD";
-    response = route->second();
-  }
-
+std::string Serialize(const AdminServer::Response& response, const std::string& extra_headers,
+                      bool head_only) {
   std::string out = absl::StrCat("HTTP/1.1 ", response.status, " ", Reason(response.status),
                                  "\r\nContent-Type: ", response.content_type,
                                  "\r\nContent-Length: ", response.body.size(), "\r\n",
                                  extra_headers, "Connection: close\r\n\r\n");
   if (!head_only) out += response.body;
-  if (!WriteAll(fd, out, wake_fd_)) return;
+  return out;
+}
 
-  shutdown(fd, SHUT_WR);
-  auto linger_deadline = Clock::now() + kLingerTimeout;
-  size_t drained = 0;
-  while (drained < kMaxLingerBytes) {
-    char chunk[4096];
-    ssize_t n = recv(fd, chunk, sizeof(chunk), 0);
-    if (n == 0) return;
-    if (n > 0) {
-      drained += static_cast<size_t>(n);
-    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      if (WaitFor(fd, POLLIN, wake_fd_, linger_deadline) != Ready::kYes) return;
-    } else if (errno != EINTR) {
+std::string PlainError(int status, const char* body) {
+  return Serialize(AdminServer::Response{status, "text/plain; charset=utf-8", body}, "", false);
+}
+
+}  // namespace
+
+void AdminServer::Run() {
+  std::vector<pollfd> fds;
+  std::vector<std::list<Connection>::iterator> polled;  // polled[i] goes with fds[i + 2]
+  while (true) {
+    auto now = Clock::now();
+    auto wake_at = Clock::time_point::max();
+    for (auto it = connections_.begin(); it != connections_.end();) {
+      if (it->deadline > now) {
+        wake_at = std::min(wake_at, it->deadline);
+        ++it;
+        continue;
+      }
+      // A client that is this late gets no response: for one still reading, that is also what
+      // an idle connection deserves.
+      if (it->state == Connection::State::kReading) {
+        header_timeouts_.fetch_add(1, std::memory_order_relaxed);
+      } else if (it->state == Connection::State::kWriting) {
+        write_timeouts_.fetch_add(1, std::memory_order_relaxed);
+      }
+      close(it->fd);
+      it = connections_.erase(it);
+    }
+    bool listening = now >= accept_paused_until_;
+    if (!listening) wake_at = std::min(wake_at, accept_paused_until_);
+
+    fds.clear();
+    polled.clear();
+    fds.push_back({wake_fd_, POLLIN, 0});
+    fds.push_back({listening ? listen_fd_ : -1, POLLIN, 0});  // poll() skips a negative fd
+    for (auto it = connections_.begin(); it != connections_.end(); ++it) {
+      short events = it->state == Connection::State::kWriting ? POLLOUT : POLLIN;
+      fds.push_back({it->fd, events, 0});
+      polled.push_back(it);
+    }
+    int timeout_ms = -1;
+    if (wake_at != Clock::time_point::max()) {
+      timeout_ms = static_cast<int>(std::max<int64_t>(
+          0, std::chrono::ceil<std::chrono::milliseconds>(wake_at - now).count()));
+    }
+    int n = poll(fds.data(), fds.size(), timeout_ms);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) log::Error("http", "admin server poll failed", {{"error", ErrnoText(errno)}});
+    if (n < 0 || fds[0].revents != 0) break;
+    for (size_t i = 2; i < fds.size(); ++i) {
+      if (fds[i].revents == 0) continue;
+      auto it = polled[i - 2];
+      if (Progress(*it) == Next::kClose) {
+        close(it->fd);
+        connections_.erase(it);  // other iterators in `polled` stay valid
+      }
+    }
+    if (listening && fds[1].revents != 0) AcceptSome();
+  }
+  for (const Connection& c : connections_) close(c.fd);
+  connections_.clear();
+}
+
+void AdminServer::AcceptSome() {
+  for (int i = 0; i < kAcceptsPerTurn; ++i) {
+    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) {
+      int err = errno;
+      if (err == EAGAIN || err == EWOULDBLOCK) return;
+      if (err == EINTR || err == ECONNABORTED) continue;
+      if (!accept_failing_) {
+        log::Warn("http", "admin server accept failed", {{"error", ErrnoText(err)}});
+        accept_failing_ = true;
+      }
+      accept_paused_until_ = Clock::now() + kAcceptPause;
       return;
     }
+    accept_failing_ = false;
+    accepted_.fetch_add(1, std::memory_order_relaxed);
+    auto now = Clock::now();
+    if (connections_.size() >= options_.max_connections) {
+      auto victim = std::find_if(connections_.begin(), connections_.end(), [](const Connection& c) {
+        return c.state == Connection::State::kReading;
+      });
+      if (victim == connections_.end()) victim = connections_.begin();
+      close(victim->fd);
+      connections_.erase(victim);
+      uint64_t evicted = evicted_.fetch_add(1, std::memory_order_relaxed) + 1;
+      if (now - last_eviction_log_ >= kEvictionLogInterval) {
+        log::Warn("http", "admin server at its connection limit, closing the oldest",
+                  {{"max_connections", static_cast<uint64_t>(options_.max_connections)},
+                   {"evicted_total", evicted}});
+        last_eviction_log_ = now;
+      }
+    }
+    connections_.emplace_back(fd, now + options_.header_timeout);
+    // A probe's request has usually arrived with the connection: answer it now.
+    if (Progress(connections_.back()) == Next::kClose) {
+      close(fd);
+      connections_.pop_back();
+    }
   }
+}
+
+AdminServer::Next AdminServer::Progress(Connection& c) {
+  switch (c.state) {
+    case Connection::State::kReading:
+      return Read(c);
+    case Connection::State::kWriting:
+      return Write(c);
+    case Connection::State::kDraining:
+      return Drain(c);
+  }
+  return Next::kClose;
+}
+
+AdminServer::Next AdminServer::Read(Connection& c) {
+  std::string response;
+  while (response.empty()) {
+    char chunk[4096];
+    size_t want = std::min(sizeof(chunk), kMaxHeaderBytes - c.in.size());
+    ssize_t n = recv(c.fd, chunk, want, 0);
+    if (n == 0) return Next::kClose;  // the client went away before finishing its request
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno == EAGAIN || errno == EWOULDBLOCK ? Next::kKeep : Next::kClose;
+    }
+    size_t search_from = c.in.size() >= 3 ? c.in.size() - 3 : 0;
+    c.in.append(chunk, static_cast<size_t>(n));
+    size_t crlf = c.in.find("\r\n\r\n", search_from);
+    size_t lf = c.in.find("\n\n", search_from);
+    size_t head_end = std::min(crlf, lf);  // bare LF line ends are tolerated
+    if (!PlausibleStart(c.in)) {
+      response = PlainError(400, "bad request\n");
+    } else if (head_end != std::string::npos) {
+      response = Respond(c.in.substr(0, head_end));
+    } else if (c.in.size() >= kMaxHeaderBytes) {
+      response = PlainError(431, "request headers too large\n");
+    }
+  }
+  std::string().swap(c.in);
+  c.out = std::move(response);
+  c.state = Connection::State::kWriting;
+  c.deadline = Clock::now() + options_.write_timeout;
+  return Write(c);
+}
+
+AdminServer::Next AdminServer::Write(Connection& c) {
+  while (c.sent < c.out.size()) {
+    ssize_t n = send(c.fd, c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL);
+    if (n > 0) {
+      c.sent += static_cast<size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else {
+      return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? Next::kKeep : Next::kClose;
+    }
+  }
+  std::string().swap(c.out);
+  shutdown(c.fd, SHUT_WR);
+  c.state = Connection::State::kDraining;
+  c.deadline = Clock::now() + kLingerTimeout;
+  return Drain(c);
+}
+
+AdminServer::Next AdminServer::Drain(Connection& c) {
+  while (c.drained < kMaxLingerBytes) {
+    char chunk[4096];
+    ssize_t n = recv(c.fd, chunk, sizeof(chunk), 0);
+    if (n == 0) return Next::kClose;
+    if (n > 0) {
+      c.drained += static_cast<size_t>(n);
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      return Next::kKeep;
+    } else if (errno != EINTR) {
+      return Next::kClose;
+    }
+  }
+  return Next::kClose;
+}
+
+std::string AdminServer::Respond(const std::string& head) const {
+  Request request;
+  if (!ParseRequest(head, &request)) return PlainError(400, "bad request\n");
+  auto route = routes_.find(request.path);
+  if (route == routes_.end()) return PlainError(404, "404 page not found\n");
+  if (request.method != "GET" && request.method != "HEAD") {
+    return Serialize(Response{405, "text/plain; charset=utf-8", "method not allowed\n"},
+                     "Allow: GET, HEAD\r\n", false);
+  }
+  return Serialize(route->second(), "", request.method == "HEAD");
 }
 
 }  // namespace kvsync::http

@@ -3,12 +3,16 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <string>
@@ -128,6 +132,112 @@ Reply Exchange(int port, const std::string& request) {
 
 Reply Get(int port, const std::string& path, const std::string& method = "GET") {
   return Exchange(port, absl::StrCat(method, " ", path, " HTTP/1.1\r\nHost: test\r\n\r\n"));
+}
+
+sockaddr_in Loopback(int port) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return addr;
+}
+
+// `n` non-blocking sockets connecting to 127.0.0.1:`port` that never send anything. connect()
+// does not wait for the server, so a server that stops accepting cannot hang the test.
+std::vector<int> ConnectIdle(int port, int n) {
+  sockaddr_in addr = Loopback(port);
+  std::vector<int> fds;
+  for (int i = 0; i < n; ++i) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+      ADD_FAILURE() << "socket: " << strerror(errno);
+      break;
+    }
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 &&
+        errno != EINPROGRESS) {
+      ADD_FAILURE() << "connect: " << strerror(errno);
+    }
+    fds.push_back(fd);
+  }
+  return fds;
+}
+
+void CloseAll(const std::vector<int>& fds) {
+  for (int fd : fds) close(fd);
+}
+
+// Waits until at least `want` of the non-blocking sockets `fds` have been closed by the server
+// (EOF or reset), or `timeout` passes. Returns how many were closed; `bytes` counts what the
+// server sent on them before closing.
+int WaitForServerClose(const std::vector<int>& fds, int want, std::chrono::milliseconds timeout,
+                       size_t* bytes) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::vector<pollfd> open;
+  for (int fd : fds) open.push_back({fd, POLLIN, 0});
+  int closed = 0;
+  *bytes = 0;
+  while (closed < want) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    if (poll(open.data(), open.size(), static_cast<int>(left.count())) <= 0) continue;
+    for (pollfd& p : open) {
+      if (p.fd < 0 || p.revents == 0) continue;
+      char buf[4096];
+      ssize_t n = recv(p.fd, buf, sizeof(buf), 0);
+      if (n > 0) {
+        *bytes += static_cast<size_t>(n);
+      } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+        ++closed;
+        p.fd = -1;  // poll() ignores negative descriptors
+      }
+    }
+  }
+  return closed;
+}
+
+// GET `path` as a liveness probe would, on a fresh connection with a 1 s receive timeout: the
+// test fails if the answer does not arrive before that timeout.
+Reply Probe(int port, const std::string& path) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  EXPECT_GE(fd, 0);
+  timeval tv{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));  // bounds connect() too
+  sockaddr_in addr = Loopback(port);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ADD_FAILURE() << "probe " << path << ": connect: " << strerror(errno);
+    close(fd);
+    return Reply{};
+  }
+  SendAll(fd, absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: test\r\n\r\n"));
+  std::string raw;
+  char buf[4096];
+  while (true) {
+    ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n == 0) break;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      ADD_FAILURE() << "probe " << path << ": "
+                    << (errno == EAGAIN || errno == EWOULDBLOCK ? "no answer within 1 s"
+                                                                : strerror(errno));
+      close(fd);
+      return Reply{};
+    }
+    raw.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  return Parse(raw);
+}
+
+// Both probes the Deployment uses answer correctly within the probe's 1 s receive timeout.
+void ExpectProbesAnswer(int port) {
+  Reply health = Probe(port, "/healthz");
+  EXPECT_EQ(health.status, 200);
+  EXPECT_EQ(health.body, R"({"status":"ok"})");
+  Reply metrics = Probe(port, "/metrics");
+  EXPECT_EQ(metrics.status, 200);
+  EXPECT_THAT(metrics.body, HasSubstr("up 1"));
 }
 
 std::map<std::string, AdminServer::Handler> Routes() {
@@ -254,7 +364,7 @@ TEST_F(AdminServerTest, OversizedHeadersAreRefused) {
   EXPECT_EQ(Exchange(port_, request).status, 431);
 }
 
-// Many clients in parallel are all served (one at a time).
+// Many clients in parallel are all served.
 TEST_F(AdminServerTest, ConcurrentClientsAreAllServed) {
   std::atomic<int> ok{0};
   std::vector<std::thread> threads;
@@ -267,16 +377,92 @@ TEST_F(AdminServerTest, ConcurrentClientsAreAllServed) {
   EXPECT_EQ(ok.load(), 100);
 }
 
-// A client that connects and sends nothing is dropped after the read timeout; then the server
-// serves the next client.
-TEST_F(AdminServerTest, IdleClientIsDroppedAndOthersAreServedAfterwards) {
-  int idle = Connect(port_);
-  SendAll(idle, "GET /metrics HTTP/1.1\r\n");  // never finished
-  Reply next = Get(port_, "/healthz");         // queued behind the idle client
-  EXPECT_EQ(next.status, 200);
-  char c;
-  EXPECT_EQ(recv(idle, &c, 1, 0), 0) << "the idle connection should be closed without a reply";
-  close(idle);
+// A client that sent part of a request line and then stalls does not hold up other clients.
+TEST_F(AdminServerTest, SlowHeaderClientDoesNotDelayProbes) {
+  int fds_before = CountOpenFds();
+  int slow = Connect(port_);
+  SendAll(slow, "GET /heal");
+  // Connected: our socket is one more descriptor; accepted: the server's side is another.
+  ASSERT_TRUE(WaitUntil([&] { return CountOpenFds() == fds_before + 2; }, std::chrono::seconds(5)));
+  ExpectProbesAnswer(port_);
+  close(slow);
+}
+
+// 200 connections that send nothing, all accepted and held, do not delay /healthz or /metrics.
+TEST_F(AdminServerTest, TwoHundredIdleConnectionsDoNotDelayProbes) {
+  int fds_before = CountOpenFds();
+  std::vector<int> idle = ConnectIdle(port_, 200);
+  EXPECT_TRUE(
+      WaitUntil([&] { return CountOpenFds() == fds_before + 400; }, std::chrono::seconds(5)))
+      << "the server should accept all 200 connections";
+  ExpectProbesAnswer(port_);
+  CloseAll(idle);
+}
+
+// Past the connection cap (256) the oldest connections still waiting for their request are
+// closed to make room, so a flood of idle connections cannot lock probes out.
+TEST(AdminServer, FloodBeyondTheConnectionCapEvictsTheOldestAndProbesStillAnswer) {
+  AdminServer::Options options;
+  options.header_timeout = std::chrono::minutes(1);  // only eviction can close connections
+  auto server = AdminServer::Start("127.0.0.1:0", Routes(), options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  int port = (*server)->port();
+  const int flood = 300;
+  std::vector<int> idle = ConnectIdle(port, flood);
+  size_t bytes = 0;
+  int evicted = WaitForServerClose(idle, flood - 256, std::chrono::seconds(5), &bytes);
+  EXPECT_GE(evicted, flood - 256);
+  EXPECT_EQ(bytes, 0u) << "evicted connections get no response";
+  ExpectProbesAnswer(port);
+  AdminServer::Counters counters = (*server)->counters();
+  EXPECT_GE(counters.evicted, static_cast<uint64_t>(flood - 256));
+  EXPECT_EQ(counters.header_timeouts, 0u);
+  CloseAll(idle);
+}
+
+// Connections that do not complete their request head within the header deadline are closed
+// without a response: silent ones and one that sent part of a request line.
+TEST(AdminServer, IncompleteRequestsAreClosedAtTheHeaderDeadline) {
+  AdminServer::Options options;
+  options.header_timeout = std::chrono::milliseconds(300);
+  auto server = AdminServer::Start("127.0.0.1:0", Routes(), options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  int port = (*server)->port();
+  std::vector<int> idle = ConnectIdle(port, 200);
+  int slow = Connect(port);
+  SendAll(slow, "GET /heal");
+  idle.push_back(slow);
+  size_t bytes = 0;
+  EXPECT_EQ(WaitForServerClose(idle, 201, std::chrono::seconds(10), &bytes), 201);
+  EXPECT_EQ(bytes, 0u);
+  EXPECT_EQ((*server)->counters().header_timeouts, 201u);
+  EXPECT_EQ((*server)->counters().evicted, 0u);
+  ExpectProbesAnswer(port);
+  CloseAll(idle);
+}
+
+// A client that requests a large response and never reads it does not hold up other clients,
+// and is closed once the write deadline passes.
+TEST(AdminServer, ClientThatDoesNotReadItsResponseDoesNotDelayProbes) {
+  AdminServer::Options options;
+  options.write_timeout = std::chrono::milliseconds(300);
+  auto routes = Routes();
+  routes["/big"] = [] {
+    return AdminServer::Response{200, "text/plain", std::string(32 << 20, 'x')};
+  };
+  auto server = AdminServer::Start("127.0.0.1:0", std::move(routes), options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  int port = (*server)->port();
+  int stuck = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int small = 4096;
+  setsockopt(stuck, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));  // keeps the window small
+  sockaddr_in addr = Loopback(port);
+  ASSERT_EQ(connect(stuck, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  SendAll(stuck, "GET /big HTTP/1.1\r\n\r\n");
+  ExpectProbesAnswer(port);
+  EXPECT_TRUE(WaitUntil([&] { return (*server)->counters().write_timeouts == 1; },
+                        std::chrono::seconds(5)));
+  close(stuck);
 }
 
 // The destructor wakes the server even while it waits for a silent client.
@@ -290,7 +476,7 @@ TEST(AdminServer, StopsPromptlyWhileAClientHoldsAnIdleConnection) {
   auto start = std::chrono::steady_clock::now();
   server->reset();
   auto took = std::chrono::steady_clock::now() - start;
-  // The read timeout is 2 s; returning well before it shows the wake-up path was taken.
+  // The header deadline is 5 s; returning well before it shows the wake-up path was taken.
   EXPECT_LT(took, std::chrono::seconds(1));
   char c;
   EXPECT_EQ(recv(idle, &c, 1, 0), 0);
