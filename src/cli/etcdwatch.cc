@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "cli/command.h"
 #include "config/config.h"
 #include "etcd/client.h"
@@ -82,19 +83,33 @@ int Run(Flags* f) {
   }
   config::EtcdConnection write_conn = f->conn;
   if (!f->write_endpoints.empty()) write_conn.endpoints = f->write_endpoints;
-  auto writer = etcd::Client::Create(write_conn.ToClientOptions("writer"));
+  etcd::ClientOptions write_options = write_conn.ToClientOptions("writer");
+  etcd::ClientOptions watch_options = f->conn.ToClientOptions("watch");
+  const etcd::ClientOptions::FlagNames flags = {"--endpoints", "--cacert", "--cert", "--tls-key"};
+  watch_options.flags = flags;
+  write_options.flags = flags;
+  if (!f->write_endpoints.empty()) write_options.flags.endpoints = "--write-endpoints";
+  auto writer = etcd::Client::Create(write_options);
   if (!writer.ok()) return Fail(writer.status());
   std::vector<std::unique_ptr<etcd::Client>> watch_clients;
   std::vector<etcd::Client*> watch_ptrs;
   for (int c = 0; c < f->connections; ++c) {
-    auto client = etcd::Client::Create(f->conn.ToClientOptions("watch"));
+    auto client = etcd::Client::Create(watch_options);
     if (!client.ok()) return Fail(client.status());
     watch_ptrs.push_back(client->get());
     watch_clients.push_back(std::move(*client));
   }
-  if (auto connected = (*writer)->Connect(); !connected.ok()) return Fail(connected.status());
-  if (auto connected = watch_ptrs[0]->Connect(); !connected.ok()) {
-    return Fail(connected.status());
+  auto write_header = (*writer)->Connect();
+  if (!write_header.ok()) return Fail(write_header.status());
+  auto watch_header = watch_ptrs[0]->Connect();
+  if (!watch_header.ok()) return Fail(watch_header.status());
+  // Writes on one cluster and watches on another would be reported as lost events: refuse.
+  if (write_header->cluster_id != watch_header->cluster_id) {
+    return Fail(absl::InvalidArgumentError(absl::StrFormat(
+        "--write-endpoints %s (cluster %016x) and --endpoints %s (cluster %016x) are different "
+        "etcd clusters; the writer and the watchers must use the same one",
+        (*writer)->current_endpoint(), write_header->cluster_id, watch_ptrs[0]->current_endpoint(),
+        watch_header->cluster_id)));
   }
   common::StopToken stop;
   StartSignalThread(&stop);

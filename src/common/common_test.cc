@@ -52,6 +52,12 @@ TEST(PrintableKey, EscapesControlBytes) {
   EXPECT_EQ(PrintableKey(std::string("a\nb", 3)), "a\\x0ab");
 }
 
+// A long key is cut to a readable prefix that still says how long the key is.
+TEST(PrintableKey, CutsLongKeysAndNamesTheirLength) {
+  EXPECT_EQ(PrintableKey(std::string(128, 'k')), std::string(128, 'k'));
+  EXPECT_EQ(PrintableKey(std::string(65536, 'k')), std::string(128, 'k') + "…(65536 bytes)");
+}
+
 // The limiter allows one second of burst, then spaces work out at the configured rate.
 TEST(RateLimiter, AllowsOneSecondBurstThenPaces) {
   RateLimiter limiter(1000);  // units per second

@@ -18,7 +18,7 @@ std::string PrefixEnd(std::string_view prefix) {
 }
 
 std::string PrintableKey(std::string_view key) {
-  constexpr size_t kMax = 200;
+  constexpr size_t kMax = 128;
   std::string out;
   for (size_t i = 0; i < key.size() && i < kMax; ++i) {
     unsigned char c = static_cast<unsigned char>(key[i]);
@@ -28,7 +28,7 @@ std::string PrintableKey(std::string_view key) {
       absl::StrAppendFormat(&out, "\\x%02x", c);
     }
   }
-  if (key.size() > kMax) out += "...";
+  if (key.size() > kMax) absl::StrAppendFormat(&out, "…(%d bytes)", key.size());
   return out;
 }
 

@@ -22,7 +22,9 @@ inline bool PathUnder(std::string_view path, std::string_view prefix) {
   return HasPrefix(path, prefix) && (path.size() == prefix.size() || path[prefix.size()] == '/');
 }
 
-// Renders a key for logs: printable ASCII as is, other bytes as \xNN, cut after 200 bytes.
+// Renders a key for logs: printable ASCII as is, other bytes as \xNN. A key longer than 128
+// bytes is cut there and ends with "…(<length> bytes)", so that no log line or error message
+// carries a 64 KiB key.
 std::string PrintableKey(std::string_view key);
 
 }  // namespace kvsync::common

@@ -27,6 +27,14 @@ etcd::ClientOptions EtcdConnection::ToClientOptions(const std::string& side) con
   }
   o.dial_timeout = dial_timeout;
   o.request_timeout = command_timeout;
+  // Messages name the flags of cli::AddConnectionFlags (--src-*, --dst-*, --etcd-*, ...).
+  if (side == "source") {
+    o.flags = etcd::FlagNamesWithPrefix("src");
+  } else if (side == "destination") {
+    o.flags = etcd::FlagNamesWithPrefix("dst");
+  } else if (side == "etcd" || side == "election") {
+    o.flags = etcd::FlagNamesWithPrefix(side);
+  }
   return o;
 }
 

@@ -1,10 +1,11 @@
 #include "etcd/client.h"
 
-#include <fstream>
-#include <sstream>
+#include <algorithm>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -13,6 +14,7 @@
 #include "etcd/convert.h"
 #include "etcd/etcdserver/api/v3election/v3electionpb/v3election.grpc.pb.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
+#include "etcd/tls_check.h"
 #include "grpcpp/grpcpp.h"
 
 namespace kvsync::etcd {
@@ -54,21 +56,57 @@ class Endpoint {
 
 namespace {
 
-absl::StatusOr<std::string> ReadFile(const std::string& path, absl::string_view what,
-                                     absl::string_view client) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(client, " ", what, " file \"", path, "\" cannot be read"));
+// What messages call a field: its flag when known, else a description ("source CA file").
+std::string Subject(const ClientOptions& o, const std::string& flag, absl::string_view what) {
+  return flag.empty() ? absl::StrCat(o.name, " ", what) : flag;
+}
+
+absl::Status BadEndpoint(const ClientOptions& o, absl::string_view endpoint,
+                         absl::string_view cause) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(Subject(o, o.flags.endpoints, "endpoint"), " \"", endpoint, "\": ", cause));
+}
+
+// host:port, http://host:port or https://host:port; the port 1..65535; IPv6 in brackets.
+absl::Status CheckEndpoint(const ClientOptions& o, absl::string_view e) {
+  if (e.empty()) return BadEndpoint(o, e, "empty item (a stray comma?)");
+  for (char c : e) {
+    if (absl::ascii_isspace(static_cast<unsigned char>(c))) {
+      return BadEndpoint(o, e, "contains a blank; separate endpoints with commas");
+    }
   }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string data = ss.str();
-  if (!absl::StrContains(data, "-----BEGIN")) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(client, " ", what, " file \"", path, "\" is not a PEM file"));
+  absl::string_view rest = e;
+  if (!absl::ConsumePrefix(&rest, "http://") && !absl::ConsumePrefix(&rest, "https://") &&
+      absl::StrContains(rest, "://")) {
+    return BadEndpoint(o, e, "unsupported scheme; use host:port, http:// or https://");
   }
-  return data;
+  if (absl::StrContains(rest, "/")) return BadEndpoint(o, e, "is not host:port (no path allowed)");
+  size_t colon = rest.rfind(':');
+  if (colon == absl::string_view::npos) return BadEndpoint(o, e, "has no port; use host:port");
+  absl::string_view host = rest.substr(0, colon);
+  absl::string_view port = rest.substr(colon + 1);
+  if (host.empty() || host == "[]") return BadEndpoint(o, e, "has no host; use host:port");
+  if (absl::StrContains(host, ':') && !(absl::StartsWith(host, "[") && absl::EndsWith(host, "]"))) {
+    return BadEndpoint(o, e, "an IPv6 address must be in brackets, as in [::1]:2379");
+  }
+  int value = 0;
+  bool digits = !port.empty() && port.size() <= 5 &&
+                std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (!digits || !absl::SimpleAtoi(port, &value) || value < 1 || value > 65535) {
+    return BadEndpoint(o, e, absl::StrCat("port \"", port, "\" is not a number from 1 to 65535"));
+  }
+  return absl::OkStatus();
+}
+
+// The endpoint without its scheme, split into host (IPv6 without brackets) and port.
+void SplitHostPort(absl::string_view endpoint, std::string* host, std::string* port) {
+  absl::ConsumePrefix(&endpoint, "http://") || absl::ConsumePrefix(&endpoint, "https://");
+  size_t colon = endpoint.rfind(':');
+  absl::string_view h = endpoint.substr(0, colon);
+  absl::ConsumePrefix(&h, "[");
+  absl::ConsumeSuffix(&h, "]");
+  *host = std::string(h);
+  *port = colon == absl::string_view::npos ? "" : std::string(endpoint.substr(colon + 1));
 }
 
 constexpr int kMinConnectTimeoutMs = 20000;
@@ -88,33 +126,43 @@ bool IsEndpointFailure(const absl::Status& s) {
 
 std::vector<std::string> SplitEndpoints(const std::string& csv) {
   std::vector<std::string> out;
-  for (absl::string_view part : absl::StrSplit(csv, ',', absl::SkipWhitespace())) {
+  if (absl::StripAsciiWhitespace(csv).empty()) return out;
+  for (absl::string_view part : absl::StrSplit(csv, ',')) {
     out.emplace_back(absl::StripAsciiWhitespace(part));
   }
   return out;
 }
 
+ClientOptions::FlagNames FlagNamesWithPrefix(const std::string& side) {
+  return {"--" + side + "-endpoints", "--" + side + "-cacert", "--" + side + "-cert",
+          "--" + side + "-key"};
+}
+
 absl::Status ValidateClientOptions(const ClientOptions& o) {
   if (o.endpoints.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(o.name, " endpoints are empty"));
+    return absl::InvalidArgumentError(o.flags.endpoints.empty()
+                                          ? absl::StrCat(o.name, " endpoints are empty")
+                                          : absl::StrCat(o.flags.endpoints, " is empty"));
   }
-  for (const auto& e : o.endpoints) {
-    absl::string_view host = e;
-    absl::ConsumePrefix(&host, "http://") || absl::ConsumePrefix(&host, "https://");
-    auto colon = host.rfind(':');
-    if (host.empty() || colon == absl::string_view::npos || colon + 1 == host.size() ||
-        host.find('/') != absl::string_view::npos) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(o.name, " endpoint \"", e, "\" is not host:port (or http[s]://host:port)"));
-    }
-  }
+  for (const auto& e : o.endpoints) RETURN_IF_ERROR(CheckEndpoint(o, e));
   if (o.cert_file.empty() != o.key_file.empty()) {
     return absl::InvalidArgumentError(
-        absl::StrCat(o.name, " client certificate and key must be given together"));
+        absl::StrCat(Subject(o, o.flags.cert_file, "client certificate"), " and ",
+                     Subject(o, o.flags.key_file, "key"), " must be given together"));
   }
-  if (!o.ca_file.empty()) RETURN_IF_ERROR(ReadFile(o.ca_file, "CA", o.name).status());
-  if (!o.cert_file.empty()) RETURN_IF_ERROR(ReadFile(o.cert_file, "certificate", o.name).status());
-  if (!o.key_file.empty()) RETURN_IF_ERROR(ReadFile(o.key_file, "key", o.name).status());
+  const std::string ca = Subject(o, o.flags.ca_file, "CA file");
+  const std::string cert = Subject(o, o.flags.cert_file, "certificate file");
+  const std::string key = Subject(o, o.flags.key_file, "key file");
+  if (!o.ca_file.empty()) {
+    ASSIGN_OR_RETURN(std::string pem, tls::ReadFile(o.ca_file, ca));
+    RETURN_IF_ERROR(tls::CheckCaBundle(pem, o.ca_file, ca));
+  }
+  if (!o.cert_file.empty()) {
+    ASSIGN_OR_RETURN(std::string cert_pem, tls::ReadFile(o.cert_file, cert));
+    RETURN_IF_ERROR(tls::CheckCertificate(cert_pem, o.cert_file, cert));
+    ASSIGN_OR_RETURN(std::string key_pem, tls::ReadFile(o.key_file, key));
+    RETURN_IF_ERROR(tls::CheckKeyMatches(key_pem, o.key_file, key, cert_pem, o.cert_file, cert));
+  }
   if (o.user.empty() && !o.password.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(o.name, " password given without a user"));
   }
@@ -135,12 +183,17 @@ absl::Status Client::Init() {
   bool any_tls = !options_.ca_file.empty() || !options_.cert_file.empty();
   grpc::SslCredentialsOptions ssl;
   if (!options_.ca_file.empty()) {
-    ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadFile(options_.ca_file, "CA", options_.name));
+    ASSIGN_OR_RETURN(
+        ssl.pem_root_certs,
+        tls::ReadFile(options_.ca_file, Subject(options_, options_.flags.ca_file, "CA file")));
   }
   if (!options_.cert_file.empty()) {
     ASSIGN_OR_RETURN(ssl.pem_cert_chain,
-                     ReadFile(options_.cert_file, "certificate", options_.name));
-    ASSIGN_OR_RETURN(ssl.pem_private_key, ReadFile(options_.key_file, "key", options_.name));
+                     tls::ReadFile(options_.cert_file, Subject(options_, options_.flags.cert_file,
+                                                               "certificate file")));
+    ASSIGN_OR_RETURN(
+        ssl.pem_private_key,
+        tls::ReadFile(options_.key_file, Subject(options_, options_.flags.key_file, "key file")));
   }
   for (const auto& e : options_.endpoints) {
     absl::string_view host = e;
@@ -294,8 +347,33 @@ absl::StatusOr<Header> Client::Connect() {
       failures.push_back(absl::StrCat(endpoint->address(), " (", s.message(), ")"));
     }
   }
+  RETURN_IF_ERROR(ProbeTls());
   return absl::UnavailableError(
       absl::StrCat("cannot reach ", options_.name, " etcd at ", absl::StrJoin(failures, ", ")));
+}
+
+absl::Status Client::ProbeTls() const {
+  // gRPC reports a failed handshake only in its own log lines and keeps retrying until the
+  // deadline; one handshake of our own names the cause. The first endpoint stands for all:
+  // they share the TLS settings.
+  tls::ProbeTarget t;
+  const std::string& endpoint = options_.endpoints[0];
+  SplitHostPort(endpoint, &t.host, &t.port);
+  t.tls = !options_.ca_file.empty() || !options_.cert_file.empty() ||
+          absl::StartsWith(endpoint, "https://");
+  // The files were read and checked at Create(); a failure now leaves the field empty.
+  if (!options_.ca_file.empty()) t.ca_pem = tls::ReadFile(options_.ca_file, "").value_or("");
+  if (!options_.cert_file.empty()) {
+    t.cert_pem = tls::ReadFile(options_.cert_file, "").value_or("");
+    t.key_pem = tls::ReadFile(options_.key_file, "").value_or("");
+  }
+  t.ca_subject = Subject(options_, options_.flags.ca_file, "CA file");
+  t.scheme_hint = Subject(options_, options_.flags.endpoints, "endpoints");
+  t.timeout = std::min(options_.dial_timeout, std::chrono::milliseconds(5000));
+  absl::Status probed = tls::ProbeHandshake(t);
+  if (probed.ok()) return probed;
+  return absl::InvalidArgumentError(
+      absl::StrCat("cannot reach ", options_.name, " etcd: ", probed.message()));
 }
 
 absl::StatusOr<RangeResponse> Client::Range(const RangeRequest& request) {

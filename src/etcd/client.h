@@ -46,10 +46,26 @@ struct ClientOptions {
   int max_send_bytes = 64 << 20;
   // Label used in error messages and logs ("source", "destination").
   std::string name = "etcd";
+  // The command-line flags the fields came from, named in error messages ("--src-cacert").
+  // An empty name makes the message describe the field instead ("source CA file").
+  struct FlagNames {
+    std::string endpoints;
+    std::string ca_file;
+    std::string cert_file;
+    std::string key_file;
+  };
+  FlagNames flags;
 };
 
-// Validates options (endpoints present, TLS files readable, cert and key given together) and
-// returns InvalidArgument with one clear sentence otherwise.
+// etcdctl-style flag names with a side prefix: "src" gives --src-endpoints, --src-cacert,
+// --src-cert, --src-key.
+ClientOptions::FlagNames FlagNamesWithPrefix(const std::string& side);
+
+// Validates options and returns InvalidArgument with one sentence naming the flag, the value
+// and the cause otherwise: endpoints must be host:port or http[s]://host:port with a port of
+// 1..65535, no blanks and no empty items; certificate and key come together; each TLS file is
+// a regular file of at most 1 MiB; the CA file holds at least one parsable certificate; the
+// client certificate parses and is valid now; the key parses and matches the certificate.
 absl::Status ValidateClientOptions(const ClientOptions& options);
 
 class WatchStream;
@@ -63,7 +79,10 @@ class Client {
   ~Client();
 
   // Waits up to dial_timeout for any endpoint to answer a status request (and, with a user,
-  // to authenticate). Returns Unavailable naming every endpoint tried when none answers.
+  // to authenticate). When none answers, a TLS handshake is tried against the first endpoint:
+  // a handshake that fails (certificate verification, TLS against a plaintext server, or a
+  // plaintext client against a TLS server) returns InvalidArgument naming the endpoint, the
+  // cause and the flag to check; otherwise Unavailable naming every endpoint tried.
   absl::StatusOr<Header> Connect();
 
   absl::StatusOr<RangeResponse> Range(const RangeRequest& request);
@@ -124,6 +143,8 @@ class Client {
  private:
   explicit Client(ClientOptions options);
   absl::Status Init();
+  // After Connect found no endpoint: InvalidArgument naming a TLS mistake, or OK.
+  absl::Status ProbeTls() const;
 
   // Runs `call` against the current endpoint; on a transport failure rotates endpoints and,
   // when `retry_other_endpoints` is set, tries each remaining endpoint once.
@@ -181,7 +202,8 @@ class MultiWatchStream {
   virtual void Cancel() = 0;
 };
 
-// Splits "a:1,b:2" into endpoints, trimming blanks.
+// Splits "a:1,b:2" into endpoints, trimming blanks around each. Empty items are kept (as "")
+// so that ValidateClientOptions can refuse them; an all-blank string gives no endpoint.
 std::vector<std::string> SplitEndpoints(const std::string& csv);
 
 }  // namespace kvsync::etcd

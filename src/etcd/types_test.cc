@@ -14,12 +14,15 @@ TEST(Types, CompactedErrorIsRecognisable) {
   EXPECT_FALSE(IsCompacted(absl::OutOfRangeError("future revision")));
 }
 
-// Endpoint lists are split on commas with blanks dropped.
+// Endpoint lists are split on commas with blanks around items dropped; empty items stay, for
+// validation to refuse.
 TEST(Types, SplitEndpointsTrims) {
   auto eps = SplitEndpoints(" 127.0.0.1:1, https://h:2 ,,");
-  ASSERT_EQ(eps.size(), 2u);
+  ASSERT_EQ(eps.size(), 4u);
   EXPECT_EQ(eps[0], "127.0.0.1:1");
   EXPECT_EQ(eps[1], "https://h:2");
+  EXPECT_EQ(eps[2], "");
+  EXPECT_TRUE(SplitEndpoints("  ").empty());
 }
 
 // Options validation gives one clear message per mistake.
@@ -31,12 +34,44 @@ TEST(Types, ValidateClientOptionsRejectsMistakes) {
   EXPECT_FALSE(ValidateClientOptions(o).ok());
   o.endpoints = {"localhost:2379"};
   EXPECT_TRUE(ValidateClientOptions(o).ok());
+  o.endpoints = {"[::1]:2379", "https://h:1", "http://h:65535"};
+  EXPECT_TRUE(ValidateClientOptions(o).ok());
   o.cert_file = "/nonexistent.pem";
   EXPECT_EQ(ValidateClientOptions(o).message(),
-            "source client certificate and key must be given together");
+            "source client certificate and source key must be given together");
   o.key_file = "/nonexistent.key";
   EXPECT_EQ(ValidateClientOptions(o).message(),
-            "source certificate file \"/nonexistent.pem\" cannot be read");
+            "source certificate file \"/nonexistent.pem\" cannot be read: No such file or "
+            "directory");
+  o.flags = FlagNamesWithPrefix("src");
+  EXPECT_EQ(ValidateClientOptions(o).message(),
+            "--src-cert \"/nonexistent.pem\" cannot be read: No such file or directory");
+}
+
+// Endpoints are refused with the flag, the item and the cause.
+TEST(Types, ValidateClientOptionsRefusesMalformedEndpoints) {
+  ClientOptions o;
+  o.name = "source";
+  o.flags = FlagNamesWithPrefix("src");
+  const std::pair<const char*, const char*> cases[] = {
+      {"127.0.0.1:abc",
+       "--src-endpoints \"127.0.0.1:abc\": port \"abc\" is not a number from 1 "
+       "to 65535"},
+      {":99999", "--src-endpoints \":99999\": has no host; use host:port"},
+      {"h:99999", "--src-endpoints \"h:99999\": port \"99999\" is not a number from 1 to 65535"},
+      {"a:1 b:2", "--src-endpoints \"a:1 b:2\": contains a blank; separate endpoints with commas"},
+      {"", "--src-endpoints \"\": empty item (a stray comma?)"},
+      {"ftp://h:1",
+       "--src-endpoints \"ftp://h:1\": unsupported scheme; use host:port, http:// or "
+       "https://"},
+      {"::1:2379",
+       "--src-endpoints \"::1:2379\": an IPv6 address must be in brackets, as in "
+       "[::1]:2379"},
+  };
+  for (const auto& [endpoint, message] : cases) {
+    o.endpoints = {"h:1", endpoint};
+    EXPECT_EQ(ValidateClientOptions(o).message(), message);
+  }
 }
 
 // A nested txn op counts the size of everything it carries.

@@ -55,10 +55,18 @@ absl::Status TxnWriter::Commit(std::vector<etcd::Op> ops,
   absl::Status s = CommitOnce(ops, checkpoint, revision);
   if (s.ok() || !etcd::IsRequestTooLarge(s)) return s;
   if (ops.size() <= 1 && !checkpoint) {
+    // One op the destination will never accept. Skipping it would leave the standby silently
+    // wrong and retrying would leave it silently stale, so the task stops (exit 2: the fix is
+    // the destination's configuration). The checkpoint has not passed this revision, so a
+    // restart after the fix resumes here and nothing is lost. The key is cut for the message.
+    const etcd::Op* op = ops.empty() ? nullptr : &ops[0];
     return absl::FailedPreconditionError(absl::StrCat(
-        "destination refuses key \"", common::PrintableKey(ops.empty() ? "" : ops[0].key),
-        "\" as too large (", ops.empty() ? 0 : ops[0].ByteSize(),
-        " bytes): raise the destination's --max-request-bytes to at least the source's"));
+        "destination refuses key \"", common::PrintableKey(op ? op->key : ""), "\" (",
+        op ? op->key.size() : 0, "-byte key, ", op ? op->value.size() : 0,
+        "-byte value) as too large: raise the destination's --max-request-bytes above ",
+        op ? op->ByteSize() : 0,
+        " bytes (as large as the source's); nothing after it is "
+        "mirrored until then, and a restart resumes from this revision"));
   }
   // Too large: write the data in halves, then the checkpoint alone. Not atomic any more, but a
   // crash in between only makes the next start replay from the older checkpoint.

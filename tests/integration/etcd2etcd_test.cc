@@ -555,7 +555,7 @@ TEST_F(Etcd2EtcdTest, BadFlagsAndUnreachableEndpointsGiveClearErrors) {
       {{"etcd2etcd", "--src-endpoints", "127.0.0.1:1", "--dst-endpoints", "127.0.0.1:2", "--prefix",
         "/a/", "--src-cacert", "/nonexistent/ca.pem"},
        2,
-       "source CA file \"/nonexistent/ca.pem\" cannot be read"},
+       "--src-cacert \"/nonexistent/ca.pem\" cannot be read"},
       {{"etcd2etcd", "--src-endpoints", "127.0.0.1:1", "--dst-endpoints", "127.0.0.1:2", "--prefix",
         "/a/", "--max-txn-ops", "zero"},
        2,
