@@ -80,6 +80,8 @@ int Run(Flags* f) {
   if (f->connections < 1 || f->connections > 64) {
     return Fail(absl::InvalidArgumentError("--connections must be 1..64"));
   }
+  common::StopToken stop;
+  StartSignalThread(&stop);
   config::EtcdConnection write_conn = f->conn;
   if (!f->write_endpoints.empty()) write_conn.endpoints = f->write_endpoints;
   auto writer = etcd::Client::Create(write_conn.ToClientOptions("writer"));
@@ -96,8 +98,7 @@ int Run(Flags* f) {
   if (auto connected = watch_ptrs[0]->Connect(); !connected.ok()) {
     return Fail(connected.status());
   }
-  common::StopToken stop;
-  StartSignalThread(&stop);
+  EndStartup();
   auto report = watchcheck::Run(writer->get(), watch_ptrs, f->run, &stop);
   if (!report.ok()) return Fail(report.status());
   std::string out = f->output == "json" ? watchcheck::RenderJson(*report) + "\n"
@@ -178,7 +179,7 @@ std::function<int()> AddEtcdwatchCommand(CLI::App* app) {
       ->check(CLI::NonNegativeNumber)
       ->group("Test");
   AddDurationFlag(cmd, "--settle", &f->run.settle,
-                  "after the last update, how long watchers may take to receive it")
+                  "after the last update, how long watchers may take to receive it", kSettleRange)
       ->group("Test");
   cmd->add_option("--output", f->output, "text or json")->default_val("text")->group("Test");
   cmd->add_option("--inject-drop-every", f->run.inject_drop_every,
@@ -203,9 +204,10 @@ std::function<int()> AddEtcdwatchCommand(CLI::App* app) {
       ->envname("KVSYNC_PASSWORD")
       ->group(g);
   AddDurationFlag(cmd, "--dial-timeout", &f->conn.dial_timeout,
-                  "give up on reaching etcd at start-up after this long")
+                  "give up on reaching etcd at start-up after this long", kDialTimeoutRange)
       ->group(g);
-  AddDurationFlag(cmd, "--command-timeout", &f->conn.command_timeout, "deadline of each write")
+  AddDurationFlag(cmd, "--command-timeout", &f->conn.command_timeout, "deadline of each write",
+                  kCommandTimeoutRange)
       ->group(g);
   AddLogFlags(cmd, &f->log_level, &f->log_format);
   return [f] { return Run(f.get()); };
