@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <memory>
 #include <thread>
@@ -10,6 +11,7 @@
 #include "checker/checkpoint.h"
 #include "checker/etcd_check.h"
 #include "cli/command.h"
+#include "cli/etcd2etcd.h"
 #include "cli/zk2etcd.h"
 #include "common/status_macros.h"
 #include "config/config.h"
@@ -29,8 +31,6 @@ struct Flags {
   std::string output = "text";
   bool single_round = false;
   bool fix = false;
-  std::string ignored;  // etcd2etcd-only options found in a task's YAML
-  bool ignored_flag = false;
 };
 
 absl::Status Finalise(Flags* f) {
@@ -38,6 +38,9 @@ absl::Status Finalise(Flags* f) {
     return absl::InvalidArgumentError("--output must be text or json, got \"" + f->output + "\"");
   }
   if (f->options.show < 0) return absl::InvalidArgumentError("--show must not be negative");
+  if (!std::isfinite(f->options.read_rate) || f->options.read_rate < 0) {
+    return absl::InvalidArgumentError("--read-rate must be a finite number >= 0 (0 = unlimited)");
+  }
   f->config.page_size = f->options.page_size;
   f->options.confirm = !f->single_round;
   if (f->fix && f->options.keys_only) {
@@ -57,6 +60,8 @@ int Run(Flags* f, CLI::App* cmd) {
   }
   if (absl::Status valid = Finalise(f); !valid.ok()) return ReportAndExit("check", valid);
   const config::MirrorConfig& c = f->config;
+  common::StopToken stop;
+  StartSignalThread(&stop);
   auto src = etcd::Client::Create(c.src.ToClientOptions("source"));
   if (!src.ok()) return ReportAndExit("check", src.status());
   auto dst = etcd::Client::Create(c.dst.ToClientOptions("destination"));
@@ -66,8 +71,7 @@ int Run(Flags* f, CLI::App* cmd) {
       return ReportAndExit("check", connected.status());
     }
   }
-  common::StopToken stop;
-  StartSignalThread(&stop);
+  EndStartup();
   checker::KeyMapper mapper(c.prefix, c.dst_prefix, c.exclude_prefixes, c.meta_prefix);
   etcd::RetryCounters retries;
   // On a terminal, a progress line on stderr while the check runs.
@@ -129,7 +133,7 @@ std::function<int()> AddCheckCommand(CLI::App* app) {
       "revision: dst miss (missing at the destination), src miss (left at the destination\n"
       "after the source deleted it), mismatch (different values). Exit 0 consistent,\n"
       "1 differences found, 2 error. Takes the same connection and scope flags (or --config)\n"
-      "as `kvsync etcd2etcd`.");
+      "as `kvsync etcd2etcd`; its other flags are accepted and ignored.");
   cmd->add_option("--config", flags->config_file,
                   "YAML file of an etcd2etcd task (flags and environment win)");
   AddConnectionFlags(cmd, "src", "source", &c.src);
@@ -152,7 +156,8 @@ std::function<int()> AddCheckCommand(CLI::App* app) {
                 "in a second round taken after the task's checkpoint passed round 1's revision")
       ->group("Check");
   AddDurationFlag(cmd, "--confirm-timeout", &flags->options.confirm_timeout,
-                  "how long round 2 waits for the running syncer's checkpoint")
+                  "how long round 2 waits for the running syncer's checkpoint",
+                  kConfirmTimeoutRange)
       ->group("Check");
   cmd->add_flag("--fix", flags->fix,
                 "repair confirmed differences at the destination (put dst miss and mismatch from "
@@ -161,21 +166,16 @@ std::function<int()> AddCheckCommand(CLI::App* app) {
   cmd->add_option("--read-rate", flags->options.read_rate,
                   "at most this many keys/s read from each cluster (0 = unlimited)")
       ->default_val(0)
-      ->check(CLI::NonNegativeNumber)
       ->group("Check");
   cmd->add_flag("--serializable", flags->options.serializable,
                 "read from the nearest member instead of the leader")
       ->group("Check");
   AddLogFlags(cmd, &c.log_level, &c.log_format);
-  // Task flags of etcd2etcd that a task's YAML may carry but a check ignores.
-  for (const char* ignored : {"--ha", "--once", "--reset-last-synced-rev"}) {
-    cmd->add_flag(ignored, flags->ignored_flag, "ignored by check")->group("");
-  }
-  for (const char* ignored : {"--lease-ttl", "--instance-id", "--admin-addr", "--max-txn-ops",
-                              "--max-request-bytes", "--inflight", "--progress-interval",
-                              "--status-interval", "--ready-max-lag", "--election-endpoints"}) {
-    cmd->add_option(ignored, flags->ignored, "ignored by check")->group("");
-  }
+  // Every flag of etcd2etcd (--ha, --lease-ttl, election: {...}, ...) is accepted and ignored,
+  // so that a check runs with its task's own config file.
+  CLI::App task_flags;
+  AddEtcd2EtcdCommand(&task_flags);
+  AcceptTaskFlags(cmd, task_flags.get_subcommand("etcd2etcd"));
   std::function<int()> zk = AddCheckZk2EtcdCommand(check);
   return [flags, cmd, zk] { return cmd->parsed() ? Run(flags.get(), cmd) : zk(); };
 }

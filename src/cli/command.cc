@@ -7,35 +7,59 @@
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
+#include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "log/log.h"
 
 namespace kvsync::cli {
 
 namespace {
-sigset_t StopSignals() {
+
+sigset_t HandledSignals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
   return set;
 }
+
+// Held by the signal thread while it acts on a signal, and by EndStartup, so that a stop
+// during start-up either exits before the engine runs or is left to the engine.
+absl::Mutex g_startup_mu;
+bool g_starting ABSL_GUARDED_BY(g_startup_mu) = true;
+
 }  // namespace
 
 void BlockStopSignals() {
-  sigset_t set = StopSignals();
+  sigset_t set = HandledSignals();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
 }
 
 void StartSignalThread(common::StopToken* stop) {
-  sigset_t set = StopSignals();
+  sigset_t set = HandledSignals();
   std::thread([set, stop] {
     int count = 0;
     while (true) {
       int sig = 0;
       if (sigwait(&set, &sig) != 0) continue;
+      if (sig == SIGHUP) {
+        log::Warn("main",
+                  "SIGHUP ignored: kvsync does not reload configuration; restart to apply changes",
+                  {{"signal", sig}});
+        continue;
+      }
+      absl::MutexLock lock(&g_startup_mu);
+      if (g_starting) {
+        // Nothing written and no leadership held yet, while connects may block for a whole
+        // dial timeout without looking at `stop`: stopping now is exiting now.
+        log::Info("main", "signal received during start-up, exiting", {{"signal", sig}});
+        std::_Exit(kExitOk);
+      }
       if (++count > 1) {
         log::Warn("main", "second signal, exiting now", {{"signal", sig}});
         std::_Exit(130);
@@ -44,6 +68,25 @@ void StartSignalThread(common::StopToken* stop) {
       stop->RequestStop();
     }
   }).detach();
+}
+
+void EndStartup() {
+  absl::MutexLock lock(&g_startup_mu);
+  g_starting = false;
+}
+
+int ExitAfterRun(const std::string& command, const absl::Status& result,
+                 const common::StopToken& stop) {
+  // After a stop request, an engine still trying to reach a server returns Cancelled, or
+  // Unavailable once a connect that does not watch the stop gives up: both are the stop.
+  bool reaching =
+      absl::IsCancelled(result) || absl::IsUnavailable(result) || absl::IsDeadlineExceeded(result);
+  if (!result.ok() && reaching && stop.stopped()) {
+    log::Info("main", "stopped on request", {{"command", command}, {"last_error", result}});
+    return kExitOk;
+  }
+  if (!result.ok()) log::Error("main", "exiting on error", {{"error", result}});
+  return ReportAndExit(command, result);
 }
 
 int ReportAndExit(const std::string& command, const absl::Status& status) {
@@ -78,10 +121,11 @@ void AddConnectionFlags(CLI::App* app, const std::string& side, const std::strin
       ->envname(env)
       ->group(group);
   AddDurationFlag(app, "--" + side + "-dial-timeout", &conn->dial_timeout,
-                  "give up on reaching the " + what + " at start-up after this long")
+                  "give up on reaching the " + what + " at start-up after this long",
+                  kDialTimeoutRange)
       ->group(group);
   AddDurationFlag(app, "--" + side + "-command-timeout", &conn->command_timeout,
-                  "deadline of each " + what + " request")
+                  "deadline of each " + what + " request", kCommandTimeoutRange)
       ->group(group);
 }
 
@@ -109,27 +153,56 @@ void AddScopeFlags(CLI::App* cmd, config::MirrorConfig* config) {
 }
 
 CLI::Option* AddDurationFlag(CLI::App* app, const std::string& name,
-                             std::chrono::milliseconds* target, const std::string& help) {
+                             std::chrono::milliseconds* target, const std::string& help,
+                             DurationRange range) {
   return app
       ->add_option_function<std::string>(
           name,
-          [name, target](const std::string& text) {
-            absl::Status s = ParseDuration(name, text, target);
+          [name, target, range](const std::string& text) {
+            absl::Status s = ParseDuration(name, text, range, target);
             if (!s.ok()) throw CLI::ValidationError(std::string(s.message()));
           },
-          help)
+          help + " (" + DescribeRange(range) + ")")
       ->default_str(absl::FormatDuration(absl::FromChrono(*target)));
 }
 
-absl::Status ParseDuration(const std::string& flag, const std::string& text,
+std::string DescribeRange(DurationRange range) {
+  std::string between = "a duration between " + absl::FormatDuration(range.min) + " and " +
+                        absl::FormatDuration(range.max);
+  return range.zero_is_off ? "0 (off) or " + between : between;
+}
+
+absl::Status ParseDuration(const std::string& flag, const std::string& text, DurationRange range,
                            std::chrono::milliseconds* out) {
   absl::Duration d;
-  if (!absl::ParseDuration(text, &d) || d < absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(flag + " must be a duration like 500ms, 5s or 1m, got \"" +
-                                      text + "\"");
+  // The range is checked before rounding to milliseconds: "500us" is not a way to say 0.
+  bool parsed = absl::ParseDuration(text, &d);
+  bool off = parsed && range.zero_is_off && d == absl::ZeroDuration();
+  if (!off && (!parsed || d < range.min || d > range.max)) {
+    return absl::InvalidArgumentError(flag + " must be " + DescribeRange(range) +
+                                      " (like 500ms, 5s or 1m), got \"" + text + "\"");
   }
   *out = std::chrono::milliseconds(absl::ToInt64Milliseconds(d));
   return absl::OkStatus();
+}
+
+void AcceptTaskFlags(CLI::App* check, CLI::App* task) {
+  for (const CLI::Option* opt : task->get_options()) {
+    std::string names;
+    bool known = false;
+    for (const std::string& name : opt->get_lnames()) {
+      known = known || check->get_option_no_throw("--" + name) != nullptr;
+      names += (names.empty() ? "--" : ",--") + name;
+    }
+    if (known || names.empty()) continue;
+    CLI::Option* ignored =
+        opt->get_type_size_max() == 0
+            ? check->add_flag_callback(
+                  names, [] {}, "ignored by check")
+            : check->add_option_function<std::vector<std::string>>(
+                  names, [](const std::vector<std::string>&) {}, "ignored by check");
+    ignored->group("");
+  }
 }
 
 void AddLogFlags(CLI::App* app, std::string* level, std::string* format) {

@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -137,13 +138,15 @@ std::function<int()> AddEtcd2EtcdCommand(CLI::App* app) {
                 "exit 0 (one-shot migration)")
       ->group("Behaviour");
   AddDurationFlag(cmd, "--progress-interval", &c.progress_interval,
-                  "how often an idle watch asks for progress to advance the checkpoint")
+                  "how often an idle watch asks for progress to advance the checkpoint",
+                  kProgressIntervalRange)
       ->group("Behaviour");
   AddDurationFlag(cmd, "--status-interval", &c.status_interval,
-                  "how often a progress line is logged (0 = never)")
+                  "how often a progress line is logged (0 = never)", kStatusIntervalRange)
       ->group("Behaviour");
   AddDurationFlag(cmd, "--check-interval", &c.check_interval,
-                  "run a two-round consistency check this often while leading (0 = off)")
+                  "run a two-round consistency check this often while leading (0 = off)",
+                  kCheckIntervalRange)
       ->group("Consistency");
   cmd->add_option("--check-full-every", c.check_full_every,
                   "every Nth check is a full check, the others presence-only (1 = always full)")
@@ -153,7 +156,6 @@ std::function<int()> AddEtcd2EtcdCommand(CLI::App* app) {
                   "continuous checks read at most this many keys/s from each cluster (0 = "
                   "unlimited)")
       ->default_val(0)
-      ->check(CLI::NonNegativeNumber)
       ->group("Consistency");
   cmd->add_option("--auto-repair", c.auto_repair,
                   "repair confirmed differences found by full checks: none, src-miss (keys the "
@@ -165,7 +167,8 @@ std::function<int()> AddEtcd2EtcdCommand(CLI::App* app) {
                 "txns fenced on its election key")
       ->group("High availability");
   AddDurationFlag(cmd, "--lease-ttl", &flags->lease_ttl,
-                  "leadership lease; a dead leader is replaced within about this long")
+                  "leadership lease; a dead leader is replaced within about this long",
+                  kLeaseTtlRange)
       ->group("High availability");
   cmd->add_option("--instance-id", c.instance_id,
                   "this replica's name in the election (default: <hostname>-<pid>)")
@@ -177,7 +180,7 @@ std::function<int()> AddEtcd2EtcdCommand(CLI::App* app) {
       ->default_val(c.admin_addr)
       ->group("Observability");
   AddDurationFlag(cmd, "--ready-max-lag", &c.ready_max_lag,
-                  "/readyz fails while the leader lags more than this")
+                  "/readyz fails while the leader lags more than this", kReadyMaxLagRange)
       ->group("Observability");
   AddLogFlags(cmd, &c.log_level, &c.log_format);
 
@@ -193,6 +196,8 @@ std::function<int()> AddEtcd2EtcdCommand(CLI::App* app) {
     absl::Status valid = Finalise(flags.get());
     if (!valid.ok()) return ReportAndExit("etcd2etcd", valid);
     const config::MirrorConfig& c = flags->config;
+    common::StopToken stop;
+    StartSignalThread(&stop);
 
     auto src = etcd::Client::Create(c.src.ToClientOptions("source"));
     if (!src.ok()) return ReportAndExit("etcd2etcd", src.status());
@@ -209,8 +214,6 @@ std::function<int()> AddEtcd2EtcdCommand(CLI::App* app) {
         mirror::CheckRenamedTask(c, election_client ? election_client.get() : dst->get());
     if (!renamed.ok()) return ReportAndExit("etcd2etcd", renamed);
 
-    common::StopToken stop;
-    StartSignalThread(&stop);
     log::Info("main", "started",
               {{"command", "etcd2etcd"},
                {"version", KVSYNC_VERSION},
@@ -243,12 +246,23 @@ std::function<int()> AddEtcd2EtcdCommand(CLI::App* app) {
       admin = std::move(*started);
     }
 
+    // Start-up: a stop signal exits at once until the engine runs. A standby replica needs
+    // only the election cluster; a single task needs both sides before anything else.
+    log::Info("main", "connecting", {{"command", "etcd2etcd"}, {"task", c.name}});
+    std::vector<etcd::Client*> needed = {src->get(), dst->get()};
+    if (c.ha) needed = {election_client.get()};
+    for (etcd::Client* client : needed) {
+      if (auto connected = client->Connect(); !connected.ok()) {
+        return ExitAfterRun("etcd2etcd", connected.status(), stop);
+      }
+    }
     common::StopToken status_done;
     std::thread status;
     if (c.status_interval.count() > 0) {
       status = std::thread(ReportStatus, std::cref(stats), c.name, c.status_interval,
                            std::cref(status_done));
     }
+    EndStartup();
     absl::Status result;
     if (!c.ha) {
       mirror::Mirror engine(c, src->get(), dst->get(), &stop, &stats);
@@ -277,8 +291,7 @@ std::function<int()> AddEtcd2EtcdCommand(CLI::App* app) {
     }
     status_done.RequestStop();
     if (status.joinable()) status.join();
-    if (!result.ok()) log::Error("main", "exiting on error", {{"error", result}});
-    return ReportAndExit("etcd2etcd", result);
+    return ExitAfterRun("etcd2etcd", result, stop);
   };
 }
 

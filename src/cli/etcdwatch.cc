@@ -81,6 +81,8 @@ int Run(Flags* f) {
   if (f->connections < 1 || f->connections > 64) {
     return Fail(absl::InvalidArgumentError("--connections must be 1..64"));
   }
+  common::StopToken stop;
+  StartSignalThread(&stop);
   config::EtcdConnection write_conn = f->conn;
   if (!f->write_endpoints.empty()) write_conn.endpoints = f->write_endpoints;
   etcd::ClientOptions write_options = write_conn.ToClientOptions("writer");
@@ -111,8 +113,7 @@ int Run(Flags* f) {
         (*writer)->current_endpoint(), write_header->cluster_id, watch_ptrs[0]->current_endpoint(),
         watch_header->cluster_id)));
   }
-  common::StopToken stop;
-  StartSignalThread(&stop);
+  EndStartup();
   auto report = watchcheck::Run(writer->get(), watch_ptrs, f->run, &stop);
   if (!report.ok()) return Fail(report.status());
   std::string out = f->output == "json" ? watchcheck::RenderJson(*report) + "\n"
@@ -193,7 +194,7 @@ std::function<int()> AddEtcdwatchCommand(CLI::App* app) {
       ->check(CLI::NonNegativeNumber)
       ->group("Test");
   AddDurationFlag(cmd, "--settle", &f->run.settle,
-                  "after the last update, how long watchers may take to receive it")
+                  "after the last update, how long watchers may take to receive it", kSettleRange)
       ->group("Test");
   cmd->add_option("--output", f->output, "text or json")->default_val("text")->group("Test");
   cmd->add_option("--inject-drop-every", f->run.inject_drop_every,
@@ -218,9 +219,10 @@ std::function<int()> AddEtcdwatchCommand(CLI::App* app) {
       ->envname("KVSYNC_PASSWORD")
       ->group(g);
   AddDurationFlag(cmd, "--dial-timeout", &f->conn.dial_timeout,
-                  "give up on reaching etcd at start-up after this long")
+                  "give up on reaching etcd at start-up after this long", kDialTimeoutRange)
       ->group(g);
-  AddDurationFlag(cmd, "--command-timeout", &f->conn.command_timeout, "deadline of each write")
+  AddDurationFlag(cmd, "--command-timeout", &f->conn.command_timeout, "deadline of each write",
+                  kCommandTimeoutRange)
       ->group(g);
   AddLogFlags(cmd, &f->log_level, &f->log_format);
   return [f] { return Run(f.get()); };

@@ -12,9 +12,11 @@
 #include "cli/etcd2etcd.h"
 #include "cli/etcdwatch.h"
 #include "cli/zk2etcd.h"
+#include "etcd/grpc_log.h"
 
 int main(int argc, char** argv) {
   kvsync::cli::BlockStopSignals();
+  kvsync::etcd::InstallGrpcLogging();
   CLI::App app("kvsync " KVSYNC_VERSION
                ": keep service registries consistent across data centers\n"
                "(etcd -> etcd hot standby, ZooKeeper -> etcd live migration)",

@@ -43,8 +43,6 @@ struct Flags {
   int show = 10;
   bool single_round = false;
   bool fix = false;
-  std::string ignored;
-  bool ignored_flag = false;
 };
 
 // Flags shared by the task and its check: what to sync, where, and who owns what.
@@ -58,7 +56,8 @@ void AddTaskFlags(CLI::App* cmd, Flags* f) {
       ->group(zk);
   AddDurationFlag(cmd, "--zk-session-timeout", &c.zk_session_timeout,
                   "ZooKeeper session timeout (ephemeral znodes of a dead session vanish after "
-                  "this long)")
+                  "this long)",
+                  kZkSessionTimeoutRange)
       ->group(zk);
   cmd->add_option("--zk-auth", c.zk_auth, "ZooKeeper digest auth, user:password")
       ->envname("KVSYNC_ZK_AUTH")
@@ -210,8 +209,11 @@ void ReportStatus(const zk2etcd::Stats& s, const std::string& task,
 int RunSync(Flags* f, CLI::App* cmd) {
   if (int rc = LoadAndValidate("zk2etcd", f, cmd); rc >= 0) return rc;
   const config::Zk2EtcdConfig& c = f->config;
+  common::StopToken stop;
+  StartSignalThread(&stop);
   auto etcd_client = etcd::Client::Create(c.etcd.ToClientOptions("etcd"));
   if (!etcd_client.ok()) return ReportAndExit("zk2etcd", etcd_client.status());
+  log::Info("main", "connecting", {{"command", "zk2etcd"}, {"task", c.name}});
   if (auto connected = (*etcd_client)->Connect(); !connected.ok()) {
     return ReportAndExit("zk2etcd", connected.status());
   }
@@ -236,8 +238,6 @@ int RunSync(Flags* f, CLI::App* cmd) {
   if (!owners.ok()) return ReportAndExit("zk2etcd", owners.status());
   ownership::Store* store = owners->get();
 
-  common::StopToken stop;
-  StartSignalThread(&stop);
   log::Info("main", "started",
             {{"command", "zk2etcd"},
              {"version", KVSYNC_VERSION},
@@ -293,6 +293,7 @@ int RunSync(Flags* f, CLI::App* cmd) {
     status = std::thread(ReportStatus, std::cref(stats), c.name, c.status_interval,
                          std::cref(status_done));
   }
+  EndStartup();
   absl::Status result;
   if (!c.ha) {
     zk2etcd::Syncer engine(c, etcd_client->get(), store, &stop, &stats);
@@ -322,8 +323,7 @@ int RunSync(Flags* f, CLI::App* cmd) {
   }
   status_done.RequestStop();
   if (status.joinable()) status.join();
-  if (!result.ok()) log::Error("main", "exiting on error", {{"error", result}});
-  return ReportAndExit("zk2etcd", result);
+  return ExitAfterRun("zk2etcd", result, stop);
 }
 
 int RunCheck(Flags* f, CLI::App* cmd) {
@@ -336,6 +336,8 @@ int RunCheck(Flags* f, CLI::App* cmd) {
   }
   if (int rc = LoadAndValidate("check", f, cmd); rc >= 0) return rc;
   const config::Zk2EtcdConfig& c = f->config;
+  common::StopToken stop;
+  StartSignalThread(&stop);
   auto etcd_client = etcd::Client::Create(c.etcd.ToClientOptions("etcd"));
   if (!etcd_client.ok()) return ReportAndExit("check", etcd_client.status());
   if (auto connected = (*etcd_client)->Connect(); !connected.ok()) {
@@ -348,8 +350,7 @@ int RunCheck(Flags* f, CLI::App* cmd) {
   }
   auto owners = OpenOwnership(c);
   if (!owners.ok()) return ReportAndExit("check", owners.status());
-  common::StopToken stop;
-  StartSignalThread(&stop);
+  EndStartup();
   std::atomic<int64_t> walked{0};
   zk2etcd::CheckOptions options;
   options.show = f->show;
@@ -407,22 +408,25 @@ std::function<int()> AddZk2EtcdCommand(CLI::App* app) {
       ->default_val(c.max_request_bytes)
       ->group("Throughput");
   AddDurationFlag(cmd, "--fullsync-interval", &c.fullsync_interval,
-                  "run a two-round full sync this often (0 = only at start and after reconnects)")
+                  "run a two-round full sync this often (0 = only at start and after reconnects)",
+                  kFullsyncIntervalRange)
       ->group("Behaviour");
   AddDurationFlag(cmd, "--coalesce", &c.coalesce,
                   "a parent's child changes are listed at most this long after the first one "
-                  "(one listing per burst; 0 = list at once)")
+                  "(one listing per burst; 0 = list at once)",
+                  kCoalesceRange)
       ->group("Behaviour");
   cmd->add_flag("--once", c.once, "one full sync (no watches), then exit 0")->group("Behaviour");
   AddDurationFlag(cmd, "--status-interval", &c.status_interval,
-                  "how often a progress line is logged (0 = never)")
+                  "how often a progress line is logged (0 = never)", kStatusIntervalRange)
       ->group("Behaviour");
   cmd->add_flag("--ha", c.ha,
                 "active/standby: run several replicas; only the elected leader writes, its "
                 "txns fenced on its election key")
       ->group("High availability");
   AddDurationFlag(cmd, "--lease-ttl", &flags->lease_ttl,
-                  "leadership lease; a dead leader is replaced within about this long")
+                  "leadership lease; a dead leader is replaced within about this long",
+                  kLeaseTtlRange)
       ->group("High availability");
   cmd->add_option("--instance-id", c.instance_id,
                   "this replica's name in the election (default: <hostname>-<pid>)")
@@ -434,7 +438,7 @@ std::function<int()> AddZk2EtcdCommand(CLI::App* app) {
       ->default_val(c.admin_addr)
       ->group("Observability");
   AddDurationFlag(cmd, "--ready-max-lag", &c.ready_max_lag,
-                  "/readyz fails while the leader lags more than this")
+                  "/readyz fails while the leader lags more than this", kReadyMaxLagRange)
       ->group("Observability");
   return [flags, cmd] { return RunSync(flags.get(), cmd); };
 }
@@ -446,7 +450,8 @@ std::function<int()> AddCheckZk2EtcdCommand(CLI::App* check) {
       "Compare a zk2etcd task's ZooKeeper subtrees with etcd: dst miss (znode missing in etcd),\n"
       "src miss (a key kvsync owns left after its znode went), mismatch (different data).\n"
       "Keys of other writers are counted as not owned. Exit 0 consistent, 1 differences\n"
-      "found, 2 error. Takes the same flags (or --config) as `kvsync zk2etcd`.");
+      "found, 2 error. Takes the same flags (or --config) as `kvsync zk2etcd`; those only the\n"
+      "sync uses are accepted and ignored.");
   AddTaskFlags(cmd, flags.get());
   cmd->add_option("--show", flags->show, "sample keys printed per kind of difference")
       ->default_val(10)
@@ -462,16 +467,11 @@ std::function<int()> AddCheckZk2EtcdCommand(CLI::App* check) {
                 "repair confirmed differences (put dst miss and mismatch, delete owned src miss); "
                 "a key changed meanwhile is left alone")
       ->group("Check");
-  // Task flags a task's YAML may carry but a check ignores.
-  for (const char* ignored : {"--ha", "--once"}) {
-    cmd->add_flag(ignored, flags->ignored_flag, "ignored by check")->group("");
-  }
-  for (const char* ignored :
-       {"--lease-ttl", "--instance-id", "--admin-addr", "--max-txn-ops", "--max-request-bytes",
-        "--inflight", "--fullsync-interval", "--coalesce", "--status-interval", "--ready-max-lag",
-        "--election-endpoints"}) {
-    cmd->add_option(ignored, flags->ignored, "ignored by check")->group("");
-  }
+  // Every flag of zk2etcd (--ha, --fullsync-interval, election: {...}, ...) is accepted and
+  // ignored, so that a check runs with its task's own config file.
+  CLI::App task_flags;
+  AddZk2EtcdCommand(&task_flags);
+  AcceptTaskFlags(cmd, task_flags.get_subcommand("zk2etcd"));
   return [flags, cmd] { return RunCheck(flags.get(), cmd); };
 }
 

@@ -1,7 +1,9 @@
 #include "config/config.h"
 
 #include <cctype>
+#include <cmath>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/digest.h"
@@ -74,6 +76,21 @@ bool Overlaps(const std::string& a, const std::string& b) {
   return common::HasPrefix(a, b) || common::HasPrefix(b, a);
 }
 
+// Names end up in etcd keys, Redis keys, log lines and metric labels: a newline or a quote
+// there would forge log lines or break the exposition format.
+absl::Status CheckTaskName(const std::string& name) {
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '~' || c == '-';
+    if (!ok) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--name may contain only letters, digits and . _ ~ - (got \"",
+                       absl::CHexEscape(name), "\")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status ValidateMirrorConfig(MirrorConfig* c) {
@@ -86,6 +103,11 @@ absl::Status ValidateMirrorConfig(MirrorConfig* c) {
         "--prefix is required (use --prefix / to mirror the whole keyspace)");
   }
   if (!c->dst_prefix_set) c->dst_prefix = c->prefix;
+  if (c->dst_prefix.empty()) {
+    return absl::InvalidArgumentError(
+        "--dst-prefix must not be empty (it would map keys onto the whole destination keyspace; "
+        "use --dst-prefix / for that, or leave it out to keep --prefix)");
+  }
   if (c->meta_prefix.empty() || c->meta_prefix.back() != '/') {
     return absl::InvalidArgumentError("--meta-prefix must end with '/'");
   }
@@ -93,9 +115,7 @@ absl::Status ValidateMirrorConfig(MirrorConfig* c) {
     c->name = DeriveTaskName(c->prefix);
     c->name_derived = true;
   }
-  if (c->name.find('/') != std::string::npos) {
-    return absl::InvalidArgumentError("--name must not contain '/'");
-  }
+  RETURN_IF_ERROR(CheckTaskName(c->name));
   // The destination range may contain the meta prefix (e.g. --dst-prefix /): meta keys are
   // skipped there. But the meta prefix must not be inside the mirrored destination range
   // *only*, or a source key could map onto a checkpoint key: that case is the same skip.
@@ -137,6 +157,11 @@ absl::Status ValidateMirrorConfig(MirrorConfig* c) {
   if (c->auto_repair != "none" && c->auto_repair != "src-miss" && c->auto_repair != "all") {
     return absl::InvalidArgumentError("--auto-repair must be none, src-miss or all, got \"" +
                                       c->auto_repair + "\"");
+  }
+  if (!std::isfinite(c->check_read_rate) || c->check_read_rate < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--check-read-rate must be a finite number >= 0 (0 = unlimited), got ",
+                     c->check_read_rate));
   }
   if (c->check_full_every < 1) {
     return absl::InvalidArgumentError("--check-full-every must be at least 1");
@@ -202,9 +227,7 @@ absl::Status ValidateZk2EtcdConfig(Zk2EtcdConfig* c) {
     }
   }
   if (c->name.empty()) c->name = "zk-" + ReadableName(c->zk_prefixes[0]);
-  if (c->name.find('/') != std::string::npos) {
-    return absl::InvalidArgumentError("--name must not contain '/'");
-  }
+  RETURN_IF_ERROR(CheckTaskName(c->name));
   if (c->concurrency < 1 || c->concurrency > 4096) {
     return absl::InvalidArgumentError("--concurrency must be between 1 and 4096");
   }

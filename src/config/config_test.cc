@@ -1,6 +1,8 @@
 #include "config/config.h"
 
+#include <cmath>
 #include <fstream>
+#include <limits>
 #include <set>
 #include <sstream>
 #include <string>
@@ -17,6 +19,14 @@ MirrorConfig Valid() {
   c.src.endpoints = "127.0.0.1:2379";
   c.dst.endpoints = "127.0.0.1:3379";
   c.prefix = "/registry/";
+  return c;
+}
+
+Zk2EtcdConfig ValidZk() {
+  Zk2EtcdConfig c;
+  c.zk_servers = "127.0.0.1:2181";
+  c.etcd.endpoints = "127.0.0.1:2379";
+  c.zk_prefixes = {"/dubbo"};
   return c;
 }
 
@@ -67,6 +77,52 @@ TEST(Config, RejectsMistakesWithClearMessages) {
   c = Valid();
   c.src.endpoints = "nohostport";
   EXPECT_FALSE(ValidateMirrorConfig(&c).ok());
+}
+
+// An empty destination prefix would map keys onto the whole destination keyspace.
+TEST(Config, RefusesEmptyDestinationPrefix) {
+  MirrorConfig c = Valid();
+  c.dst_prefix = "";
+  c.dst_prefix_set = true;
+  absl::Status s = ValidateMirrorConfig(&c);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("--dst-prefix must not be empty"), std::string::npos) << s;
+}
+
+// Task names end up in etcd keys, log lines and metric labels: printable [A-Za-z0-9._~-] only.
+TEST(Config, RefusesTaskNamesWithControlOrOddCharacters) {
+  for (const std::string& bad : std::vector<std::string>{
+           "a\nb", "a\tb", "a b", "a/b", std::string("a\0b", 3), "caf\xc3\xa9", "a\"b", "a{b}"}) {
+    MirrorConfig c = Valid();
+    c.name = bad;
+    absl::Status s = ValidateMirrorConfig(&c);
+    EXPECT_NE(s.message().find("--name may contain only"), std::string::npos) << s;
+    Zk2EtcdConfig z = ValidZk();
+    z.name = bad;
+    s = ValidateZk2EtcdConfig(&z);
+    EXPECT_NE(s.message().find("--name may contain only"), std::string::npos) << s;
+  }
+  MirrorConfig c = Valid();
+  c.name = "Registry-1.prod_eu~x";
+  EXPECT_TRUE(ValidateMirrorConfig(&c).ok());
+  // Derived names always pass (they are built from the same alphabet).
+  c = Valid();
+  c.prefix = "/a b\t/";
+  EXPECT_TRUE(ValidateMirrorConfig(&c).ok()) << c.name;
+  Zk2EtcdConfig z = ValidZk();
+  z.zk_prefixes = {"/a b"};
+  EXPECT_TRUE(ValidateZk2EtcdConfig(&z).ok()) << z.name;
+}
+
+// A read rate must be a finite number >= 0 (NaN would compare false against every limit).
+TEST(Config, RefusesNonFiniteCheckReadRate) {
+  for (double bad : {std::nan(""), std::numeric_limits<double>::infinity(), -1.0}) {
+    MirrorConfig c = Valid();
+    c.check_read_rate = bad;
+    absl::Status s = ValidateMirrorConfig(&c);
+    EXPECT_NE(s.message().find("--check-read-rate must be a finite number >= 0"), std::string::npos)
+        << bad << ": " << s;
+  }
 }
 
 // etcdctl's --user name:password form is split.
@@ -123,6 +179,55 @@ TEST(YamlConfig, AppliesToUnsetFlagsAndRefusesUnknownKeys) {
   std::ofstream(path) << "nosuchflag: 1\n";
   EXPECT_EQ(ApplyYamlFlags(&app, path).message(),
             "config file \"" + path + "\": unknown key \"nosuchflag\"");
+}
+
+// Every way of giving a flag twice is refused: yaml-cpp would keep one of them silently.
+TEST(YamlConfig, RefusesKeysGivenTwice) {
+  struct Case {
+    std::string yaml;
+    std::string message;
+  };
+  std::vector<Case> cases = {
+      {"prefix: /a/\nprefix: /b/\n", "has the key \"prefix\" twice"},
+      {"max_txn_ops: 1\nmax-txn-ops: 2\n",
+       "sets \"max-txn-ops\" twice (as \"max_txn_ops\" and \"max-txn-ops\")"},
+      {"election:\n  endpoints: a:1\n  endpoints: b:1\n",
+       "has the key \"election.endpoints\" twice"},
+      {"election: {endpoints: a:1}\nelection-endpoints: b:1\n",
+       "sets \"election-endpoints\" twice (as \"election.endpoints\" and \"election-endpoints\")"},
+      {"election: {endpoints: a:1}\nelection: {cacert: x}\n", "has the key \"election\" twice"},
+  };
+  for (const Case& c : cases) {
+    std::istringstream in(c.yaml);
+    auto flags = ReadYamlFlags(in);
+    ASSERT_FALSE(flags.ok()) << c.yaml;
+    EXPECT_EQ(flags.status().message(), c.message) << c.yaml;
+  }
+}
+
+// A directory, a device or an oversized file is refused with one line, not a crash or a hang.
+TEST(YamlConfig, RefusesPathsThatAreNotSmallRegularFiles) {
+  CLI::App app;
+  std::string prefix;
+  app.add_option("--prefix", prefix);
+  std::string dir = ::testing::TempDir();
+  EXPECT_EQ(ApplyYamlFlags(&app, dir).message(),
+            "config file \"" + dir + "\" is not a regular file");
+  EXPECT_EQ(ApplyYamlFlags(&app, "/dev/zero").message(),
+            "config file \"/dev/zero\" is not a regular file");
+  EXPECT_EQ(ApplyYamlFlags(&app, dir + "/missing.yaml").message(),
+            "config file \"" + dir + "/missing.yaml\" cannot be read");
+  std::string big = dir + "/big.yaml";
+  {
+    std::ofstream f(big);
+    f << "prefix: /p/\n# " << std::string(kMaxConfigBytes, 'x') << "\n";
+  }
+  EXPECT_EQ(ApplyYamlFlags(&app, big).message(),
+            "config file \"" + big + "\" is larger than 1 MiB");
+  std::ofstream(big, std::ios::trunc)
+      << "prefix: /p/\n# " << std::string(kMaxConfigBytes / 2, 'x') << "\n";
+  EXPECT_TRUE(ApplyYamlFlags(&app, big).ok());
+  EXPECT_EQ(prefix, "/p/");
 }
 
 }  // namespace

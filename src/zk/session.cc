@@ -6,6 +6,7 @@
 #include <zookeeper/zookeeper.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -17,10 +18,34 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
 #include "common/status_macros.h"
+#include "log/log.h"
 #include "zk/walk.h"
 #include "zk/zoo_convert.h"
 
 namespace kvsync::zk {
+
+ClientLogLine ParseClientLogLine(std::string_view line) {
+  // "<time>:<pid>:ZOO_ERROR@<function>@<line>: <message>" (zookeeper's log_message).
+  while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) {
+    line.remove_suffix(1);
+  }
+  ClientLogLine out{log::Level::kError, std::string(line)};
+  size_t at = line.find(":ZOO_");
+  if (at == std::string_view::npos) return out;
+  std::string_view rest = line.substr(at + 5);
+  auto starts = [rest](std::string_view word) { return rest.substr(0, word.size()) == word; };
+  if (starts("WARN@")) {
+    out.level = log::Level::kWarn;
+  } else if (starts("INFO@")) {
+    out.level = log::Level::kInfo;
+  } else if (starts("DEBUG@")) {
+    out.level = log::Level::kDebug;
+  }
+  size_t text = rest.find(": ");
+  if (text != std::string_view::npos) out.message = std::string(rest.substr(text + 2));
+  return out;
+}
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -28,8 +53,9 @@ using std::chrono::milliseconds;
 
 // The C client logs at ERROR level only: real trouble (connection refused, session expired),
 // never per-request chatter. While a server is down it still logs every reconnect attempt
-// (several a second), so ClientLog passes at most one line per second to stderr and counts the
-// rest. Process-wide, any thread (each session's loop thread calls it).
+// (several a second), so ClientLog passes at most one line per second and counts the rest.
+// Its lines go through kvsync's logger (component "zookeeper"), so that --log-format json
+// stays one object per line. Process-wide, any thread (each session's loop thread calls it).
 void ClientLog(const char* message) {
   static std::atomic<int64_t> next_ns{0};
   static std::atomic<int64_t> suppressed{0};
@@ -40,12 +66,9 @@ void ClientLog(const char* message) {
     return;
   }
   int64_t dropped = suppressed.exchange(0, std::memory_order_relaxed);
-  if (dropped > 0) {
-    std::fprintf(stderr, "%s (and %lld similar zookeeper client lines suppressed)\n", message,
-                 static_cast<long long>(dropped));
-  } else {
-    std::fprintf(stderr, "%s\n", message);
-  }
+  ClientLogLine line = ParseClientLogLine(message);
+  log::Write(line.level, "zookeeper", "client library message",
+             {{"message", line.message}, {"suppressed_since_last", dropped}});
 }
 
 void InitClientLogging() {

@@ -47,6 +47,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "log/log.h"
 
 // The C client's handle type (zookeeper.h), opaque outside session.cc and walk.cc.
 typedef struct _zhandle zhandle_t;
@@ -202,5 +203,14 @@ std::string ParentPath(std::string_view path);
 bool IsUnder(std::string_view path, std::string_view prefix);
 // Checks the servers string ("host:port,...[/chroot]"); InvalidArgument naming the problem.
 absl::Status ValidateServers(const std::string& servers);
+
+// One line of the C client's own log ("<time>:<pid>:ZOO_ERROR@<function>@<line>: <text>"),
+// split into kvsync's level and the text; an unrecognised line is kept whole at error level.
+// Session routes these lines through log::Write (component "zookeeper"); exposed for tests.
+struct ClientLogLine {
+  log::Level level;
+  std::string message;
+};
+ClientLogLine ParseClientLogLine(std::string_view line);
 
 }  // namespace kvsync::zk

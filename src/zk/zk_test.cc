@@ -83,5 +83,21 @@ TEST(ZkOptionsTest, OpenRejectsBadOptions) {
   EXPECT_TRUE(absl::IsInvalidArgument(Session::Open(options, nullptr).status()));
 }
 
+// The C client's log lines are split into kvsync's level and their text.
+TEST(ZkClientLogTest, ParsesLevelAndText) {
+  ClientLogLine e = ParseClientLogLine(
+      "2026-11-30 08:00:00,123:4242:ZOO_ERROR@handle_socket_error_msg@1781: Socket "
+      "[127.0.0.1:1] zk retcode=-4, errno=111(Connection refused): server refused\n");
+  EXPECT_EQ(e.level, log::Level::kError);
+  EXPECT_EQ(e.message,
+            "Socket [127.0.0.1:1] zk retcode=-4, errno=111(Connection refused): server refused");
+  EXPECT_EQ(ParseClientLogLine("t:1:ZOO_WARN@f@2: w").level, log::Level::kWarn);
+  EXPECT_EQ(ParseClientLogLine("t:1:ZOO_INFO@f@2: i").level, log::Level::kInfo);
+  EXPECT_EQ(ParseClientLogLine("t:1:ZOO_DEBUG@f@2: d").level, log::Level::kDebug);
+  ClientLogLine odd = ParseClientLogLine("something else");
+  EXPECT_EQ(odd.level, log::Level::kError);
+  EXPECT_EQ(odd.message, "something else");
+}
+
 }  // namespace
 }  // namespace kvsync::zk
