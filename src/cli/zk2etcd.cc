@@ -393,7 +393,8 @@ std::function<int()> AddZk2EtcdCommand(CLI::App* app) {
       "zk2etcd",
       "Mirror ZooKeeper subtrees into etcd, live: a parallel full sync (only differences\n"
       "written), then data and child watches on every znode; a periodic full sync repairs\n"
-      "differences confirmed in two rounds. Deletes only keys it owns (--ownership).\n"
+      "differences confirmed in two rounds. Deletes only keys it owns (--ownership), and\n"
+      "only what a walk it can trust proves gone (see Deletion guards).\n"
       "Flags of the open-source zk2etcd are accepted as aliases (--zookeeper-servers,\n"
       "--zookeeper-prefix, --zookeeper-exclude-prefix, --etcd-servers, --concurrent).");
   AddTaskFlags(cmd, flags.get());
@@ -449,9 +450,11 @@ std::function<int()> AddCheckZk2EtcdCommand(CLI::App* check) {
       "zk2etcd",
       "Compare a zk2etcd task's ZooKeeper subtrees with etcd: dst miss (znode missing in etcd),\n"
       "src miss (a key kvsync owns left after its znode went), mismatch (different data).\n"
-      "Keys of other writers are counted as not owned. Exit 0 consistent, 1 differences\n"
-      "found, 2 error. Takes the same flags (or --config) as `kvsync zk2etcd`; those only the\n"
-      "sync uses are accepted and ignored.");
+      "Keys of other writers are counted as not owned and never deleted; keys whose ownership\n"
+      "cannot be read (Redis down) and znodes kvsync may not read (ACL) make the check\n"
+      "inconclusive. Exit 0 consistent, 1 differences or inconclusive, 2 error or a --fix whose\n"
+      "deletes the deletion guard held. Takes the same flags (or --config) as `kvsync zk2etcd`;\n"
+      "those only the sync uses are accepted and ignored.");
   AddTaskFlags(cmd, flags.get());
   cmd->add_option("--show", flags->show, "sample keys printed per kind of difference")
       ->default_val(10)

@@ -255,5 +255,45 @@ TEST_F(CliTest, JsonLogsIncludeZookeeperClientLines) {
   EXPECT_TRUE(zookeeper) << r.err;
 }
 
+// gRPC's own lines (asked for with GRPC_VERBOSITY) come through kvsync's JSON logger too.
+TEST_F(CliTest, JsonLogsIncludeGrpcLines) {
+  auto r = testing::RunCommand({"/usr/bin/env",
+                                "GRPC_VERBOSITY=DEBUG",
+                                testing::KvsyncBinary(),
+                                "etcd2etcd",
+                                "--src-endpoints",
+                                closed_,
+                                "--dst-endpoints",
+                                closed_,
+                                "--prefix",
+                                "/a/",
+                                "--src-dial-timeout",
+                                "1s",
+                                "--dst-dial-timeout",
+                                "1s",
+                                "--admin-addr",
+                                "",
+                                "--status-interval",
+                                "0",
+                                "--log-format",
+                                "json",
+                                "--log-level",
+                                "debug"},
+                               seconds(60));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->exit_code, 1) << r->err;
+  std::vector<std::string> lines = absl::StrSplit(r->err, '\n', absl::SkipEmpty());
+  ASSERT_FALSE(lines.empty());
+  EXPECT_TRUE(absl::StartsWith(lines.back(), "kvsync etcd2etcd: error: ")) << r->err;
+  lines.pop_back();
+  bool grpc = false;
+  for (const std::string& line : lines) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << "not JSON: " << line;
+    grpc = grpc || j.value("component", "") == "grpc";
+  }
+  EXPECT_TRUE(grpc) << r->err.substr(0, 4000);
+}
+
 }  // namespace
 }  // namespace kvsync
