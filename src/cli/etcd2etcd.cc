@@ -50,10 +50,10 @@ void ReportStatus(const mirror::Stats& s, const std::string& task,
   while (!done.WaitFor(interval)) {
     int64_t checkpoint = s.last_synced_revision.load();
     int64_t head = s.source_head_revision.load();
-    auto phase = static_cast<mirror::Phase>(s.phase.load());
+    auto phase = static_cast<sink::Phase>(s.phase.load());
     log::Info("status", "progress",
               {{"task", task},
-               {"phase", mirror::PhaseName(phase)},
+               {"phase", sink::PhaseName(phase)},
                {"synced_revision", checkpoint},
                {"source_revision", head},
                {"lag_revisions", head > checkpoint ? head - checkpoint : int64_t{0}},
@@ -72,7 +72,7 @@ void ReportStatus(const mirror::Stats& s, const std::string& task,
 
 absl::StatusOr<std::unique_ptr<http::AdminServer>> StartAdminServer(
     const config::MirrorConfig& c, const metrics::Registry& registry, const mirror::Stats& stats,
-    const mirror::RoleView& role) {
+    const sink::RoleView& role) {
   using Response = http::AdminServer::Response;
   std::map<std::string, http::AdminServer::Handler> routes;
   routes["/metrics"] = [&registry] {
@@ -234,7 +234,7 @@ std::function<int()> AddEtcd2EtcdCommand(CLI::App* app) {
                                    c.lease_ttl},
           &stop);
     }
-    mirror::RoleView role{c.ha, c.instance_id, nullptr, nullptr};
+    sink::RoleView role{c.ha, c.instance_id, nullptr, nullptr};
     if (elector) {
       role.leader = [&elector] { return elector->CurrentLeader().value_or(""); };
       role.standby_healthy = [&elector] { return elector->healthy(); };

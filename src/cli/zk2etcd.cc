@@ -194,10 +194,10 @@ void ReportStatus(const zk2etcd::Stats& s, const std::string& task,
     log::Info(
         "status", "progress",
         {{"task", task},
-         {"phase", mirror::PhaseName(static_cast<mirror::Phase>(s.common.phase.load()))},
+         {"phase", sink::PhaseName(static_cast<sink::Phase>(s.common.phase.load()))},
          {"zk_session", zk2etcd::SessionStateName(s.session_state.load())},
          {"znodes_watched", s.znodes_watched.load()},
-         {"lag_seconds", mirror::LagSeconds(s.common)},
+         {"lag_seconds", sink::PendingLagSeconds(s.common)},
          {"puts", s.common.puts.load()},
          {"deletes", s.common.deletes.load()},
          {"txns", s.common.txns.load()},
@@ -259,7 +259,7 @@ int RunSync(Flags* f, CLI::App* cmd) {
         election_client.get(),
         election::ElectorOptions{c.TaskMeta() + "election", c.instance_id, c.lease_ttl}, &stop);
   }
-  mirror::RoleView role{c.ha, c.instance_id, nullptr, nullptr};
+  sink::RoleView role{c.ha, c.instance_id, nullptr, nullptr};
   if (elector) {
     role.leader = [&elector] { return elector->CurrentLeader().value_or(""); };
     role.standby_healthy = [&elector] { return elector->healthy(); };

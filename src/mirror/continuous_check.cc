@@ -43,7 +43,7 @@ void ContinuousChecker::Loop() {
     if (term_stop_->stopped()) return;
     if (std::chrono::steady_clock::now() < next) continue;
     next = std::chrono::steady_clock::now() + config_.check_interval;
-    if (static_cast<Phase>(stats_->phase.load()) != Phase::kIncremental) continue;
+    if (static_cast<sink::Phase>(stats_->phase.load()) != sink::Phase::kIncremental) continue;
     bool full = config_.check_full_every <= 1 || n % config_.check_full_every == 0;
     ++n;
     CheckOnce(full);

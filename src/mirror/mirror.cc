@@ -50,7 +50,7 @@ std::atomic<int64_t>& WatchesToStall() {
 // reading never runs far ahead of writing. The first error stops further work.
 class WriterPool {
  public:
-  WriterPool(int threads, TxnWriter* writer) : writer_(writer) {
+  WriterPool(int threads, sink::TxnWriter* writer) : writer_(writer) {
     for (int i = 0; i < threads; ++i) workers_.emplace_back([this] { Work(); });
     capacity_ = static_cast<size_t>(threads) * 2;
   }
@@ -101,7 +101,7 @@ class WriterPool {
     }
   }
 
-  TxnWriter* writer_;
+  sink::TxnWriter* writer_;
   absl::Mutex mu_;
   std::deque<std::vector<etcd::Op>> queue_ ABSL_GUARDED_BY(mu_);
   size_t capacity_ = 0;
@@ -221,10 +221,19 @@ Mirror::Mirror(config::MirrorConfig config, etcd::Client* src, etcd::Client* dst
       stop_(stop),
       mapper_(config_.prefix, config_.dst_prefix, config_.exclude_prefixes, config_.meta_prefix),
       stats_(*stats),
-      writer_(dst_, checker::CheckpointKey(config_.meta_prefix, config_.name), stop, stats),
+      checkpoint_key_(checker::CheckpointKey(config_.meta_prefix, config_.name)),
+      writer_(dst_, stop, stats, "mirror"),
       scope_(checker::ScopeDigest(config_.prefix, config_.dst_prefix, config_.exclude_prefixes)) {}
 
 Mirror::~Mirror() = default;
+
+absl::Status Mirror::CommitWithCheckpoint(std::vector<etcd::Op> ops,
+                                          const checker::Checkpoint& checkpoint) {
+  RETURN_IF_ERROR(writer_.Commit(
+      std::move(ops), etcd::Op::Put(checkpoint_key_, checker::EncodeCheckpoint(checkpoint))));
+  stats_.last_checkpoint_write_ms.store(common::WallMs(), std::memory_order_relaxed);
+  return absl::OkStatus();
+}
 
 checker::Checkpoint Mirror::MakeCheckpoint(int64_t revision, bool pending) const {
   checker::Checkpoint cp;
@@ -463,7 +472,7 @@ absl::Status Mirror::RunSync() {
     RETURN_IF_ERROR(s);
     break;
   }
-  stats_.phase.store(static_cast<int>(Phase::kStopped));
+  stats_.phase.store(static_cast<int>(sink::Phase::kStopped));
   log::Info(kLog, "stopped", {{"checkpoint", persisted_}, {"applied", applied_}});
   return absl::OkStatus();
 }
@@ -489,7 +498,7 @@ void Mirror::ClearRefusal(bool write) {
 }
 
 absl::Status Mirror::FullSync() {
-  stats_.phase.store(static_cast<int>(Phase::kFullSync));
+  stats_.phase.store(static_cast<int>(sink::Phase::kFullSync));
   stats_.full_syncs.fetch_add(1);
   stats_.full_sync_scanned.store(0);
   stats_.full_sync_written.store(0);
@@ -498,7 +507,7 @@ absl::Status Mirror::FullSync() {
   log::Info(kLog, "full sync started", {{"revision", revision}});
   // Mark the full sync as pending: a crash before it ends must not resume incrementally,
   // or destination keys deleted at the source would never be removed.
-  RETURN_IF_ERROR(writer_.Commit({}, MakeCheckpoint(persisted_, true)));
+  RETURN_IF_ERROR(CommitWithCheckpoint({}, MakeCheckpoint(persisted_, true)));
 
   checker::RangeCursor src(
       src_, {mapper_.src_prefix(), mapper_.src_range_end(), revision, config_.page_size}, stop_,
@@ -529,7 +538,7 @@ absl::Status Mirror::FullSync() {
   RETURN_IF_ERROR(written_status);
   stats_.full_sync_scanned.store(counts.source_keys);
   RETURN_IF_ERROR(AnchorAt(revision));
-  RETURN_IF_ERROR(writer_.Commit({}, MakeCheckpoint(revision, false)));
+  RETURN_IF_ERROR(CommitWithCheckpoint({}, MakeCheckpoint(revision, false)));
   applied_ = persisted_ = revision;
   stats_.last_synced_revision.store(revision);
   double seconds =
@@ -557,7 +566,7 @@ void Mirror::NoteProgress() {
 }
 
 absl::Status Mirror::WriteCheckpoint(int64_t revision) {
-  absl::Status s = writer_.Commit({}, MakeCheckpoint(revision, false));
+  absl::Status s = CommitWithCheckpoint({}, MakeCheckpoint(revision, false));
   write_failed_ = !s.ok();
   RETURN_IF_ERROR(s);
   persisted_ = revision;
@@ -566,7 +575,7 @@ absl::Status Mirror::WriteCheckpoint(int64_t revision) {
 }
 
 absl::Status Mirror::Incremental() {
-  stats_.phase.store(static_cast<int>(Phase::kIncremental));
+  stats_.phase.store(static_cast<int>(sink::Phase::kIncremental));
   common::Backoff backoff(std::chrono::milliseconds(100), std::chrono::milliseconds(5000));
   common::ErrorSeries errors;
   while (!stop_->stopped()) {
@@ -751,7 +760,8 @@ absl::Status Mirror::WatchOnce() {
       anchor_ = batch_anchor;
       anchor_live_ = batch_anchor_live;
       if (anchor_ && anchor_live_) anchor_->at = revision;
-      absl::Status committed = writer_.Commit(batcher.Take(), MakeCheckpoint(revision, false));
+      absl::Status committed =
+          CommitWithCheckpoint(batcher.Take(), MakeCheckpoint(revision, false));
       write_failed_ = !committed.ok();
       RETURN_IF_ERROR(committed);
       ClearRefusal(/*write=*/true);

@@ -39,7 +39,7 @@
 #include "config/config.h"
 #include "etcd/client.h"
 #include "mirror/stats.h"
-#include "mirror/txn_writer.h"
+#include "sink/txn_writer.h"
 
 namespace kvsync::mirror {
 
@@ -105,6 +105,9 @@ class Mirror {
   absl::Status WatchOnce();
   absl::Status WriteCheckpoint(int64_t revision);
   checker::Checkpoint MakeCheckpoint(int64_t revision, bool pending) const;
+  // Commits `ops` with `checkpoint` as the txn's marker (visible with or after them).
+  absl::Status CommitWithCheckpoint(std::vector<etcd::Op> ops,
+                                    const checker::Checkpoint& checkpoint);
   bool OnceDone() const;
   // Logs "caught up" the first time the destination reaches the start-up head revision.
   void NoteProgress();
@@ -116,7 +119,8 @@ class Mirror {
   checker::KeyMapper mapper_;
   std::vector<etcd::Compare> fence_;
   Stats& stats_;
-  TxnWriter writer_;
+  const std::string checkpoint_key_;
+  sink::TxnWriter writer_;
 
   uint64_t source_cluster_id_ = 0;
   std::string scope_;  // checker::ScopeDigest of this task

@@ -64,8 +64,8 @@ TEST(Refusals, ServerCancelsAreRefusalsNotTransient) {
 TEST(Readiness, RefusalAndUnobservedHeadAreNotReady) {
   Stats s;
   s.leading.store(1);
-  s.phase.store(static_cast<int>(Phase::kIncremental));
-  RoleView role;
+  s.phase.store(static_cast<int>(sink::Phase::kIncremental));
+  sink::RoleView role;
   std::string why;
   EXPECT_FALSE(Ready(s, role, std::chrono::seconds(30), &why));
   EXPECT_NE(why.find("not observed"), std::string::npos) << why;

@@ -17,10 +17,8 @@ int64_t LagRevisions(const Stats& s) {
 }  // namespace
 
 double LagSeconds(const Stats& s) {
-  int64_t now = common::WallMs();
-  int64_t pending = s.oldest_pending_ms.load();
-  double received = pending > 0 ? static_cast<double>(now - pending) / 1000.0 : 0.0;
-  return std::max(received, s.head.BehindSeconds(s.last_synced_revision.load(), now));
+  return std::max(sink::PendingLagSeconds(s),
+                  s.head.BehindSeconds(s.last_synced_revision.load(), common::WallMs()));
 }
 
 Refusal CurrentRefusal(const Stats& s) {
@@ -31,53 +29,6 @@ Refusal CurrentRefusal(const Stats& s) {
 double HeadAgeSeconds(const Stats& s) {
   int64_t at = s.head.last_observed_ms();
   return at > 0 ? static_cast<double>(common::WallMs() - at) / 1000.0 : -1.0;
-}
-
-void RegisterCommonMetrics(metrics::Registry* r, const std::string& task, Stats* s) {
-  const metrics::Labels t = {{"task", task}};
-  auto with = [&](const char* name, const char* value) {
-    metrics::Labels l = t;
-    l.emplace_back(name, value);
-    return l;
-  };
-  auto counter = [&](const char* name, const char* help, const std::atomic<int64_t>& v,
-                     metrics::Labels labels) {
-    r->AddCounterCallback(name, help, std::move(labels),
-                          [&v] { return static_cast<double>(v.load()); });
-  };
-  auto gauge = [&](const char* name, const char* help, std::function<double()> fn) {
-    r->AddGaugeCallback(name, help, t, std::move(fn));
-  };
-
-  gauge("kvsync_is_leader", "1 while this replica leads the task (always 1 without --ha)",
-        [s] { return static_cast<double>(s->leading.load()); });
-  counter("kvsync_leadership_changes_total", "Times this replica became or stopped being leader",
-          s->leadership_changes, t);
-  counter("kvsync_fencing_rejections_total",
-          "Destination txns of this replica rejected by the leader fence", s->fencing_rejections,
-          t);
-  gauge("kvsync_lag_seconds",
-        "Seconds since the source had a revision (seen by the head monitor or received on the "
-        "watch) that is not yet applied; 0 when caught up",
-        [s] { return LagSeconds(*s); });
-  counter("kvsync_puts_total", "Destination puts written", s->puts, t);
-  counter("kvsync_deletes_total", "Destination deletes written", s->deletes, t);
-  counter("kvsync_txns_total", "Destination txns committed", s->txns, t);
-  s->txn_latency =
-      r->AddHistogram("kvsync_txn_duration_seconds", "Latency of destination txns (each attempt)",
-                      metrics::LatencyBuckets(), t);
-  const char* retries_help = "Transient failures retried, by reason";
-  counter("kvsync_retries_total", retries_help, s->retries.unavailable,
-          with("reason", "unavailable"));
-  counter("kvsync_retries_total", retries_help, s->retries.deadline, with("reason", "deadline"));
-  counter("kvsync_retries_total", retries_help, s->retries.other, with("reason", "other"));
-  const char* errors_help = "Errors that ended a leadership term or the task, by reason";
-  counter("kvsync_errors_total", errors_help, s->errors_fenced, with("reason", "fenced"));
-  counter("kvsync_errors_total", errors_help, s->errors_unavailable, with("reason", "unavailable"));
-  counter("kvsync_errors_total", errors_help, s->errors_other, with("reason", "other"));
-  counter("kvsync_full_syncs_total", "Full syncs started", s->full_syncs, t);
-  gauge("kvsync_full_sync_duration_seconds", "Duration of the last completed full sync",
-        [s] { return static_cast<double>(s->last_full_sync_ms.load()) / 1000.0; });
 }
 
 void RegisterMetrics(metrics::Registry* r, const std::string& task, Stats* s) {
@@ -96,7 +47,7 @@ void RegisterMetrics(metrics::Registry* r, const std::string& task, Stats* s) {
     r->AddGaugeCallback(name, help, t, std::move(fn));
   };
 
-  RegisterCommonMetrics(r, task, s);
+  sink::RegisterWriteMetrics(r, task, s, [s] { return LagSeconds(*s); });
   counter("kvsync_sync_path_total",
           "Sync paths taken: fast = resume from checkpoint, slow = "
           "full sync",
@@ -169,7 +120,7 @@ void RegisterMetrics(metrics::Registry* r, const std::string& task, Stats* s) {
           s->split_revisions, t);
 }
 
-bool Ready(const Stats& s, const RoleView& role, std::chrono::milliseconds max_lag,
+bool Ready(const Stats& s, const sink::RoleView& role, std::chrono::milliseconds max_lag,
            std::string* why) {
   if (role.ha && s.leading.load() == 0) {
     if (role.standby_healthy && role.standby_healthy()) return true;
@@ -181,9 +132,9 @@ bool Ready(const Stats& s, const RoleView& role, std::chrono::milliseconds max_l
            " (see the log; fix the permission or credentials)";
     return false;
   }
-  auto phase = static_cast<Phase>(s.phase.load());
-  if (phase != Phase::kIncremental) {
-    *why = std::string("phase ") + PhaseName(phase);
+  auto phase = static_cast<sink::Phase>(s.phase.load());
+  if (phase != sink::Phase::kIncremental) {
+    *why = std::string("phase ") + sink::PhaseName(phase);
     return false;
   }
   double head_age = HeadAgeSeconds(s);
@@ -201,18 +152,18 @@ bool Ready(const Stats& s, const RoleView& role, std::chrono::milliseconds max_l
   return true;
 }
 
-std::string StatusJson(const Stats& s, const std::string& task, const RoleView& role,
+std::string StatusJson(const Stats& s, const std::string& task, const sink::RoleView& role,
                        std::chrono::milliseconds max_lag) {
   nlohmann::json j;
   bool leading = s.leading.load() != 0;
-  auto phase = static_cast<Phase>(s.phase.load());
+  auto phase = static_cast<sink::Phase>(s.phase.load());
   j["task"] = task;
   j["instance_id"] = role.instance_id;
   j["role"] = !role.ha ? "single" : (leading ? "leader" : "standby");
   j["leader"] = !role.ha ? role.instance_id
                          : (leading ? role.instance_id : (role.leader ? role.leader() : ""));
-  j["phase"] = PhaseName(phase);
-  j["path"] = phase == Phase::kFullSync ? "slow" : "fast";
+  j["phase"] = sink::PhaseName(phase);
+  j["path"] = phase == sink::Phase::kFullSync ? "slow" : "fast";
   j["checkpoint_revision"] = s.last_synced_revision.load();
   j["source_head_revision"] = s.source_head_revision.load();
   j["lag_revisions"] = LagRevisions(s);

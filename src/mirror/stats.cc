@@ -56,18 +56,4 @@ const char* RefusalName(Refusal refusal) {
   return "unknown";
 }
 
-const char* PhaseName(Phase phase) {
-  switch (phase) {
-    case Phase::kStarting:
-      return "starting";
-    case Phase::kFullSync:
-      return "full-sync";
-    case Phase::kIncremental:
-      return "incremental";
-    case Phase::kStopped:
-      return "stopped";
-  }
-  return "unknown";
-}
-
 }  // namespace kvsync::mirror

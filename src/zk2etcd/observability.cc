@@ -23,7 +23,8 @@ const char* SessionStateName(int state) {
 void RegisterMetrics(metrics::Registry* r, const std::string& task, Stats* s,
                      std::function<bool()> owners_available,
                      std::function<int64_t()> owners_pending) {
-  mirror::RegisterCommonMetrics(r, task, &s->common);
+  sink::RegisterWriteMetrics(r, task, &s->common,
+                             [s] { return sink::PendingLagSeconds(s->common); });
   const metrics::Labels t = {{"task", task}};
   auto with = [&](const char* name, const char* value) {
     metrics::Labels l = t;
@@ -109,7 +110,7 @@ void RegisterMetrics(metrics::Registry* r, const std::string& task, Stats* s,
           "Full-sync repairs skipped because ownership was unknown", s->repairs_paused, t);
 }
 
-bool Ready(const Stats& s, const mirror::RoleView& role, std::chrono::milliseconds max_lag,
+bool Ready(const Stats& s, const sink::RoleView& role, std::chrono::milliseconds max_lag,
            std::string* why) {
   if (role.ha && s.common.leading.load() == 0) {
     if (role.standby_healthy && role.standby_healthy()) return true;
@@ -120,9 +121,9 @@ bool Ready(const Stats& s, const mirror::RoleView& role, std::chrono::millisecon
     *why = std::string("zookeeper session ") + SessionStateName(s.session_state.load());
     return false;
   }
-  auto phase = static_cast<mirror::Phase>(s.common.phase.load());
-  if (phase == mirror::Phase::kStarting ||
-      (phase == mirror::Phase::kFullSync && s.common.last_full_sync_ms.load() == 0)) {
+  auto phase = static_cast<sink::Phase>(s.common.phase.load());
+  if (phase == sink::Phase::kStarting ||
+      (phase == sink::Phase::kFullSync && s.common.last_full_sync_ms.load() == 0)) {
     *why = "first full sync not done";
     return false;
   }
@@ -131,7 +132,7 @@ bool Ready(const Stats& s, const mirror::RoleView& role, std::chrono::millisecon
            " deletes held by the deletion guard (see the log; --confirm-mass-delete)";
     return false;
   }
-  double lag = mirror::LagSeconds(s.common);
+  double lag = sink::PendingLagSeconds(s.common);
   if (lag * 1000.0 > static_cast<double>(max_lag.count())) {
     *why = "lag " + std::to_string(lag) + " s above the readiness threshold";
     return false;
@@ -139,7 +140,7 @@ bool Ready(const Stats& s, const mirror::RoleView& role, std::chrono::millisecon
   return true;
 }
 
-std::string StatusJson(const Stats& s, const std::string& task, const mirror::RoleView& role,
+std::string StatusJson(const Stats& s, const std::string& task, const sink::RoleView& role,
                        std::chrono::milliseconds max_lag, bool owners_available) {
   nlohmann::json j;
   bool leading = s.common.leading.load() != 0;
@@ -148,11 +149,11 @@ std::string StatusJson(const Stats& s, const std::string& task, const mirror::Ro
   j["role"] = !role.ha ? "single" : (leading ? "leader" : "standby");
   j["leader"] = !role.ha ? role.instance_id
                          : (leading ? role.instance_id : (role.leader ? role.leader() : ""));
-  j["phase"] = mirror::PhaseName(static_cast<mirror::Phase>(s.common.phase.load()));
+  j["phase"] = sink::PhaseName(static_cast<sink::Phase>(s.common.phase.load()));
   j["zk_session"] = SessionStateName(s.session_state.load());
   j["zk_session_id"] = absl::StrCat("0x", absl::Hex(s.session_id.load()));
   j["znodes_watched"] = s.znodes_watched.load();
-  j["lag_seconds"] = mirror::LagSeconds(s.common);
+  j["lag_seconds"] = sink::PendingLagSeconds(s.common);
   j["full_syncs"] = s.common.full_syncs.load();
   j["fixed"] = {{"dst_miss", s.fixed_dst_miss.load()},
                 {"src_miss", s.fixed_src_miss.load()},

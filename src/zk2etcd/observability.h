@@ -8,7 +8,7 @@
 #include <string>
 
 #include "metrics/registry.h"
-#include "mirror/observability.h"
+#include "sink/observability.h"
 #include "zk2etcd/stats.h"
 
 namespace kvsync::zk2etcd {
@@ -23,10 +23,10 @@ const char* SessionStateName(int state);
 
 // Ready: a standby with a healthy election session, or a leader (or single instance) whose
 // ZooKeeper session is connected, past its first full sync, and lagging less than `max_lag`.
-bool Ready(const Stats& stats, const mirror::RoleView& role, std::chrono::milliseconds max_lag,
+bool Ready(const Stats& stats, const sink::RoleView& role, std::chrono::milliseconds max_lag,
            std::string* why);
 
-std::string StatusJson(const Stats& stats, const std::string& task, const mirror::RoleView& role,
+std::string StatusJson(const Stats& stats, const std::string& task, const sink::RoleView& role,
                        std::chrono::milliseconds max_lag, bool owners_available);
 
 }  // namespace kvsync::zk2etcd

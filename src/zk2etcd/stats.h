@@ -1,12 +1,12 @@
 // Live counters of a zk2etcd task, written by the engine threads and read by the metrics
 // exporter, /status and the progress log. The parts every task shares (role, txns, puts,
-// deletes, retries, errors, full syncs, lag) are a mirror::Stats. All atomics; any thread.
+// deletes, retries, errors, full syncs, lag) are a sink::WriteStats. All atomics; any thread.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 
-#include "mirror/stats.h"
+#include "sink/write_stats.h"
 
 namespace kvsync::metrics {
 class Histogram;
@@ -15,7 +15,7 @@ class Histogram;
 namespace kvsync::zk2etcd {
 
 struct Stats {
-  mirror::Stats common;
+  sink::WriteStats common;
   // zk::SessionState as an int (0 connecting, 1 connected, 2 expired, 3 auth failed, 4 closed).
   std::atomic<int> session_state{0};
   std::atomic<int64_t> session_id{0};

@@ -608,7 +608,7 @@ absl::Status Syncer::RunRound(Round* r) {
 
 absl::Status Syncer::FullSync(Mode mode) {
   stats_->common.full_syncs.fetch_add(1);
-  stats_->common.phase.store(static_cast<int>(mirror::Phase::kFullSync));
+  stats_->common.phase.store(static_cast<int>(sink::Phase::kFullSync));
   if (mode == Mode::kFixNow) {
     Round r;
     r.mode = Mode::kFixNow;
@@ -630,7 +630,7 @@ absl::Status Syncer::FullSync(Mode mode) {
       RETURN_IF_ERROR(s);
     }
   }
-  stats_->common.phase.store(static_cast<int>(mirror::Phase::kIncremental));
+  stats_->common.phase.store(static_cast<int>(sink::Phase::kIncremental));
   return absl::OkStatus();
 }
 
@@ -655,7 +655,7 @@ absl::Status Syncer::Run() {
     std::lock_guard<std::mutex> lock(session_mu_);
     ++gen_;
     session_.reset();
-    stats_->common.phase.store(static_cast<int>(mirror::Phase::kStopped));
+    stats_->common.phase.store(static_cast<int>(sink::Phase::kStopped));
     return s;
   };
 

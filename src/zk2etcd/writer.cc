@@ -29,7 +29,7 @@ int64_t WallMsOf(std::chrono::steady_clock::time_point t) {
 }  // namespace
 
 Writer::Writer(etcd::Client* etcd, ownership::Store* owners, NodeTable* nodes, Options options,
-               const common::StopToken* stop, mirror::Stats* stats, metrics::Histogram* lag)
+               const common::StopToken* stop, sink::WriteStats* stats, metrics::Histogram* lag)
     : etcd_(etcd),
       owners_(owners),
       nodes_(nodes),
@@ -37,7 +37,7 @@ Writer::Writer(etcd::Client* etcd, ownership::Store* owners, NodeTable* nodes, O
       stop_(stop),
       stats_(stats),
       lag_(lag),
-      txn_(etcd, "", stop, stats) {
+      txn_(etcd, stop, stats, "zk2etcd") {
   for (int i = 0; i < options_.inflight; ++i) workers_.emplace_back([this] { Work(); });
 }
 

@@ -4,7 +4,7 @@
 // flight. Group commit: an idle writer sends whatever is queued at once (low latency), but
 // while a txn is in flight another one starts only with a full batch, so a busy stream of
 // changes becomes few large txns instead of many small ones. Each txn carries the leader fence
-// (when set); transient failures are retried and an oversized txn is split (mirror::TxnWriter). The
+// (when set); transient failures are retried and an oversized txn is split (sink::TxnWriter). The
 // ownership store records keys before their puts commit and forgets them after their deletes
 // commit.
 //
@@ -27,9 +27,9 @@
 #include "common/stop_token.h"
 #include "etcd/client.h"
 #include "metrics/registry.h"
-#include "mirror/stats.h"
-#include "mirror/txn_writer.h"
 #include "ownership/store.h"
+#include "sink/txn_writer.h"
+#include "sink/write_stats.h"
 #include "zk2etcd/node_table.h"
 
 namespace kvsync::zk2etcd {
@@ -55,7 +55,7 @@ class Writer {
     int64_t max_bytes = 1536 * 1024;
   };
   Writer(etcd::Client* etcd, ownership::Store* owners, NodeTable* nodes, Options options,
-         const common::StopToken* stop, mirror::Stats* stats, metrics::Histogram* lag);
+         const common::StopToken* stop, sink::WriteStats* stats, metrics::Histogram* lag);
   ~Writer();
   Writer(const Writer&) = delete;
   Writer& operator=(const Writer&) = delete;
@@ -76,9 +76,9 @@ class Writer {
   NodeTable* nodes_;
   Options options_;
   const common::StopToken* stop_;
-  mirror::Stats* stats_;
+  sink::WriteStats* stats_;
   metrics::Histogram* lag_;
-  mirror::TxnWriter txn_;
+  sink::TxnWriter txn_;
 
   mutable absl::Mutex mu_;
   std::deque<Change> queue_ ABSL_GUARDED_BY(mu_);

@@ -1,4 +1,6 @@
-#include "mirror/txn_writer.h"
+#include "sink/txn_writer.h"
+
+#include <chrono>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -8,20 +10,18 @@
 #include "log/log.h"
 #include "metrics/registry.h"
 
-namespace kvsync::mirror {
+namespace kvsync::sink {
 
-TxnWriter::TxnWriter(etcd::Client* dst, std::string checkpoint_key, const common::StopToken* stop,
-                     Stats* stats)
-    : dst_(dst), checkpoint_key_(std::move(checkpoint_key)), stop_(stop), stats_(stats) {}
+TxnWriter::TxnWriter(etcd::Client* dst, const common::StopToken* stop, WriteStats* stats,
+                     std::string component)
+    : dst_(dst), stop_(stop), stats_(stats), component_(std::move(component)) {}
 
 absl::Status TxnWriter::CommitOnce(const std::vector<etcd::Op>& ops,
-                                   const std::optional<checker::Checkpoint>& checkpoint,
-                                   int64_t* revision) {
+                                   const std::optional<etcd::Op>& marker, int64_t* revision) {
   etcd::TxnRequest txn;
   txn.compares = fence_;
   txn.success = ops;
-  if (checkpoint)
-    txn.success.push_back(etcd::Op::Put(checkpoint_key_, checker::EncodeCheckpoint(*checkpoint)));
+  if (marker) txn.success.push_back(*marker);
   auto resp = etcd::RetryTransient(*stop_, "destination txn", &stats_->retries, [&] {
     auto started = std::chrono::steady_clock::now();
     auto r = dst_->Txn(txn);
@@ -37,12 +37,6 @@ absl::Status TxnWriter::CommitOnce(const std::vector<etcd::Op>& ops,
   }
   stats_->txns.fetch_add(1, std::memory_order_relaxed);
   if (revision != nullptr) *revision = resp->header.revision;
-  if (checkpoint) {
-    stats_->last_checkpoint_write_ms.store(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                               std::chrono::system_clock::now().time_since_epoch())
-                                               .count(),
-                                           std::memory_order_relaxed);
-  }
   for (const auto& op : ops) {
     (op.type == etcd::Op::Type::kPut ? stats_->puts : stats_->deletes)
         .fetch_add(1, std::memory_order_relaxed);
@@ -50,14 +44,14 @@ absl::Status TxnWriter::CommitOnce(const std::vector<etcd::Op>& ops,
   return absl::OkStatus();
 }
 
-absl::Status TxnWriter::Commit(std::vector<etcd::Op> ops,
-                               std::optional<checker::Checkpoint> checkpoint, int64_t* revision) {
-  absl::Status s = CommitOnce(ops, checkpoint, revision);
+absl::Status TxnWriter::Commit(std::vector<etcd::Op> ops, std::optional<etcd::Op> marker,
+                               int64_t* revision) {
+  absl::Status s = CommitOnce(ops, marker, revision);
   if (s.ok() || !etcd::IsRequestTooLarge(s)) return s;
-  if (ops.size() <= 1 && !checkpoint) {
-    // One op the destination will never accept. Skipping it would leave the standby silently
-    // wrong and retrying would leave it silently stale, so the task stops (exit 2: the fix is
-    // the destination's configuration). The checkpoint has not passed this revision, so a
+  if (ops.size() <= 1 && !marker) {
+    // One op the destination will never accept. Skipping it would leave the destination
+    // silently wrong and retrying would leave it silently stale, so the task stops (exit 2: the
+    // fix is the destination's configuration). The marker (checkpoint) has not passed it, so a
     // restart after the fix resumes here and nothing is lost. The key is cut for the message.
     const etcd::Op* op = ops.empty() ? nullptr : &ops[0];
     return absl::FailedPreconditionError(absl::StrCat(
@@ -68,9 +62,9 @@ absl::Status TxnWriter::Commit(std::vector<etcd::Op> ops,
         " bytes (as large as the source's); nothing after it is "
         "mirrored until then, and a restart resumes from this revision"));
   }
-  // Too large: write the data in halves, then the checkpoint alone. Not atomic any more, but a
-  // crash in between only makes the next start replay from the older checkpoint.
-  log::Warn("mirror", "txn too large for destination, splitting",
+  // Too large: write the data in halves, then the marker alone. Not atomic any more, but a
+  // crash in between only makes the next start replay from the older marker.
+  log::Warn(component_, "txn too large for destination, splitting",
             {{"ops", static_cast<int64_t>(ops.size())}});
   if (ops.size() > 1) {
     std::vector<etcd::Op> second(std::make_move_iterator(ops.begin() + ops.size() / 2),
@@ -81,8 +75,8 @@ absl::Status TxnWriter::Commit(std::vector<etcd::Op> ops,
   } else if (!ops.empty()) {
     RETURN_IF_ERROR(Commit(std::move(ops), std::nullopt, revision));
   }
-  if (checkpoint) return CommitOnce({}, checkpoint, revision);
+  if (marker) return CommitOnce({}, marker, revision);
   return absl::OkStatus();
 }
 
-}  // namespace kvsync::mirror
+}  // namespace kvsync::sink
