@@ -372,8 +372,10 @@ absl::Status Client::ProbeTls() const {
   t.timeout = std::min(options_.dial_timeout, std::chrono::milliseconds(5000));
   absl::Status probed = tls::ProbeHandshake(t);
   if (probed.ok()) return probed;
-  return absl::InvalidArgumentError(
-      absl::StrCat("cannot reach ", options_.name, " etcd: ", probed.message()));
+  // A proven configuration mistake is InvalidArgument (exit 2); a named but unproven cause
+  // stays Unavailable (exit 1).
+  return absl::Status(probed.code(),
+                      absl::StrCat("cannot reach ", options_.name, " etcd: ", probed.message()));
 }
 
 absl::StatusOr<RangeResponse> Client::Range(const RangeRequest& request) {

@@ -285,9 +285,13 @@ absl::Status ProbeHandshake(const ProbeTarget& t) {
 
   if (!t.tls) {
     if (!server_hello) return absl::OkStatus();
-    return absl::InvalidArgumentError(
+    std::string cause =
         absl::StrCat(addr, " speaks TLS but the client is configured for plaintext: write https://",
-                     addr, " in ", t.scheme_hint, " and give ", t.ca_subject));
+                     addr, " in ", t.scheme_hint, " and give ", t.ca_subject);
+    // Named, but not proof of a configuration mistake: a TLS-intercepting proxy in front of an
+    // unreachable server answers the same way (even agreeing on HTTP/2), so this stays a
+    // reachability failure (exit 1) that a supervisor retries.
+    return absl::UnavailableError(cause);
   }
   if (rc == 1) return absl::OkStatus();
   const std::string failed = absl::StrCat("TLS handshake with ", addr, " failed: ");

@@ -54,8 +54,9 @@ struct ProbeTarget {
 // Connects to the target and tries a TLS handshake, configured as the client would be.
 // Returns InvalidArgument naming "host:port", the cause and what to check when the handshake
 // shows a configuration mistake: a certificate that fails verification, a TLS client facing a
-// plaintext server, or a plaintext client facing a TLS server. OK when it shows none (the
-// handshake works as configured, or the target cannot be reached at all).
+// plaintext server. A plaintext client facing a TLS speaker is Unavailable with the advice:
+// an intercepting proxy in front of an unreachable server looks the same. OK when it shows none
+// (the handshake works as configured, or the target cannot be reached at all).
 absl::Status ProbeHandshake(const ProbeTarget& target);
 
 }  // namespace kvsync::etcd::tls

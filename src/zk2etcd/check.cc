@@ -33,6 +33,7 @@ struct RoundResult {
   int64_t ownership_unknown = 0;
   int64_t unreadable = 0;
   int64_t owned = 0;  // owned keys in scope (the deletion guard's denominator)
+  bool unreadable_unnamed = false;
   std::vector<std::string> missing_roots;
   int64_t zk_bytes = 0;
   int64_t etcd_bytes = 0;
@@ -77,13 +78,13 @@ absl::StatusOr<RoundResult> Round(const config::Zk2EtcdConfig& config, const Sco
   if (!walked.ok()) return walked.status();
   out.unreadable = walked->unreadable_count;
   out.missing_roots = walked->missing_roots;
-  out.owned = owners->backend() == "etcd" ? snap.marked_keys() : snap.keys();
+  out.unreadable_unnamed =
+      walked->unreadable_count > static_cast<int64_t>(walked->unreadable.size());
+  absl::flat_hash_set<std::string> unreadable_nodes(walked->unreadable.begin(),
+                                                    walked->unreadable.end());
   auto unreadable = [&](const std::string& key) {
     std::optional<std::string> path = scope.PathOf(key);
-    for (const std::string& u : walked->unreadable) {
-      if (path && common::PathUnder(*path, u)) return true;
-    }
-    return false;
+    return path && UnderAny(*path, unreadable_nodes);
   };
   std::vector<std::pair<std::string, Snapshot::Entry>> unvisited;
   RETURN_IF_ERROR(snap.ForEachUnvisited(
@@ -92,6 +93,13 @@ absl::StatusOr<RoundResult> Round(const config::Zk2EtcdConfig& config, const Sco
   std::vector<std::string> keys;
   for (const auto& u : unvisited) keys.push_back(u.first);
   std::vector<ownership::Owner> owned = owners->Lookup(keys);
+  // The deletion guard's denominator, as the syncer counts it.
+  if (owners->backend() == "etcd") {
+    out.owned = snap.marked_keys();
+  } else {
+    out.owned = snap.visited_keys();
+    for (ownership::Owner o : owned) out.owned += o == ownership::Owner::kOwned ? 1 : 0;
+  }
   for (size_t i = 0; i < unvisited.size(); ++i) {
     // Unknown ownership is never a src miss: nothing may delete a key it cannot prove is
     // kvsync's. Keys under an unreadable znode are not compared at all.
@@ -171,6 +179,7 @@ absl::StatusOr<checker::CheckReport> Check(const config::Zk2EtcdConfig& config,
     DeletePlan plan;
     plan.owned = result.owned;
     plan.missing_roots = result.missing_roots;
+    plan.unreadable_unnamed = result.unreadable_unnamed;
     for (const Found* f : ordered) {
       if (f->kind != DiffKind::kSrcMiss) continue;
       plan.deletes++;

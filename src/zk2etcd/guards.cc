@@ -36,8 +36,28 @@ absl::Status CheckRootsExist(zk::Session* session, const config::Zk2EtcdConfig& 
   return absl::OkStatus();
 }
 
+bool UnderAny(absl::string_view path, const absl::flat_hash_set<std::string>& nodes) {
+  if (nodes.empty()) return false;
+  while (!path.empty()) {
+    if (nodes.contains(path)) return true;
+    size_t slash = path.rfind('/');
+    if (slash == absl::string_view::npos) break;
+    // "/a/b" -> "/a" -> "/" (the root covers everything).
+    path = slash == 0 ? (path.size() > 1 ? path.substr(0, 1) : absl::string_view())
+                      : path.substr(0, slash);
+  }
+  return false;
+}
+
 absl::Status JudgeDeletes(const DeletePlan& plan, double max_fraction, bool confirmed) {
   if (confirmed || plan.deletes == 0) return absl::OkStatus();
+  if (plan.unreadable_unnamed) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "held %d deletes: the walk met more unreadable znodes than it can name, so it cannot "
+        "tell which keys lie under them; grant kvsync read access (--zk-auth) or exclude them "
+        "(--zk-exclude-prefix)",
+        plan.deletes));
+  }
   if (plan.under_missing_root > 0) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "held %d deletes: ZooKeeper root %s missing, so the walk cannot prove these keys' "

@@ -14,7 +14,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "config/config.h"
 #include "zk/session.h"
 
@@ -31,9 +33,17 @@ struct DeletePlan {
   int64_t under_missing_root = 0;  // of which under a root the walk found missing
   int64_t owned = 0;               // owned keys in scope when the round read etcd
   std::vector<std::string> missing_roots;
+  // The walk met more unreadable znodes than it names (zk::WalkResult::kMaxUnreadable): no
+  // inferred delete can be told apart from a key under one of them.
+  bool unreadable_unnamed = false;
 };
 
-// OK when the round may delete: nothing under a missing root, and either a single delete (a lost
+// Whether `path` is one of `nodes` or lies under one (path-aware), by looking up each ancestor:
+// cost grows with the depth of `path`, not with the size of `nodes`.
+bool UnderAny(absl::string_view path, const absl::flat_hash_set<std::string>& nodes);
+
+// OK when the round may delete: nothing under a missing root, every unreadable znode named, and
+// either a single delete (a lost
 // delete event, never a mass removal) or at most max_fraction of the owned keys. Otherwise
 // FailedPrecondition, one line saying what is held and how to confirm it. `confirmed` lifts both.
 absl::Status JudgeDeletes(const DeletePlan& plan, double max_fraction, bool confirmed);

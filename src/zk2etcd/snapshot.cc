@@ -64,6 +64,12 @@ absl::StatusOr<Snapshot> Snapshot::Load(etcd::Client* etcd, const Scope& scope,
   return snap;
 }
 
+int64_t Snapshot::visited_keys() const {
+  int64_t n = 0;
+  for (const auto& [h, e] : entries_) n += e.visited ? 1 : 0;
+  return n;
+}
+
 Snapshot::Entry* Snapshot::Find(const KeyHash& key) {
   auto it = entries_.find(key);
   return it == entries_.end() ? nullptr : &it->second;

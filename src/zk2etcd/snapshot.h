@@ -42,6 +42,8 @@ class Snapshot {
   int64_t keys() const { return static_cast<int64_t>(entries_.size()); }
   // Keys carrying the etcd ownership backend's mark (0 when loaded without a mark prefix).
   int64_t marked_keys() const { return marked_; }
+  // Keys a znode matched so far (counts the entries; call after the walk).
+  int64_t visited_keys() const;
   int64_t bytes_read() const { return bytes_; }
 
   // Second pass: calls `fn(key, entry)` for every covered key present now and in the snapshot

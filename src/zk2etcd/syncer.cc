@@ -389,13 +389,22 @@ void Syncer::RetryDeferred() {
 }
 
 void Syncer::NoteUnreadable(const std::vector<std::string>& paths, bool whole_round) {
+  // The first paths are logged one line each; beyond that one line says more were skipped
+  // (the gauge counts them all).
+  constexpr size_t kLoggedPaths = 100;
   if (whole_round) unreadable_.clear();
   for (const std::string& path : paths) {
     unreadable_.insert(path);
-    if (logged_unreadable_.size() >= zk::WalkResult::kMaxUnreadable ||
-        !logged_unreadable_.insert(path).second) {
+    if (logged_unreadable_.size() >= kLoggedPaths) {
+      if (!logged_unreadable_.contains(path) && !unreadable_overflow_logged_) {
+        unreadable_overflow_logged_ = true;
+        log::Warn("zk2etcd", "more unreadable znodes skipped, not logged one by one",
+                  {{"logged", static_cast<int64_t>(kLoggedPaths)},
+                   {"see", "kvsync_zk2etcd_unreadable_znodes"}});
+      }
       continue;
     }
+    if (!logged_unreadable_.insert(path).second) continue;
     log::Warn("zk2etcd", "unreadable znode skipped",
               {{"path", path},
                {"reason", "ZooKeeper ACL denies kvsync read access"},
@@ -403,13 +412,6 @@ void Syncer::NoteUnreadable(const std::vector<std::string>& paths, bool whole_ro
                {"fix", "grant read access (--zk-auth) or exclude it (--zk-exclude-prefix)"}});
   }
   stats_->unreadable_znodes.store(static_cast<int64_t>(unreadable_.size()));
-}
-
-bool Syncer::UnderUnreadable(const std::string& path) const {
-  for (const std::string& u : unreadable_) {
-    if (common::PathUnder(path, u)) return true;
-  }
-  return false;
 }
 
 void Syncer::OnWalkNode(const std::string& path, const std::string& data, const zk::Stat& stat) {
@@ -524,8 +526,17 @@ absl::Status Syncer::RunRound(Round* r) {
     owners = owners_->Lookup(keys);
   }
   DeletePlan plan;
-  plan.owned = owners_->backend() == "etcd" ? r->snapshot.marked_keys() : r->snapshot.keys();
   plan.missing_roots = walked->missing_roots;
+  plan.unreadable_unnamed =
+      walked->unreadable_count > static_cast<int64_t>(walked->unreadable.size());
+  // Owned keys: the etcd marks; otherwise the keys a znode matched (claimed by the full syncs)
+  // plus the unmatched ones the store calls kvsync's, so other writers' keys never dilute it.
+  if (owners_->backend() == "etcd") {
+    plan.owned = r->snapshot.marked_keys();
+  } else {
+    plan.owned = r->snapshot.visited_keys();
+    for (ownership::Owner o : owners) plan.owned += o == ownership::Owner::kOwned ? 1 : 0;
+  }
   bool src_miss_found = false;
   absl::Status judged;
   RunOnApplier([&] {
@@ -549,7 +560,7 @@ absl::Status Syncer::RunRound(Round* r) {
         continue;
       }
       std::optional<std::string> path = scope_.PathOf(key);
-      if (path && UnderUnreadable(*path)) continue;  // its znode may well exist: keep
+      if (path && UnderAny(*path, unreadable_)) continue;  // its znode may well exist: keep
       r->diffs[h] = DiffKind::kSrcMiss;
       src_miss_found = true;
       if (r->counted) Found(stats_, DiffKind::kSrcMiss).fetch_add(1);

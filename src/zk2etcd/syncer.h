@@ -98,7 +98,6 @@ class Syncer {
   // Records unreadable znodes (ACL), logging each path once; `whole_round` replaces the set
   // with a full walk's.
   void NoteUnreadable(const std::vector<std::string>& paths, bool whole_round);
-  bool UnderUnreadable(const std::string& path) const;
 
   // One full sync (Mode::kFixNow) or a periodic pair of rounds.
   absl::Status FullSync(Mode mode);
@@ -142,6 +141,7 @@ class Syncer {
   absl::flat_hash_map<KeyHash, checker::DiffKind> previous_diffs_;
   absl::flat_hash_set<std::string> unreadable_;         // znodes kvsync may not read
   absl::flat_hash_set<std::string> logged_unreadable_;  // logged once each (bounded)
+  bool unreadable_overflow_logged_ = false;
 
   // Control thread: the deletion guard's verdict of the last round that could delete.
   absl::Status hold_;

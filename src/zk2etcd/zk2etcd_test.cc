@@ -121,5 +121,20 @@ TEST(GuardsTest, MassDeletesAreHeldUnlessConfirmed) {
   EXPECT_TRUE(JudgeDeletes(DeletePlan{}, 0.0, false).ok());
 }
 
+TEST(GuardsTest, UnreadableZnodesCoverTheirSubtrees) {
+  absl::flat_hash_set<std::string> nodes = {"/dubbo/secret", "/other"};
+  EXPECT_TRUE(UnderAny("/dubbo/secret", nodes));
+  EXPECT_TRUE(UnderAny("/dubbo/secret/child/leaf", nodes));
+  EXPECT_FALSE(UnderAny("/dubbo/secret2", nodes));
+  EXPECT_FALSE(UnderAny("/dubbo", nodes));
+  EXPECT_FALSE(UnderAny("/", nodes));
+  EXPECT_TRUE(UnderAny("/any/thing", {"/"}));
+  EXPECT_FALSE(UnderAny("/dubbo/x", {}));
+  // More unreadable znodes than the walk names: no inferred delete can be trusted.
+  DeletePlan plan{.deletes = 1, .owned = 1000, .unreadable_unnamed = true};
+  EXPECT_TRUE(absl::IsFailedPrecondition(JudgeDeletes(plan, 1.0, false)));
+  EXPECT_TRUE(JudgeDeletes(plan, 1.0, true).ok());
+}
+
 }  // namespace
 }  // namespace kvsync::zk2etcd

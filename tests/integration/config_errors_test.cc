@@ -285,7 +285,10 @@ TEST_F(ConfigErrorsTest, TlsHandshakeFailuresNameTheirCause) {
       c.flags.insert(c.flags.end(), client_cert.begin(), client_cert.end());
     }
     Result r = Kvsync(Etcd2Etcd(c.flags, plain_ep));
-    EXPECT_EQ(r.code, 2) << c.name << "\n" << r.output;
+    // A TLS answer to a plaintext client is named but not proof (an intercepting proxy in
+    // front of an unreachable server answers the same): exit 1, retried by a supervisor.
+    EXPECT_EQ(r.code, c.name == "plaintext client, TLS server" ? 1 : 2) << c.name << "\n"
+                                                                        << r.output;
     std::string line = ErrorLine(r.output);
     EXPECT_FALSE(absl::StrContains(line, "no answer within")) << c.name << "\n" << r.output;
     for (const std::string& e : c.expected) {
