@@ -1,9 +1,13 @@
+#include <atomic>
 #include <chrono>
+#include <memory>
+#include <thread>
 
 #include "common/backoff.h"
 #include "common/digest.h"
 #include "common/error_series.h"
 #include "common/rate_limiter.h"
+#include "common/stop_token.h"
 #include "common/strings.h"
 #include "gtest/gtest.h"
 
@@ -88,6 +92,55 @@ TEST(DigestTest, StableHexRoundTrip) {
   EXPECT_FALSE(ParseDigestHex("xyz", &back));
   EXPECT_FALSE(ParseDigestHex("BA7816BF8F01CFEA414140DE5DAE2223", &back));
   EXPECT_FALSE(KeyDigest("/dubbo/a") == KeyDigest("/dubbo/b"));
+}
+
+TEST(StopTokenTest, CallbacksRunOnceOnStopAndNotAfterDestruction) {
+  StopToken token;
+  int ran = 0, dropped = 0;
+  StopCallback counted(token, [&] { ++ran; });
+  {
+    StopCallback gone(token, [&] { ++dropped; });
+  }
+  EXPECT_EQ(ran, 0);
+  token.RequestStop();
+  token.RequestStop();
+  EXPECT_EQ(ran, 1);
+  EXPECT_EQ(dropped, 0);
+  // Registered on a stopped token: runs at once.
+  int late = 0;
+  StopCallback after(token, [&] { ++late; });
+  EXPECT_EQ(late, 1);
+}
+
+TEST(StopTokenTest, ComposesParentToChildWithoutThreads) {
+  StopToken process, lease_lost, term;
+  StopCallback by_process(process, [&] { term.RequestStop(); });
+  StopCallback by_lease(lease_lost, [&] { term.RequestStop(); });
+  EXPECT_FALSE(term.stopped());
+  lease_lost.RequestStop();
+  EXPECT_TRUE(term.stopped());
+  EXPECT_FALSE(process.stopped());
+  EXPECT_TRUE(term.WaitFor(std::chrono::hours(1)));  // returns at once
+}
+
+TEST(StopTokenTest, DestructorWaitsForARunningCallback) {
+  StopToken token;
+  std::atomic<bool> entered{false}, release{false}, finished{false};
+  auto cb = std::make_unique<StopCallback>(token, [&] {
+    entered = true;
+    while (!release) std::this_thread::yield();
+    finished = true;
+  });
+  std::thread stopper([&] { token.RequestStop(); });
+  while (!entered) std::this_thread::yield();
+  std::thread destroyer([&] {
+    cb.reset();
+    // The callback had returned before the destructor did.
+    EXPECT_TRUE(finished.load());
+  });
+  release = true;
+  destroyer.join();
+  stopper.join();
 }
 
 }  // namespace

@@ -22,15 +22,22 @@ bool IsFenced(const absl::Status& status) {
 }
 
 Elector::Elector(etcd::Client* client, ElectorOptions options, const common::StopToken* stop)
-    : client_(client), options_(std::move(options)), stop_(stop) {}
+    : client_(client),
+      options_(std::move(options)),
+      stop_(stop),
+      lost_token_(std::make_unique<common::StopToken>()) {}
 
 Elector::~Elector() { StopKeepAlive(); }
 
 void Elector::StopKeepAlive() {
   if (keepalive_stop_ != nullptr) keepalive_stop_->RequestStop();
   if (keepalive_.joinable()) keepalive_.join();
-  delete keepalive_stop_;
-  keepalive_stop_ = nullptr;
+  keepalive_stop_.reset();
+}
+
+void Elector::MarkLost() {
+  lost_.store(true);
+  lost_token_->RequestStop();
 }
 
 namespace {
@@ -79,7 +86,7 @@ void Elector::KeepAlive(int64_t lease, std::chrono::steady_clock::time_point gra
     }
     if (remaining.ok()) {
       log::Warn(kLog, "lease expired", {{"lease", lease}});
-      lost_.store(true);
+      MarkLost();
       return;
     }
     if (!failing) {
@@ -88,7 +95,7 @@ void Elector::KeepAlive(int64_t lease, std::chrono::steady_clock::time_point gra
     }
     if (std::chrono::steady_clock::now() - last_ok >= ttl) {
       log::Warn(kLog, "lease keep-alive failed for a whole TTL, giving up leadership");
-      lost_.store(true);
+      MarkLost();
       return;
     }
   }
@@ -97,6 +104,7 @@ void Elector::KeepAlive(int64_t lease, std::chrono::steady_clock::time_point gra
 absl::Status Elector::Campaign() {
   StopKeepAlive();
   lost_.store(false);
+  lost_token_ = std::make_unique<common::StopToken>();
   {
     absl::MutexLock lock(&mu_);
     leader_.reset();
@@ -104,26 +112,19 @@ absl::Status Elector::Campaign() {
   auto granted = std::chrono::steady_clock::now();
   ASSIGN_OR_RETURN(lease_, client_->LeaseGrant(options_.lease_ttl));
   last_contact_ms_.store(SteadyMs());
-  keepalive_stop_ = new common::StopToken();
+  keepalive_stop_ = std::make_unique<common::StopToken>();
   keepalive_ = std::thread([this, lease = lease_, granted] { KeepAlive(lease, granted); });
   log::Info(kLog, "campaigning",
             {{"election", options_.election_name}, {"identity", options_.identity}});
   // One Campaign call, cancelled on a stop request or a lost lease (see Client::Campaign for
   // why the call is not sliced into short ones).
   common::StopToken cancel;
-  common::StopToken done;
-  std::thread watcher([&] {
-    while (!done.WaitFor(std::chrono::milliseconds(50))) {
-      if (stop_->stopped() || lost_.load()) {
-        cancel.RequestStop();
-        return;
-      }
-    }
-  });
-  auto won = client_->Campaign(options_.election_name, lease_, options_.identity,
-                               std::chrono::hours(24 * 365), &cancel);
-  done.RequestStop();
-  watcher.join();
+  auto won = [&] {
+    common::StopCallback on_stop(*stop_, [&cancel] { cancel.RequestStop(); });
+    common::StopCallback on_lost(*lost_token_, [&cancel] { cancel.RequestStop(); });
+    return client_->Campaign(options_.election_name, lease_, options_.identity,
+                             std::chrono::hours(24 * 365), &cancel);
+  }();
   if (won.ok()) {
     absl::MutexLock lock(&mu_);
     leader_ = *won;

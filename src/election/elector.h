@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
@@ -54,6 +55,9 @@ class Elector {
   // the last two TTLs (a standby with a healthy session can take over).
   bool healthy() const;
   bool lost() const { return lost_.load(); }
+  // Stopped when the lease of the current campaign is lost (as lost() turns true), so a term
+  // can stop on it without polling. Valid until the next Campaign(); Campaign thread only.
+  const common::StopToken& lost_token() const { return *lost_token_; }
   // Compares to attach to every write txn while leading.
   std::vector<etcd::Compare> Fence() const;
   // The current leader's identity (value of the oldest candidate key), empty if none.
@@ -63,13 +67,15 @@ class Elector {
  private:
   void KeepAlive(int64_t lease, std::chrono::steady_clock::time_point granted);
   void StopKeepAlive();
+  void MarkLost();  // keep-alive thread
 
   etcd::Client* client_;
   ElectorOptions options_;
   const common::StopToken* stop_;
   std::atomic<bool> lost_{false};
   std::atomic<int64_t> last_contact_ms_{0};
-  common::StopToken* keepalive_stop_ = nullptr;
+  std::unique_ptr<common::StopToken> keepalive_stop_;
+  std::unique_ptr<common::StopToken> lost_token_;  // replaced by each Campaign()
   std::thread keepalive_;
   mutable absl::Mutex mu_;
   std::optional<etcd::Client::LeaderKey> leader_ ABSL_GUARDED_BY(mu_);

@@ -31,20 +31,14 @@ absl::Status RunWhileLeader(Elector* elector, const common::StopToken* stop, con
     failures.Reset();
     if (observer.on_role) observer.on_role(true);
 
-    // The term ends on a stop request or a lost lease; a watcher turns either into term_stop.
+    // The term ends on a stop request or a lost lease, whichever comes first.
     common::StopToken term_stop;
-    common::StopToken watcher_done;
-    std::thread watcher([&] {
-      while (!watcher_done.WaitFor(std::chrono::milliseconds(50))) {
-        if (stop->stopped() || elector->lost()) {
-          term_stop.RequestStop();
-          return;
-        }
-      }
-    });
-    absl::Status result = term(term_stop, elector->Fence());
-    watcher_done.RequestStop();
-    watcher.join();
+    absl::Status result = [&] {
+      common::StopCallback on_stop(*stop, [&term_stop] { term_stop.RequestStop(); });
+      common::StopCallback on_lost(elector->lost_token(),
+                                   [&term_stop] { term_stop.RequestStop(); });
+      return term(term_stop, elector->Fence());
+    }();
     if (observer.on_role) observer.on_role(false);
 
     if (IsFenced(result)) {

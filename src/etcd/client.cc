@@ -1,6 +1,7 @@
 #include "etcd/client.h"
 
 #include <algorithm>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/ascii.h"
@@ -495,21 +496,12 @@ absl::StatusOr<Client::LeaderKey> Client::Campaign(const std::string& name, int6
   PrepareContext(&ctx, false);
   ctx.set_deadline(std::chrono::system_clock::now() + timeout);
   epb::CampaignResponse resp;
-  common::StopToken done;
-  std::thread canceller;
-  if (cancel != nullptr) {
-    canceller = std::thread([&] {
-      while (!done.stopped()) {
-        if (cancel->WaitFor(std::chrono::milliseconds(50))) {
-          ctx.TryCancel();
-          return;
-        }
-      }
-    });
-  }
+  // A stop cancels the call (TryCancel is thread-safe; before the call starts it cancels it as
+  // soon as it does).
+  std::optional<common::StopCallback> on_cancel;
+  if (cancel != nullptr) on_cancel.emplace(*cancel, [&ctx] { ctx.TryCancel(); });
   absl::Status s = FromGrpc(e->election()->Campaign(&ctx, req, &resp), options_.name + " campaign");
-  done.RequestStop();
-  if (canceller.joinable()) canceller.join();
+  on_cancel.reset();
   if (!s.ok()) {
     if (IsEndpointFailure(s) && s.code() != absl::StatusCode::kDeadlineExceeded) MarkFailed(index);
     return s;

@@ -62,17 +62,11 @@ void ContinuousChecker::CheckOnce(bool full) {
   options.collect_repairs = full && config_.auto_repair != "none";
   // Stops with the term or with Stop(), whichever comes first.
   common::StopToken check_stop;
-  std::thread watcher([&] {
-    while (!check_stop.WaitFor(std::chrono::milliseconds(100))) {
-      if (stop_.stopped() || term_stop_->stopped()) {
-        check_stop.RequestStop();
-        return;
-      }
-    }
-  });
-  auto report = checker::Check(src_, dst_, mapper_, options, &check_stop, &stats_->retries);
-  check_stop.RequestStop();
-  watcher.join();
+  auto report = [&] {
+    common::StopCallback on_stop(stop_, [&check_stop] { check_stop.RequestStop(); });
+    common::StopCallback on_term(*term_stop_, [&check_stop] { check_stop.RequestStop(); });
+    return checker::Check(src_, dst_, mapper_, options, &check_stop, &stats_->retries);
+  }();
   if (!report.ok()) {
     if (!absl::IsCancelled(report.status())) {
       log::Warn(kLog, "continuous check failed", {{"error", report.status()}});
