@@ -3,6 +3,7 @@
 #include <future>
 #include <optional>
 #include <thread>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/backoff.h"
@@ -98,11 +99,17 @@ absl::Status Syncer::OpenSession() {
   std::shared_ptr<zk::Session> s(std::move(*opened));
   stats_->session_state.store(static_cast<int>(s->state()));
   stats_->session_id.store(s->session_id());
-  std::lock_guard<std::mutex> lock(session_mu_);
-  session_ = std::move(s);
-  log::Info("zk2etcd", "zookeeper session open",
-            {{"servers", config_.zk_servers},
-             {"session_id", absl::StrCat(absl::Hex(session_->session_id()))}});
+  log::Info(
+      "zk2etcd", "zookeeper session open",
+      {{"servers", config_.zk_servers}, {"session_id", absl::StrCat(absl::Hex(s->session_id()))}});
+  std::shared_ptr<zk::Session> old;
+  {
+    std::lock_guard<std::mutex> lock(session_mu_);
+    old = std::exchange(session_, std::move(s));
+  }
+  // The old session is closed (if this was its last owner) outside session_mu_: closing runs
+  // its callbacks, and OnZkEvent takes session_mu_.
+  old.reset();
   return absl::OkStatus();
 }
 
@@ -663,9 +670,13 @@ absl::Status Syncer::Run() {
     inbox_cv_.notify_all();
     applier.join();
     writer_.reset();
-    std::lock_guard<std::mutex> lock(session_mu_);
-    ++gen_;
-    session_.reset();
+    std::shared_ptr<zk::Session> closing;
+    {
+      std::lock_guard<std::mutex> lock(session_mu_);
+      ++gen_;
+      closing = std::move(session_);
+    }
+    closing.reset();  // outside session_mu_, as in OpenSession
     stats_->common.phase.store(static_cast<int>(sink::Phase::kStopped));
     return s;
   };
