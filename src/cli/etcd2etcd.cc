@@ -3,21 +3,17 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <map>
 #include <memory>
-#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "cli/command.h"
+#include "cli/task_runner.h"
 #include "common/status_macros.h"
 #include "config/config.h"
 #include "config/yaml_config.h"
-#include "election/elector.h"
-#include "election/leader_loop.h"
 #include "etcd/client.h"
-#include "http/admin_server.h"
 #include "log/log.h"
 #include "metrics/process_metrics.h"
 #include "metrics/registry.h"
@@ -44,54 +40,27 @@ absl::Status Finalise(Flags* f) {
   return config::ValidateMirrorConfig(&f->config);
 }
 
-// Prints one progress line every --status-interval until `done`.
-void ReportStatus(const mirror::Stats& s, const std::string& task,
-                  std::chrono::milliseconds interval, const common::StopToken& done) {
-  while (!done.WaitFor(interval)) {
-    int64_t checkpoint = s.last_synced_revision.load();
-    int64_t head = s.source_head_revision.load();
-    auto phase = static_cast<sink::Phase>(s.phase.load());
-    log::Info("status", "progress",
-              {{"task", task},
-               {"phase", sink::PhaseName(phase)},
-               {"synced_revision", checkpoint},
-               {"source_revision", head},
-               {"lag_revisions", head > checkpoint ? head - checkpoint : int64_t{0}},
-               {"lag_seconds", mirror::LagSeconds(s)},
-               {"source_head_age_seconds", mirror::HeadAgeSeconds(s)},
-               {"watch_stalls", s.watch_stalls.load()},
-               {"refused", mirror::RefusalName(mirror::CurrentRefusal(s))},
-               {"full_sync_scanned", s.full_sync_scanned.load()},
-               {"puts", s.puts.load()},
-               {"deletes", s.deletes.load()},
-               {"events", s.events_applied.load()},
-               {"txns", s.txns.load()},
-               {"retries", s.retries.total()}});
-  }
-}
-
-absl::StatusOr<std::unique_ptr<http::AdminServer>> StartAdminServer(
-    const config::MirrorConfig& c, const metrics::Registry& registry, const mirror::Stats& stats,
-    const sink::RoleView& role) {
-  using Response = http::AdminServer::Response;
-  std::map<std::string, http::AdminServer::Handler> routes;
-  routes["/metrics"] = [&registry] {
-    return Response{200, "text/plain; version=0.0.4; charset=utf-8", registry.Render()};
-  };
-  routes["/healthz"] = [] { return Response{200, "text/plain; charset=utf-8", "ok\n"}; };
-  routes["/readyz"] = [&stats, &role, max_lag = c.ready_max_lag] {
-    std::string why;
-    if (mirror::Ready(stats, role, max_lag, &why)) {
-      return Response{200, "text/plain; charset=utf-8", "ready\n"};
-    }
-    return Response{503, "text/plain; charset=utf-8", "not ready: " + why + "\n"};
-  };
-  routes["/status"] = [&stats, &role, task = c.name, max_lag = c.ready_max_lag] {
-    return http::JsonResponse(200, mirror::StatusJson(stats, task, role, max_lag) + "\n");
-  };
-  auto server = http::AdminServer::Start(c.admin_addr, std::move(routes));
-  if (!server.ok()) return server.status();
-  return server;
+// One progress line (every --status-interval).
+void LogProgress(const mirror::Stats& s, const std::string& task) {
+  int64_t checkpoint = s.last_synced_revision.load();
+  int64_t head = s.source_head_revision.load();
+  auto phase = static_cast<sink::Phase>(s.phase.load());
+  log::Info("status", "progress",
+            {{"task", task},
+             {"phase", sink::PhaseName(phase)},
+             {"synced_revision", checkpoint},
+             {"source_revision", head},
+             {"lag_revisions", head > checkpoint ? head - checkpoint : int64_t{0}},
+             {"lag_seconds", mirror::LagSeconds(s)},
+             {"source_head_age_seconds", mirror::HeadAgeSeconds(s)},
+             {"watch_stalls", s.watch_stalls.load()},
+             {"refused", mirror::RefusalName(mirror::CurrentRefusal(s))},
+             {"full_sync_scanned", s.full_sync_scanned.load()},
+             {"puts", s.puts.load()},
+             {"deletes", s.deletes.load()},
+             {"events", s.events_applied.load()},
+             {"txns", s.txns.load()},
+             {"retries", s.retries.total()}});
 }
 
 }  // namespace
@@ -162,26 +131,8 @@ std::function<int()> AddEtcd2EtcdCommand(CLI::App* app) {
                   "source deleted, e.g. missed during compaction) or all")
       ->default_val(c.auto_repair)
       ->group("Consistency");
-  cmd->add_flag("--ha", c.ha,
-                "active/standby: run several replicas; only the elected leader writes, its "
-                "txns fenced on its election key")
-      ->group("High availability");
-  AddDurationFlag(cmd, "--lease-ttl", &flags->lease_ttl,
-                  "leadership lease; a dead leader is replaced within about this long",
-                  kLeaseTtlRange)
-      ->group("High availability");
-  cmd->add_option("--instance-id", c.instance_id,
-                  "this replica's name in the election (default: <hostname>-<pid>)")
-      ->group("High availability");
-  AddConnectionFlags(cmd, "election", "election", &c.election);
-  cmd->add_option("--admin-addr", c.admin_addr,
-                  "admin HTTP server (/metrics, /healthz, /readyz, /status); use 0.0.0.0:9464 "
-                  "in a pod, \"\" to disable")
-      ->default_val(c.admin_addr)
-      ->group("Observability");
-  AddDurationFlag(cmd, "--ready-max-lag", &c.ready_max_lag,
-                  "/readyz fails while the leader lags more than this", kReadyMaxLagRange)
-      ->group("Observability");
+  AddHaFlags(cmd, &c.ha, &flags->lease_ttl, &c.instance_id, &c.election);
+  AddAdminFlags(cmd, &c.admin_addr, &c.ready_max_lag);
   AddLogFlags(cmd, &c.log_level, &c.log_format);
 
   return [flags, cmd]() -> int {
@@ -222,76 +173,45 @@ std::function<int()> AddEtcd2EtcdCommand(CLI::App* app) {
                {"dst_prefix", c.dst_prefix},
                {"once", c.once}});
     mirror::Stats stats;
-    stats.leading.store(c.ha ? 0 : 1);
     metrics::Registry registry;
     metrics::AddProcessMetrics(&registry);
     mirror::RegisterMetrics(&registry, c.name, &stats);
-    std::unique_ptr<election::Elector> elector;
-    if (c.ha) {
-      elector = std::make_unique<election::Elector>(
-          election_client.get(),
-          election::ElectorOptions{absl::StrCat(c.meta_prefix, c.name, "/election"), c.instance_id,
-                                   c.lease_ttl},
-          &stop);
-    }
-    sink::RoleView role{c.ha, c.instance_id, nullptr, nullptr};
-    if (elector) {
-      role.leader = [&elector] { return elector->CurrentLeader().value_or(""); };
-      role.standby_healthy = [&elector] { return elector->healthy(); };
-    }
-    std::unique_ptr<http::AdminServer> admin;
-    if (!c.admin_addr.empty()) {
-      auto started = StartAdminServer(c, registry, stats, role);
-      if (!started.ok()) return ReportAndExit("etcd2etcd", started.status());
-      admin = std::move(*started);
-    }
-
-    // Start-up: a stop signal exits at once until the engine runs. A standby replica needs
-    // only the election cluster; a single task needs both sides before anything else.
-    log::Info("main", "connecting", {{"command", "etcd2etcd"}, {"task", c.name}});
-    std::vector<etcd::Client*> needed = {src->get(), dst->get()};
-    if (c.ha) needed = {election_client.get()};
-    for (etcd::Client* client : needed) {
-      if (auto connected = client->Connect(); !connected.ok()) {
-        return ExitAfterRun("etcd2etcd", connected.status(), stop);
+    TaskSpec spec;
+    spec.command = "etcd2etcd";
+    spec.task = c.name;
+    spec.ha = c.ha;
+    spec.instance_id = c.instance_id;
+    spec.election_name = absl::StrCat(c.meta_prefix, c.name, "/election");
+    spec.lease_ttl = c.lease_ttl;
+    spec.election_client = election_client.get();
+    spec.admin_addr = c.admin_addr;
+    spec.status_interval = c.status_interval;
+    spec.stats = &stats;
+    spec.registry = &registry;
+    spec.ready = [&stats, max_lag = c.ready_max_lag](const sink::RoleView& role, std::string* why) {
+      return mirror::Ready(stats, role, max_lag, why);
+    };
+    spec.status_json = [&stats, task = c.name,
+                        max_lag = c.ready_max_lag](const sink::RoleView& role) {
+      return mirror::StatusJson(stats, task, role, max_lag);
+    };
+    spec.log_progress = [&stats, task = c.name] { LogProgress(stats, task); };
+    // A standby replica needs only the election cluster; a single task needs both sides
+    // before anything else.
+    spec.connect = [&]() -> absl::Status {
+      std::vector<etcd::Client*> needed = {src->get(), dst->get()};
+      if (c.ha) needed = {election_client.get()};
+      for (etcd::Client* client : needed) {
+        if (auto connected = client->Connect(); !connected.ok()) return connected.status();
       }
-    }
-    common::StopToken status_done;
-    std::thread status;
-    if (c.status_interval.count() > 0) {
-      status = std::thread(ReportStatus, std::cref(stats), c.name, c.status_interval,
-                           std::cref(status_done));
-    }
-    EndStartup();
-    absl::Status result;
-    if (!c.ha) {
-      mirror::Mirror engine(c, src->get(), dst->get(), &stop, &stats);
-      result = engine.Run();
-    } else {
-      election::LeaderLoopObserver observer;
-      observer.on_role = [&stats](bool leading) {
-        stats.leading.store(leading ? 1 : 0);
-        stats.leadership_changes.fetch_add(1);
-      };
-      observer.on_fenced = [&stats] {
-        stats.fencing_rejections.fetch_add(1);
-        stats.errors_fenced.fetch_add(1);
-      };
-      observer.on_term_error = [&stats](const absl::Status& s) {
-        (etcd::IsTransient(s) ? stats.errors_unavailable : stats.errors_other).fetch_add(1);
-      };
-      result = election::RunWhileLeader(
-          elector.get(), &stop,
-          [&](const common::StopToken& term_stop, std::vector<etcd::Compare> fence) {
-            mirror::Mirror engine(c, src->get(), dst->get(), &term_stop, &stats);
-            engine.set_fence(std::move(fence));
-            return engine.Run();
-          },
-          observer);
-    }
-    status_done.RequestStop();
-    if (status.joinable()) status.join();
-    return ExitAfterRun("etcd2etcd", result, stop);
+      return absl::OkStatus();
+    };
+    spec.run = [&](const common::StopToken& term_stop, std::vector<etcd::Compare> fence) {
+      mirror::Mirror engine(c, src->get(), dst->get(), &term_stop, &stats);
+      engine.set_fence(std::move(fence));
+      return engine.Run();
+    };
+    return RunTask(spec, &stop);
   };
 }
 

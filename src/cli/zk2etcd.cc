@@ -4,20 +4,17 @@
 
 #include <atomic>
 #include <cstdio>
-#include <map>
 #include <memory>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "cli/command.h"
+#include "cli/task_runner.h"
 #include "common/status_macros.h"
 #include "config/config.h"
 #include "config/yaml_config.h"
-#include "election/elector.h"
-#include "election/leader_loop.h"
 #include "etcd/client.h"
-#include "http/admin_server.h"
 #include "log/log.h"
 #include "metrics/process_metrics.h"
 #include "metrics/registry.h"
@@ -188,22 +185,19 @@ int LoadAndValidate(const char* what, Flags* f, CLI::App* cmd) {
   return -1;
 }
 
-void ReportStatus(const zk2etcd::Stats& s, const std::string& task,
-                  std::chrono::milliseconds interval, const common::StopToken& done) {
-  while (!done.WaitFor(interval)) {
-    log::Info(
-        "status", "progress",
-        {{"task", task},
-         {"phase", sink::PhaseName(static_cast<sink::Phase>(s.common.phase.load()))},
-         {"zk_session", zk2etcd::SessionStateName(s.session_state.load())},
-         {"znodes_watched", s.znodes_watched.load()},
-         {"lag_seconds", sink::PendingLagSeconds(s.common)},
-         {"puts", s.common.puts.load()},
-         {"deletes", s.common.deletes.load()},
-         {"txns", s.common.txns.load()},
-         {"fixed", s.fixed_dst_miss.load() + s.fixed_src_miss.load() + s.fixed_mismatch.load()},
-         {"deletes_deferred", s.deletes_deferred.load()}});
-  }
+// One progress line (every --status-interval).
+void LogProgress(const zk2etcd::Stats& s, const std::string& task) {
+  log::Info("status", "progress",
+            {{"task", task},
+             {"phase", sink::PhaseName(static_cast<sink::Phase>(s.common.phase.load()))},
+             {"zk_session", zk2etcd::SessionStateName(s.session_state.load())},
+             {"znodes_watched", s.znodes_watched.load()},
+             {"lag_seconds", sink::PendingLagSeconds(s.common)},
+             {"puts", s.common.puts.load()},
+             {"deletes", s.common.deletes.load()},
+             {"txns", s.common.txns.load()},
+             {"fixed", s.fixed_dst_miss.load() + s.fixed_src_miss.load() + s.fixed_mismatch.load()},
+             {"deletes_deferred", s.deletes_deferred.load()}});
 }
 
 int RunSync(Flags* f, CLI::App* cmd) {
@@ -247,83 +241,38 @@ int RunSync(Flags* f, CLI::App* cmd) {
              {"ownership", c.ownership},
              {"once", c.once}});
   zk2etcd::Stats stats;
-  stats.common.leading.store(c.ha ? 0 : 1);
   metrics::Registry registry;
   metrics::AddProcessMetrics(&registry);
   zk2etcd::RegisterMetrics(
       &registry, c.name, &stats, [store] { return store->available(); },
       [store] { return store->pending(); });
-  std::unique_ptr<election::Elector> elector;
-  if (c.ha) {
-    elector = std::make_unique<election::Elector>(
-        election_client.get(),
-        election::ElectorOptions{c.TaskMeta() + "election", c.instance_id, c.lease_ttl}, &stop);
-  }
-  sink::RoleView role{c.ha, c.instance_id, nullptr, nullptr};
-  if (elector) {
-    role.leader = [&elector] { return elector->CurrentLeader().value_or(""); };
-    role.standby_healthy = [&elector] { return elector->healthy(); };
-  }
-  std::unique_ptr<http::AdminServer> admin;
-  if (!c.admin_addr.empty()) {
-    using Response = http::AdminServer::Response;
-    std::map<std::string, http::AdminServer::Handler> routes;
-    routes["/metrics"] = [&registry] {
-      return Response{200, "text/plain; version=0.0.4; charset=utf-8", registry.Render()};
-    };
-    routes["/healthz"] = [] { return Response{200, "text/plain; charset=utf-8", "ok\n"}; };
-    routes["/readyz"] = [&stats, &role, max_lag = c.ready_max_lag] {
-      std::string why;
-      if (zk2etcd::Ready(stats, role, max_lag, &why)) {
-        return Response{200, "text/plain; charset=utf-8", "ready\n"};
-      }
-      return Response{503, "text/plain; charset=utf-8", "not ready: " + why + "\n"};
-    };
-    routes["/status"] = [&stats, &role, store, task = c.name, max_lag = c.ready_max_lag] {
-      return http::JsonResponse(
-          200, zk2etcd::StatusJson(stats, task, role, max_lag, store->available()) + "\n");
-    };
-    auto started = http::AdminServer::Start(c.admin_addr, std::move(routes));
-    if (!started.ok()) return ReportAndExit("zk2etcd", started.status());
-    admin = std::move(*started);
-  }
-  common::StopToken status_done;
-  std::thread status;
-  if (c.status_interval.count() > 0) {
-    status = std::thread(ReportStatus, std::cref(stats), c.name, c.status_interval,
-                         std::cref(status_done));
-  }
-  EndStartup();
-  absl::Status result;
-  if (!c.ha) {
-    zk2etcd::Syncer engine(c, etcd_client->get(), store, &stop, &stats);
-    result = engine.Run();
-  } else {
-    election::LeaderLoopObserver observer;
-    observer.on_role = [&stats](bool leading) {
-      stats.common.leading.store(leading ? 1 : 0);
-      stats.common.leadership_changes.fetch_add(1);
-    };
-    observer.on_fenced = [&stats] {
-      stats.common.fencing_rejections.fetch_add(1);
-      stats.common.errors_fenced.fetch_add(1);
-    };
-    observer.on_term_error = [&stats](const absl::Status& s) {
-      (etcd::IsTransient(s) ? stats.common.errors_unavailable : stats.common.errors_other)
-          .fetch_add(1);
-    };
-    result = election::RunWhileLeader(
-        elector.get(), &stop,
-        [&](const common::StopToken& term_stop, std::vector<etcd::Compare> fence) {
-          zk2etcd::Syncer engine(c, etcd_client->get(), store, &term_stop, &stats);
-          engine.set_fence(std::move(fence));
-          return engine.Run();
-        },
-        observer);
-  }
-  status_done.RequestStop();
-  if (status.joinable()) status.join();
-  return ExitAfterRun("zk2etcd", result, stop);
+  TaskSpec spec;
+  spec.command = "zk2etcd";
+  spec.task = c.name;
+  spec.ha = c.ha;
+  spec.instance_id = c.instance_id;
+  spec.election_name = c.TaskMeta() + "election";
+  spec.lease_ttl = c.lease_ttl;
+  spec.election_client = election_client.get();
+  spec.admin_addr = c.admin_addr;
+  spec.status_interval = c.status_interval;
+  spec.stats = &stats.common;
+  spec.registry = &registry;
+  spec.ready = [&stats, max_lag = c.ready_max_lag](const sink::RoleView& role, std::string* why) {
+    return zk2etcd::Ready(stats, role, max_lag, why);
+  };
+  spec.status_json = [&stats, store, task = c.name,
+                      max_lag = c.ready_max_lag](const sink::RoleView& role) {
+    return zk2etcd::StatusJson(stats, task, role, max_lag, store->available());
+  };
+  spec.log_progress = [&stats, task = c.name] { LogProgress(stats, task); };
+  spec.connect = [] { return absl::OkStatus(); };  // etcd was connected above
+  spec.run = [&](const common::StopToken& term_stop, std::vector<etcd::Compare> fence) {
+    zk2etcd::Syncer engine(c, etcd_client->get(), store, &term_stop, &stats);
+    engine.set_fence(std::move(fence));
+    return engine.Run();
+  };
+  return RunTask(spec, &stop);
 }
 
 int RunCheck(Flags* f, CLI::App* cmd) {
@@ -421,26 +370,8 @@ std::function<int()> AddZk2EtcdCommand(CLI::App* app) {
   AddDurationFlag(cmd, "--status-interval", &c.status_interval,
                   "how often a progress line is logged (0 = never)", kStatusIntervalRange)
       ->group("Behaviour");
-  cmd->add_flag("--ha", c.ha,
-                "active/standby: run several replicas; only the elected leader writes, its "
-                "txns fenced on its election key")
-      ->group("High availability");
-  AddDurationFlag(cmd, "--lease-ttl", &flags->lease_ttl,
-                  "leadership lease; a dead leader is replaced within about this long",
-                  kLeaseTtlRange)
-      ->group("High availability");
-  cmd->add_option("--instance-id", c.instance_id,
-                  "this replica's name in the election (default: <hostname>-<pid>)")
-      ->group("High availability");
-  AddConnectionFlags(cmd, "election", "election", &c.election);
-  cmd->add_option("--admin-addr", c.admin_addr,
-                  "admin HTTP server (/metrics, /healthz, /readyz, /status); use 0.0.0.0:9464 "
-                  "in a pod, \"\" to disable")
-      ->default_val(c.admin_addr)
-      ->group("Observability");
-  AddDurationFlag(cmd, "--ready-max-lag", &c.ready_max_lag,
-                  "/readyz fails while the leader lags more than this", kReadyMaxLagRange)
-      ->group("Observability");
+  AddHaFlags(cmd, &c.ha, &flags->lease_ttl, &c.instance_id, &c.election);
+  AddAdminFlags(cmd, &c.admin_addr, &c.ready_max_lag);
   return [flags, cmd] { return RunSync(flags.get(), cmd); };
 }
 
