@@ -544,93 +544,18 @@ absl::Status Client::Resign(const LeaderKey& leader) {
 
 namespace {
 
-class GrpcWatchStream : public WatchStream {
+// The bidirectional Watch RPC both stream kinds ride on. gRPC allows one reader and one writer
+// at a time and forbids Finish overlapping a Write: writes are serialised under mu_, Finish
+// runs once under it (after the reader saw the end) and stores the final status, which every
+// later call returns. Destruction cancels the call and drains it.
+class WatchRpc {
  public:
-  GrpcWatchStream(std::string label, std::function<void()> on_transport_failure)
+  WatchRpc(std::string label, std::function<void()> on_transport_failure)
       : label_(std::move(label)), on_transport_failure_(std::move(on_transport_failure)) {}
 
-  ~GrpcWatchStream() override {
+  ~WatchRpc() {
     ctx_.TryCancel();
-    if (stream_ && !finished_) {
-      pb::WatchResponse ignored;
-      while (stream_->Read(&ignored)) {
-      }
-      Finish().IgnoreError();
-    }
-  }
-
-  absl::Status Start(pb::Watch::Stub* stub, const pb::WatchRequest& create) {
-    stream_ = stub->Watch(&ctx_);
-    bool written;
-    {
-      absl::MutexLock lock(&mu_);
-      written = stream_->Write(create);
-    }
-    if (!written) return Finish();
-    return absl::OkStatus();
-  }
-
-  grpc::ClientContext* context() { return &ctx_; }
-
-  absl::StatusOr<WatchResponse> Next() override {
-    {
-      absl::MutexLock lock(&mu_);
-      if (finished_) return final_;
-    }
-    pb::WatchResponse resp;
-    if (!stream_->Read(&resp)) return Finish();
-    if (resp.canceled()) {
-      if (resp.compact_revision() > 0) {
-        return CompactedError(resp.compact_revision(), label_ + " watch");
-      }
-      return WatchCanceledError(
-          resp.cancel_reason().empty() ? "no reason given" : resp.cancel_reason(),
-          label_ + " watch");
-    }
-    return FromPb(std::move(resp));
-  }
-
-  absl::Status RequestProgress() override {
-    pb::WatchRequest req;
-    req.mutable_progress_request();
-    absl::MutexLock lock(&mu_);
-    if (finished_) return final_;
-    if (!stream_->Write(req)) return absl::UnavailableError(label_ + " watch stream closed");
-    return absl::OkStatus();
-  }
-
-  void Cancel() override { ctx_.TryCancel(); }
-
- private:
-  // Called once reads are over. Holding mu_ keeps Finish from overlapping a Write, which
-  // gRPC forbids; later calls get the stored status.
-  absl::Status Finish() {
-    absl::MutexLock lock(&mu_);
-    if (finished_) return final_;
-    finished_ = true;
-    final_ = FromGrpc(stream_->Finish(), label_ + " watch");
-    if (final_.ok()) final_ = absl::UnavailableError(label_ + " watch stream ended");
-    if (final_.code() == absl::StatusCode::kUnavailable) on_transport_failure_();
-    return final_;
-  }
-
-  std::string label_;
-  std::function<void()> on_transport_failure_;
-  grpc::ClientContext ctx_;
-  absl::Mutex mu_;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Status final_ ABSL_GUARDED_BY(mu_);
-  std::unique_ptr<grpc::ClientReaderWriter<pb::WatchRequest, pb::WatchResponse>> stream_;
-};
-
-class GrpcMultiWatchStream : public MultiWatchStream {
- public:
-  GrpcMultiWatchStream(std::string label, std::function<void()> on_transport_failure)
-      : label_(std::move(label)), on_transport_failure_(std::move(on_transport_failure)) {}
-
-  ~GrpcMultiWatchStream() override {
-    ctx_.TryCancel();
-    if (stream_ && !Finished()) {
+    if (stream_ && !finished()) {
       pb::WatchResponse ignored;
       while (stream_->Read(&ignored)) {
       }
@@ -640,59 +565,25 @@ class GrpcMultiWatchStream : public MultiWatchStream {
 
   void Start(pb::Watch::Stub* stub) { stream_ = stub->Watch(&ctx_); }
   grpc::ClientContext* context() { return &ctx_; }
+  const std::string& label() const { return label_; }
 
-  absl::StatusOr<int64_t> Create(const Client::WatchOptions& options) override {
-    pb::WatchRequest req;
-    auto* create = req.mutable_create_request();
-    create->set_key(options.key);
-    create->set_range_end(options.range_end);
-    create->set_start_revision(options.start_revision);
-    create->set_progress_notify(options.progress_notify);
-    create->set_prev_kv(options.prev_kv);
+  // Sends one request; Unavailable when the stream is closed, the final status once finished.
+  absl::Status Write(const pb::WatchRequest& req) {
     absl::MutexLock lock(&mu_);
-    RETURN_IF_ERROR(WriteLocked(req));
-    return next_id_++;
-  }
-
-  absl::Status CancelWatch(int64_t watch_id) override {
-    pb::WatchRequest req;
-    req.mutable_cancel_request()->set_watch_id(watch_id);
-    absl::MutexLock lock(&mu_);
-    return WriteLocked(req);
-  }
-
-  absl::Status RequestProgress() override {
-    pb::WatchRequest req;
-    req.mutable_progress_request();
-    absl::MutexLock lock(&mu_);
-    return WriteLocked(req);
-  }
-
-  absl::StatusOr<WatchResponse> Next() override {
-    {
-      absl::MutexLock lock(&mu_);
-      if (finished_) return final_;
-    }
-    pb::WatchResponse resp;
-    if (!stream_->Read(&resp)) return Finish();
-    return FromPb(std::move(resp));
-  }
-
-  void Cancel() override { ctx_.TryCancel(); }
-
- private:
-  absl::Status WriteLocked(const pb::WatchRequest& req) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (finished_) return final_;
     if (!stream_->Write(req)) return absl::UnavailableError(label_ + " watch stream closed");
     return absl::OkStatus();
   }
 
-  bool Finished() {
-    absl::MutexLock lock(&mu_);
-    return finished_;
+  // Blocks for the next response (one reader); the final status once the stream ended.
+  absl::StatusOr<pb::WatchResponse> Read() {
+    if (finished()) return Finish();
+    pb::WatchResponse resp;
+    if (!stream_->Read(&resp)) return Finish();
+    return resp;
   }
 
-  // As GrpcWatchStream::Finish: once, never overlapping a Write.
+  // The final status (computed once). Only after a Read saw the end, or before any Read.
   absl::Status Finish() {
     absl::MutexLock lock(&mu_);
     if (finished_) return final_;
@@ -703,14 +594,112 @@ class GrpcMultiWatchStream : public MultiWatchStream {
     return final_;
   }
 
-  std::string label_;
-  std::function<void()> on_transport_failure_;
+  void Cancel() { ctx_.TryCancel(); }
+
+ private:
+  bool finished() {
+    absl::MutexLock lock(&mu_);
+    return finished_;
+  }
+
+  const std::string label_;
+  const std::function<void()> on_transport_failure_;
   grpc::ClientContext ctx_;
   absl::Mutex mu_;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status final_ ABSL_GUARDED_BY(mu_);
-  int64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
   std::unique_ptr<grpc::ClientReaderWriter<pb::WatchRequest, pb::WatchResponse>> stream_;
+};
+
+pb::WatchRequest CreateRequest(const Client::WatchOptions& options) {
+  pb::WatchRequest req;
+  auto* create = req.mutable_create_request();
+  create->set_key(options.key);
+  create->set_range_end(options.range_end);
+  create->set_start_revision(options.start_revision);
+  create->set_progress_notify(options.progress_notify);
+  create->set_prev_kv(options.prev_kv);
+  create->set_fragment(options.fragment);
+  return req;
+}
+
+pb::WatchRequest ProgressRequest() {
+  pb::WatchRequest req;
+  req.mutable_progress_request();
+  return req;
+}
+
+// One watcher: its server-side cancel (compaction, or another reason) is an error.
+class GrpcWatchStream : public WatchStream {
+ public:
+  GrpcWatchStream(std::string label, std::function<void()> on_transport_failure)
+      : rpc_(std::move(label), std::move(on_transport_failure)) {}
+
+  absl::Status Start(pb::Watch::Stub* stub, const pb::WatchRequest& create) {
+    rpc_.Start(stub);
+    if (!rpc_.Write(create).ok()) return rpc_.Finish();
+    return absl::OkStatus();
+  }
+
+  grpc::ClientContext* context() { return rpc_.context(); }
+
+  absl::StatusOr<WatchResponse> Next() override {
+    ASSIGN_OR_RETURN(pb::WatchResponse resp, rpc_.Read());
+    if (resp.canceled()) {
+      if (resp.compact_revision() > 0) {
+        return CompactedError(resp.compact_revision(), rpc_.label() + " watch");
+      }
+      return WatchCanceledError(
+          resp.cancel_reason().empty() ? "no reason given" : resp.cancel_reason(),
+          rpc_.label() + " watch");
+    }
+    return FromPb(std::move(resp));
+  }
+
+  absl::Status RequestProgress() override { return rpc_.Write(ProgressRequest()); }
+  void Cancel() override { rpc_.Cancel(); }
+
+ private:
+  WatchRpc rpc_;
+};
+
+// Many watchers on one stream, numbered by the server in the order of their create requests:
+// ids_mu_ keeps that order and the ids handed out in step (lock order: ids_mu_, then the rpc's).
+class GrpcMultiWatchStream : public MultiWatchStream {
+ public:
+  GrpcMultiWatchStream(std::string label, std::function<void()> on_transport_failure)
+      : rpc_(std::move(label), std::move(on_transport_failure)) {}
+
+  void Start(pb::Watch::Stub* stub) { rpc_.Start(stub); }
+  grpc::ClientContext* context() { return rpc_.context(); }
+
+  absl::StatusOr<int64_t> Create(const Client::WatchOptions& options) override {
+    Client::WatchOptions unfragmented = options;
+    unfragmented.fragment = false;
+    absl::MutexLock lock(&ids_mu_);
+    RETURN_IF_ERROR(rpc_.Write(CreateRequest(unfragmented)));
+    return next_id_++;
+  }
+
+  absl::Status CancelWatch(int64_t watch_id) override {
+    pb::WatchRequest req;
+    req.mutable_cancel_request()->set_watch_id(watch_id);
+    return rpc_.Write(req);
+  }
+
+  absl::Status RequestProgress() override { return rpc_.Write(ProgressRequest()); }
+
+  absl::StatusOr<WatchResponse> Next() override {
+    ASSIGN_OR_RETURN(pb::WatchResponse resp, rpc_.Read());
+    return FromPb(std::move(resp));
+  }
+
+  void Cancel() override { rpc_.Cancel(); }
+
+ private:
+  WatchRpc rpc_;
+  absl::Mutex ids_mu_;
+  int64_t next_id_ ABSL_GUARDED_BY(ids_mu_) = 0;
 };
 
 }  // namespace
@@ -727,15 +716,7 @@ absl::StatusOr<std::unique_ptr<WatchStream>> Client::Watch(const WatchOptions& o
                                                   [this, index] { MarkFailed(index); });
   PrepareContext(stream->context(), false);
   if (options.require_leader) stream->context()->AddMetadata("hasleader", "true");
-  pb::WatchRequest req;
-  auto* create = req.mutable_create_request();
-  create->set_key(options.key);
-  create->set_range_end(options.range_end);
-  create->set_start_revision(options.start_revision);
-  create->set_progress_notify(options.progress_notify);
-  create->set_prev_kv(options.prev_kv);
-  create->set_fragment(options.fragment);
-  RETURN_IF_ERROR(stream->Start(e->watch(), req));
+  RETURN_IF_ERROR(stream->Start(e->watch(), CreateRequest(options)));
   return std::unique_ptr<WatchStream>(std::move(stream));
 }
 
