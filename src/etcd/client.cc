@@ -57,6 +57,9 @@ class Endpoint {
 
 namespace {
 
+// "source etcd", "destination etcd"; a client named "etcd" (zk2etcd's) is just "etcd".
+std::string ClusterName(const std::string& side) { return side == "etcd" ? side : side + " etcd"; }
+
 // What messages call a field: its flag when known, else a description ("source CA file").
 std::string Subject(const ClientOptions& o, const std::string& flag, absl::string_view what) {
   return flag.empty() ? absl::StrCat(o.name, " ", what) : flag;
@@ -338,8 +341,8 @@ absl::StatusOr<Header> Client::Connect() {
       return FromPb(resp.header());
     }
     if (s.code() == absl::StatusCode::kPermissionDenied) {
-      return absl::PermissionDeniedError(absl::StrCat(options_.name, " etcd rejected user \"",
-                                                      options_.user, "\": ", s.message()));
+      return absl::PermissionDeniedError(absl::StrCat(
+          ClusterName(options_.name), " rejected user \"", options_.user, "\": ", s.message()));
     }
     if (s.code() == absl::StatusCode::kDeadlineExceeded) {
       failures.push_back(absl::StrCat(endpoint->address(), " (no answer within ",
@@ -349,8 +352,8 @@ absl::StatusOr<Header> Client::Connect() {
     }
   }
   RETURN_IF_ERROR(ProbeTls());
-  return absl::UnavailableError(
-      absl::StrCat("cannot reach ", options_.name, " etcd at ", absl::StrJoin(failures, ", ")));
+  return absl::UnavailableError(absl::StrCat("cannot reach ", ClusterName(options_.name), " at ",
+                                             absl::StrJoin(failures, ", ")));
 }
 
 absl::Status Client::ProbeTls() const {
@@ -375,8 +378,8 @@ absl::Status Client::ProbeTls() const {
   if (probed.ok()) return probed;
   // A proven configuration mistake is InvalidArgument (exit 2); a named but unproven cause
   // stays Unavailable (exit 1).
-  return absl::Status(probed.code(),
-                      absl::StrCat("cannot reach ", options_.name, " etcd: ", probed.message()));
+  return absl::Status(probed.code(), absl::StrCat("cannot reach ", ClusterName(options_.name), ": ",
+                                                  probed.message()));
 }
 
 absl::StatusOr<RangeResponse> Client::Range(const RangeRequest& request) {

@@ -583,6 +583,7 @@ TEST_F(Zk2EtcdTest, BadInputFailsClearly) {
       run({"--zk-servers", zk, "--zk-prefix", "/dubbo", "--etcd-endpoints",
            absl::StrCat("127.0.0.1:", dead), "--etcd-dial-timeout", "1s", "--admin-addr", ""});
   EXPECT_EQ(no_etcd.exit_code, 1) << no_etcd.err;
+  EXPECT_EQ(no_etcd.err.find("etcd etcd"), std::string::npos) << no_etcd.err;
   EXPECT_NE(no_etcd.err.find(absl::StrCat("127.0.0.1:", dead)), std::string::npos) << no_etcd.err;
 }
 
