@@ -72,7 +72,15 @@ class WatchStream;
 class MultiWatchStream;
 class Endpoint;
 
-class Client {
+// The one call a destination write path needs, as a seam: sink::TxnWriter takes it, the real
+// Client implements it, and unit tests give a fake.
+class TxnApi {
+ public:
+  virtual ~TxnApi() = default;
+  virtual absl::StatusOr<TxnResponse> Txn(const TxnRequest& request) = 0;
+};
+
+class Client : public TxnApi {
  public:
   // Builds channels; does not connect. Fails on invalid options or unreadable TLS files.
   static absl::StatusOr<std::unique_ptr<Client>> Create(ClientOptions options);
@@ -86,7 +94,7 @@ class Client {
   absl::StatusOr<Header> Connect();
 
   absl::StatusOr<RangeResponse> Range(const RangeRequest& request);
-  absl::StatusOr<TxnResponse> Txn(const TxnRequest& request);
+  absl::StatusOr<TxnResponse> Txn(const TxnRequest& request) override;
   absl::StatusOr<Header> Put(const std::string& key, const std::string& value, int64_t lease = 0);
   absl::StatusOr<Header> Delete(const std::string& key, const std::string& range_end = "");
   // Compacts the key-value history up to `revision` (physical compaction waited for).

@@ -12,7 +12,7 @@
 
 namespace kvsync::sink {
 
-TxnWriter::TxnWriter(etcd::Client* dst, const common::StopToken* stop, WriteStats* stats,
+TxnWriter::TxnWriter(etcd::TxnApi* dst, const common::StopToken* stop, WriteStats* stats,
                      std::string component)
     : dst_(dst), stop_(stop), stats_(stats), component_(std::move(component)) {}
 

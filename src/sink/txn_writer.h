@@ -21,7 +21,7 @@ namespace kvsync::sink {
 class TxnWriter {
  public:
   // `component` names the engine in log lines ("mirror", "zk2etcd").
-  TxnWriter(etcd::Client* dst, const common::StopToken* stop, WriteStats* stats,
+  TxnWriter(etcd::TxnApi* dst, const common::StopToken* stop, WriteStats* stats,
             std::string component);
 
   // Compares every txn must carry (empty: no fencing). Set before the first Commit.
@@ -38,7 +38,7 @@ class TxnWriter {
   absl::Status CommitOnce(const std::vector<etcd::Op>& ops, const std::optional<etcd::Op>& marker,
                           int64_t* revision);
 
-  etcd::Client* dst_;
+  etcd::TxnApi* dst_;
   const common::StopToken* stop_;
   WriteStats* stats_;
   const std::string component_;
