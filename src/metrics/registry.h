@@ -138,4 +138,37 @@ std::string FormatValue(double v);
 // Content-Type of Render()'s output, for an HTTP handler.
 inline constexpr char kContentType[] = "text/plain; version=0.0.4; charset=utf-8";
 
+// One task's series, registered on a Registry: every series carries task="<task>" (and any
+// extra labels), counters read an atomic and gauges a callback at scrape time. The engines'
+// observability code registers through it. Same threading as the Registry.
+class TaskFamilies {
+ public:
+  TaskFamilies(Registry* registry, const std::string& task)
+      : registry_(registry), labels_{{"task", task}} {}
+
+  const Labels& labels() const { return labels_; }
+  // The task label plus name="value".
+  Labels With(const char* name, const char* value) const {
+    Labels l = labels_;
+    l.emplace_back(name, value);
+    return l;
+  }
+  // `value` must outlive the registry's scrapes.
+  void Counter(const char* name, const char* help, const std::atomic<int64_t>& value,
+               Labels labels) {
+    registry_->AddCounterCallback(name, help, std::move(labels),
+                                  [&value] { return static_cast<double>(value.load()); });
+  }
+  void Gauge(const char* name, const char* help, Labels labels, std::function<double()> fn) {
+    registry_->AddGaugeCallback(name, help, std::move(labels), std::move(fn));
+  }
+  void Gauge(const char* name, const char* help, std::function<double()> fn) {
+    Gauge(name, help, labels_, std::move(fn));
+  }
+
+ private:
+  Registry* registry_;
+  const Labels labels_;
+};
+
 }  // namespace kvsync::metrics

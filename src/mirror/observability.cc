@@ -32,92 +32,80 @@ double HeadAgeSeconds(const Stats& s) {
 }
 
 void RegisterMetrics(metrics::Registry* r, const std::string& task, Stats* s) {
-  const metrics::Labels t = {{"task", task}};
-  auto with = [&](const char* name, const char* value) {
-    metrics::Labels l = t;
-    l.emplace_back(name, value);
-    return l;
-  };
-  auto counter = [&](const char* name, const char* help, const std::atomic<int64_t>& v,
-                     metrics::Labels labels) {
-    r->AddCounterCallback(name, help, std::move(labels),
-                          [&v] { return static_cast<double>(v.load()); });
-  };
-  auto gauge = [&](const char* name, const char* help, std::function<double()> fn) {
-    r->AddGaugeCallback(name, help, t, std::move(fn));
-  };
+  metrics::TaskFamilies f(r, task);
+  const metrics::Labels& t = f.labels();
 
   sink::RegisterWriteMetrics(r, task, s, [s] { return LagSeconds(*s); });
-  counter("kvsync_sync_path_total",
-          "Sync paths taken: fast = resume from checkpoint, slow = "
-          "full sync",
-          s->fast_path_resumes, with("path", "fast"));
-  counter("kvsync_sync_path_total",
-          "Sync paths taken: fast = resume from checkpoint, slow = "
-          "full sync",
-          s->full_syncs, with("path", "slow"));
-  gauge("kvsync_last_synced_revision", "Last source revision applied to the destination",
-        [s] { return static_cast<double>(s->last_synced_revision.load()); });
-  gauge("kvsync_source_head_revision",
-        "Source head revision, observed by a request of its own (not from the watch)",
-        [s] { return static_cast<double>(s->source_head_revision.load()); });
-  gauge("kvsync_source_head_age_seconds",
-        "Seconds since the source head revision was last observed (-1: never, e.g. a standby)",
-        [s] { return HeadAgeSeconds(*s); });
-  counter("kvsync_source_head_failures_total", "Failed observations of the source head revision",
-          s->head_poll_failures, t);
-  counter("kvsync_watch_stalls_total",
-          "Source watches re-created by the watchdog: silent while the source changed in scope, "
-          "or never confirmed",
-          s->watch_stalls, t);
-  counter("kvsync_watch_quiet_proofs_total",
-          "Silent watch periods proven free of changes in scope by reading the source",
-          s->quiet_proofs, t);
-  gauge("kvsync_watch_buffer_bytes",
-        "Memory held by source changes received but not yet handed to the writer",
-        [s] { return static_cast<double>(s->watch_buffer_bytes.load()); });
-  gauge("kvsync_refused", "1 while etcd permanently refuses this task's requests (not ready)",
-        [s] { return CurrentRefusal(*s) != Refusal::kNone ? 1.0 : 0.0; });
+  f.Counter("kvsync_sync_path_total",
+            "Sync paths taken: fast = resume from checkpoint, slow = "
+            "full sync",
+            s->fast_path_resumes, f.With("path", "fast"));
+  f.Counter("kvsync_sync_path_total",
+            "Sync paths taken: fast = resume from checkpoint, slow = "
+            "full sync",
+            s->full_syncs, f.With("path", "slow"));
+  f.Gauge("kvsync_last_synced_revision", "Last source revision applied to the destination",
+          [s] { return static_cast<double>(s->last_synced_revision.load()); });
+  f.Gauge("kvsync_source_head_revision",
+          "Source head revision, observed by a request of its own (not from the watch)",
+          [s] { return static_cast<double>(s->source_head_revision.load()); });
+  f.Gauge("kvsync_source_head_age_seconds",
+          "Seconds since the source head revision was last observed (-1: never, e.g. a standby)",
+          [s] { return HeadAgeSeconds(*s); });
+  f.Counter("kvsync_source_head_failures_total", "Failed observations of the source head revision",
+            s->head_poll_failures, t);
+  f.Counter("kvsync_watch_stalls_total",
+            "Source watches re-created by the watchdog: silent while the source changed in scope, "
+            "or never confirmed",
+            s->watch_stalls, t);
+  f.Counter("kvsync_watch_quiet_proofs_total",
+            "Silent watch periods proven free of changes in scope by reading the source",
+            s->quiet_proofs, t);
+  f.Gauge("kvsync_watch_buffer_bytes",
+          "Memory held by source changes received but not yet handed to the writer",
+          [s] { return static_cast<double>(s->watch_buffer_bytes.load()); });
+  f.Gauge("kvsync_refused", "1 while etcd permanently refuses this task's requests (not ready)",
+          [s] { return CurrentRefusal(*s) != Refusal::kNone ? 1.0 : 0.0; });
   const char* refusals_help =
       "Permanent refusals by etcd (permission denied, auth, a watch cancelled by the server)";
   for (int i = 1; i < kRefusalKinds; ++i) {
-    counter("kvsync_permanent_errors_total", refusals_help, s->refusals[i],
-            with("reason", RefusalName(static_cast<Refusal>(i))));
+    f.Counter("kvsync_permanent_errors_total", refusals_help, s->refusals[i],
+              f.With("reason", RefusalName(static_cast<Refusal>(i))));
   }
-  gauge("kvsync_lag_revisions", "Source head revision minus last synced revision",
-        [s] { return static_cast<double>(LagRevisions(*s)); });
-  counter("kvsync_events_applied_total", "Source events applied", s->events_applied, t);
-  gauge("kvsync_checkpoint_age_seconds",
-        "Seconds since this replica last wrote the checkpoint (0 before its first write)", [s] {
-          int64_t at = s->last_checkpoint_write_ms.load();
-          return at > 0 ? static_cast<double>(common::WallMs() - at) / 1000.0 : 0.0;
-        });
-  gauge("kvsync_check_dst_miss",
-        "Last continuous check: keys at the source missing at the "
-        "destination (confirmed in two rounds)",
-        [s] { return static_cast<double>(s->check_dst_miss.load()); });
-  gauge("kvsync_check_src_miss",
-        "Last continuous check: destination keys missing at the "
-        "source (confirmed in two rounds)",
-        [s] { return static_cast<double>(s->check_src_miss.load()); });
-  gauge("kvsync_check_mismatch",
-        "Last full continuous check: keys with different values "
-        "(confirmed in two rounds)",
-        [s] { return static_cast<double>(s->check_mismatch.load()); });
-  gauge("kvsync_check_last_timestamp_seconds", "Unix time of the last completed check (0: none)",
-        [s] { return static_cast<double>(s->check_last_ms.load()) / 1000.0; });
-  gauge("kvsync_check_duration_seconds", "Duration of the last completed check",
-        [s] { return static_cast<double>(s->check_duration_ms.load()) / 1000.0; });
+  f.Gauge("kvsync_lag_revisions", "Source head revision minus last synced revision",
+          [s] { return static_cast<double>(LagRevisions(*s)); });
+  f.Counter("kvsync_events_applied_total", "Source events applied", s->events_applied, t);
+  f.Gauge("kvsync_checkpoint_age_seconds",
+          "Seconds since this replica last wrote the checkpoint (0 before its first write)", [s] {
+            int64_t at = s->last_checkpoint_write_ms.load();
+            return at > 0 ? static_cast<double>(common::WallMs() - at) / 1000.0 : 0.0;
+          });
+  f.Gauge("kvsync_check_dst_miss",
+          "Last continuous check: keys at the source missing at the "
+          "destination (confirmed in two rounds)",
+          [s] { return static_cast<double>(s->check_dst_miss.load()); });
+  f.Gauge("kvsync_check_src_miss",
+          "Last continuous check: destination keys missing at the "
+          "source (confirmed in two rounds)",
+          [s] { return static_cast<double>(s->check_src_miss.load()); });
+  f.Gauge("kvsync_check_mismatch",
+          "Last full continuous check: keys with different values "
+          "(confirmed in two rounds)",
+          [s] { return static_cast<double>(s->check_mismatch.load()); });
+  f.Gauge("kvsync_check_last_timestamp_seconds", "Unix time of the last completed check (0: none)",
+          [s] { return static_cast<double>(s->check_last_ms.load()) / 1000.0; });
+  f.Gauge("kvsync_check_duration_seconds", "Duration of the last completed check",
+          [s] { return static_cast<double>(s->check_duration_ms.load()) / 1000.0; });
   const char* checks_help = "Continuous checks completed, by mode";
-  counter("kvsync_checks_total", checks_help, s->checks_full, with("mode", "full"));
-  counter("kvsync_checks_total", checks_help, s->checks_presence, with("mode", "presence"));
-  counter("kvsync_check_repairs_total", "Differences repaired by --auto-repair", s->check_repairs,
-          t);
-  counter("kvsync_watch_restarts_total", "Source watch streams re-established", s->watch_restarts,
-          t);
-  counter("kvsync_split_revisions_total",
-          "Source revisions too large for one destination txn, applied in parts",
-          s->split_revisions, t);
+  f.Counter("kvsync_checks_total", checks_help, s->checks_full, f.With("mode", "full"));
+  f.Counter("kvsync_checks_total", checks_help, s->checks_presence, f.With("mode", "presence"));
+  f.Counter("kvsync_check_repairs_total", "Differences repaired by --auto-repair", s->check_repairs,
+            t);
+  f.Counter("kvsync_watch_restarts_total", "Source watch streams re-established", s->watch_restarts,
+            t);
+  f.Counter("kvsync_split_revisions_total",
+            "Source revisions too large for one destination txn, applied in parts",
+            s->split_revisions, t);
 }
 
 bool Ready(const Stats& s, const sink::RoleView& role, std::chrono::milliseconds max_lag,

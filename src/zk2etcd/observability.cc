@@ -25,42 +25,29 @@ void RegisterMetrics(metrics::Registry* r, const std::string& task, Stats* s,
                      std::function<int64_t()> owners_pending) {
   sink::RegisterWriteMetrics(r, task, &s->common,
                              [s] { return sink::PendingLagSeconds(s->common); });
-  const metrics::Labels t = {{"task", task}};
-  auto with = [&](const char* name, const char* value) {
-    metrics::Labels l = t;
-    l.emplace_back(name, value);
-    return l;
-  };
-  auto counter = [&](const char* name, const char* help, const std::atomic<int64_t>& v,
-                     metrics::Labels labels) {
-    r->AddCounterCallback(name, help, std::move(labels),
-                          [&v] { return static_cast<double>(v.load()); });
-  };
-  auto gauge = [&](const char* name, const char* help, metrics::Labels labels,
-                   std::function<double()> fn) {
-    r->AddGaugeCallback(name, help, std::move(labels), std::move(fn));
-  };
+  metrics::TaskFamilies f(r, task);
+  const metrics::Labels& t = f.labels();
 
-  gauge("kvsync_zk2etcd_znodes_watched", "Znodes mirrored and watched (data watch each)", t,
-        [s] { return static_cast<double>(s->znodes_watched.load()); });
+  f.Gauge("kvsync_zk2etcd_znodes_watched", "Znodes mirrored and watched (data watch each)", t,
+          [s] { return static_cast<double>(s->znodes_watched.load()); });
   for (int state = 0; state <= 4; ++state) {
-    gauge("kvsync_zk2etcd_session_state",
-          "1 for the ZooKeeper session's current state, 0 for the others",
-          with("state", SessionStateName(state)),
-          [s, state] { return s->session_state.load() == state ? 1.0 : 0.0; });
+    f.Gauge("kvsync_zk2etcd_session_state",
+            "1 for the ZooKeeper session's current state, 0 for the others",
+            f.With("state", SessionStateName(state)),
+            [s, state] { return s->session_state.load() == state ? 1.0 : 0.0; });
   }
-  counter("kvsync_zk2etcd_session_expirations_total", "ZooKeeper sessions that expired",
-          s->session_expirations, t);
-  counter("kvsync_zk2etcd_reconnects_total",
-          "ZooKeeper connections re-established within a session (each reconciled)", s->reconnects,
-          t);
+  f.Counter("kvsync_zk2etcd_session_expirations_total", "ZooKeeper sessions that expired",
+            s->session_expirations, t);
+  f.Counter("kvsync_zk2etcd_reconnects_total",
+            "ZooKeeper connections re-established within a session (each reconciled)",
+            s->reconnects, t);
   const char* zk_help = "ZooKeeper reads issued, by operation";
-  counter("kvsync_zk2etcd_zk_requests_total", zk_help, s->zk_get_data, with("op", "get_data"));
-  counter("kvsync_zk2etcd_zk_requests_total", zk_help, s->zk_get_children,
-          with("op", "get_children"));
-  counter("kvsync_zk2etcd_zk_errors_total",
-          "ZooKeeper reads that failed (connection loss, expiry); reconciled by a full sync",
-          s->zk_errors, t);
+  f.Counter("kvsync_zk2etcd_zk_requests_total", zk_help, s->zk_get_data, f.With("op", "get_data"));
+  f.Counter("kvsync_zk2etcd_zk_requests_total", zk_help, s->zk_get_children,
+            f.With("op", "get_children"));
+  f.Counter("kvsync_zk2etcd_zk_errors_total",
+            "ZooKeeper reads that failed (connection loss, expiry); reconciled by a full sync",
+            s->zk_errors, t);
   s->zk_latency =
       r->AddHistogram("kvsync_zk2etcd_zk_request_duration_seconds",
                       "Latency of incremental ZooKeeper reads", metrics::LatencyBuckets(), t);
@@ -69,45 +56,51 @@ void RegisterMetrics(metrics::Registry* r, const std::string& task, Stats* s,
                       "From a ZooKeeper watch event arriving to its change committed in etcd",
                       metrics::LatencyBuckets(), t);
   const char* ev_help = "ZooKeeper watch events received, by type";
-  counter("kvsync_zk2etcd_events_total", ev_help, s->events_created, with("type", "created"));
-  counter("kvsync_zk2etcd_events_total", ev_help, s->events_deleted, with("type", "deleted"));
-  counter("kvsync_zk2etcd_events_total", ev_help, s->events_data, with("type", "data"));
-  counter("kvsync_zk2etcd_events_total", ev_help, s->events_children, with("type", "children"));
+  f.Counter("kvsync_zk2etcd_events_total", ev_help, s->events_created, f.With("type", "created"));
+  f.Counter("kvsync_zk2etcd_events_total", ev_help, s->events_deleted, f.With("type", "deleted"));
+  f.Counter("kvsync_zk2etcd_events_total", ev_help, s->events_data, f.With("type", "data"));
+  f.Counter("kvsync_zk2etcd_events_total", ev_help, s->events_children, f.With("type", "children"));
   const char* found_help = "Differences found by full-sync rounds, by kind";
-  counter("kvsync_zk2etcd_diffs_total", found_help, s->found_dst_miss, with("kind", "dst_miss"));
-  counter("kvsync_zk2etcd_diffs_total", found_help, s->found_src_miss, with("kind", "src_miss"));
-  counter("kvsync_zk2etcd_diffs_total", found_help, s->found_mismatch, with("kind", "mismatch"));
+  f.Counter("kvsync_zk2etcd_diffs_total", found_help, s->found_dst_miss,
+            f.With("kind", "dst_miss"));
+  f.Counter("kvsync_zk2etcd_diffs_total", found_help, s->found_src_miss,
+            f.With("kind", "src_miss"));
+  f.Counter("kvsync_zk2etcd_diffs_total", found_help, s->found_mismatch,
+            f.With("kind", "mismatch"));
   const char* fixed_help =
       "Differences fixed by full syncs, by kind (the start-up sync fixes at once, periodic "
       "syncs only what two rounds confirm)";
-  counter("kvsync_zk2etcd_fixed_total", fixed_help, s->fixed_dst_miss, with("kind", "dst_miss"));
-  counter("kvsync_zk2etcd_fixed_total", fixed_help, s->fixed_src_miss, with("kind", "src_miss"));
-  counter("kvsync_zk2etcd_fixed_total", fixed_help, s->fixed_mismatch, with("kind", "mismatch"));
-  gauge("kvsync_zk2etcd_full_sync_walked", "Znodes walked by the current or last full sync", t,
-        [s] { return static_cast<double>(s->full_sync_walked.load()); });
-  counter("kvsync_zk2etcd_unowned_skipped_total",
-          "etcd keys left alone because kvsync does not own them", s->unowned_skipped, t);
-  gauge("kvsync_zk2etcd_ownership_available",
-        "1 while the ownership store answers (always 1 for etcd/none)", t,
-        [owners_available] { return owners_available() ? 1.0 : 0.0; });
-  gauge("kvsync_zk2etcd_ownership_pending", "Ownership records waiting for the store to return", t,
-        [owners_pending] { return static_cast<double>(owners_pending()); });
-  gauge("kvsync_zk2etcd_deletes_deferred",
-        "Deletes waiting because ownership is unknown (store down)", t,
-        [s] { return static_cast<double>(s->deletes_deferred.load()); });
-  gauge("kvsync_zk2etcd_deletes_held",
-        "Deletes the deletion guard holds: the last full sync inferred them but a root was "
-        "missing or they exceeded --max-delete-fraction (0 = none held)",
-        t, [s] { return static_cast<double>(s->deletes_held.load()); });
-  counter("kvsync_zk2etcd_delete_holds_total", "Full-sync rounds whose deletes the guard held",
-          s->delete_holds, t);
-  gauge("kvsync_zk2etcd_missing_roots", "--zk-prefix roots the last full-sync walk found missing",
-        t, [s] { return static_cast<double>(s->missing_roots.load()); });
-  gauge("kvsync_zk2etcd_unreadable_znodes",
-        "Znodes kvsync may not read (ZooKeeper ACL): skipped with their subtree, etcd keys kept", t,
-        [s] { return static_cast<double>(s->unreadable_znodes.load()); });
-  counter("kvsync_zk2etcd_repairs_paused_total",
-          "Full-sync repairs skipped because ownership was unknown", s->repairs_paused, t);
+  f.Counter("kvsync_zk2etcd_fixed_total", fixed_help, s->fixed_dst_miss,
+            f.With("kind", "dst_miss"));
+  f.Counter("kvsync_zk2etcd_fixed_total", fixed_help, s->fixed_src_miss,
+            f.With("kind", "src_miss"));
+  f.Counter("kvsync_zk2etcd_fixed_total", fixed_help, s->fixed_mismatch,
+            f.With("kind", "mismatch"));
+  f.Gauge("kvsync_zk2etcd_full_sync_walked", "Znodes walked by the current or last full sync", t,
+          [s] { return static_cast<double>(s->full_sync_walked.load()); });
+  f.Counter("kvsync_zk2etcd_unowned_skipped_total",
+            "etcd keys left alone because kvsync does not own them", s->unowned_skipped, t);
+  f.Gauge("kvsync_zk2etcd_ownership_available",
+          "1 while the ownership store answers (always 1 for etcd/none)", t,
+          [owners_available] { return owners_available() ? 1.0 : 0.0; });
+  f.Gauge("kvsync_zk2etcd_ownership_pending", "Ownership records waiting for the store to return",
+          t, [owners_pending] { return static_cast<double>(owners_pending()); });
+  f.Gauge("kvsync_zk2etcd_deletes_deferred",
+          "Deletes waiting because ownership is unknown (store down)", t,
+          [s] { return static_cast<double>(s->deletes_deferred.load()); });
+  f.Gauge("kvsync_zk2etcd_deletes_held",
+          "Deletes the deletion guard holds: the last full sync inferred them but a root was "
+          "missing or they exceeded --max-delete-fraction (0 = none held)",
+          t, [s] { return static_cast<double>(s->deletes_held.load()); });
+  f.Counter("kvsync_zk2etcd_delete_holds_total", "Full-sync rounds whose deletes the guard held",
+            s->delete_holds, t);
+  f.Gauge("kvsync_zk2etcd_missing_roots", "--zk-prefix roots the last full-sync walk found missing",
+          t, [s] { return static_cast<double>(s->missing_roots.load()); });
+  f.Gauge("kvsync_zk2etcd_unreadable_znodes",
+          "Znodes kvsync may not read (ZooKeeper ACL): skipped with their subtree, etcd keys kept",
+          t, [s] { return static_cast<double>(s->unreadable_znodes.load()); });
+  f.Counter("kvsync_zk2etcd_repairs_paused_total",
+            "Full-sync repairs skipped because ownership was unknown", s->repairs_paused, t);
 }
 
 bool Ready(const Stats& s, const sink::RoleView& role, std::chrono::milliseconds max_lag,
