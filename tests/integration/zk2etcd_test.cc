@@ -111,6 +111,23 @@ class Zk2EtcdTest : public ::testing::Test {
     }
   }
 
+  // `kvsync check zk2etcd` of the task, against `servers` (default: the test's ZooKeeper).
+  std::vector<std::string> CheckArgs(std::vector<std::string> extra, std::string servers = "") {
+    std::vector<std::string> argv = {testing::KvsyncBinary(),
+                                     "check",
+                                     "zk2etcd",
+                                     "--zk-servers",
+                                     servers.empty() ? zk_server_->connect_string() : servers,
+                                     "--zk-prefix",
+                                     "/dubbo",
+                                     "--etcd-endpoints",
+                                     etcd_cluster_->endpoints_csv(),
+                                     "--name",
+                                     kTask};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return argv;
+  }
+
   std::vector<std::string> BaseArgs() {
     admin_ = absl::StrCat("127.0.0.1:", testing::FreePort());
     return {testing::KvsyncBinary(),
@@ -616,18 +633,7 @@ TEST_F(Zk2EtcdTest, MissingChrootOrRootDeletesNothing) {
   EXPECT_EQ(EtcdDump("/dubbo"), synced);
 
   // The same check guards `check zk2etcd --fix`.
-  std::vector<std::string> check = {testing::KvsyncBinary(),
-                                    "check",
-                                    "zk2etcd",
-                                    "--zk-servers",
-                                    chrooted,
-                                    "--zk-prefix",
-                                    "/dubbo",
-                                    "--etcd-endpoints",
-                                    etcd_cluster_->endpoints_csv(),
-                                    "--name",
-                                    kTask,
-                                    "--fix"};
+  std::vector<std::string> check = CheckArgs({"--fix"}, chrooted);
   auto checked = testing::RunCommand(check, seconds(60));
   ASSERT_TRUE(checked.ok());
   EXPECT_EQ(checked->exit_code, 2) << checked->out << checked->err;
@@ -757,24 +763,8 @@ TEST_F(Zk2EtcdTest, UnknownOwnershipNeverLeadsToADelete) {
   ASSERT_TRUE(zk_->Delete("/dubbo/persistent/a").ok());
   redis_server->Kill();
 
-  std::vector<std::string> check = {testing::KvsyncBinary(),
-                                    "check",
-                                    "zk2etcd",
-                                    "--zk-servers",
-                                    zk_server_->connect_string(),
-                                    "--zk-prefix",
-                                    "/dubbo",
-                                    "--etcd-endpoints",
-                                    etcd_cluster_->endpoints_csv(),
-                                    "--name",
-                                    kTask,
-                                    "--ownership",
-                                    "redis",
-                                    "--redis-addr",
-                                    redis_server->addr(),
-                                    "--fix",
-                                    "--output",
-                                    "json"};
+  std::vector<std::string> check = CheckArgs(
+      {"--ownership", "redis", "--redis-addr", redis_server->addr(), "--fix", "--output", "json"});
   auto fixed = testing::RunCommand(check, seconds(60));
   ASSERT_TRUE(fixed.ok());
   EXPECT_NE(fixed->exit_code, 0) << fixed->out << fixed->err;
