@@ -1,0 +1,131 @@
+// A FIFO bounded by the bytes its items hold, with backpressure: the one queue of the runtime
+// (the executor's task queue is one). Producers say what an item costs (its payload bytes plus
+// a fixed overhead, see the callers); Push blocks while the queue is full, TryPush refuses, so
+// a producer that must not block (a client library's callback thread) chooses what a refusal
+// means. An item larger than the whole bound is admitted into an empty queue, so one big item
+// never deadlocks. Memory is thus bounded by max_bytes plus one item.
+//
+// Thread-safety: every member may be called from any thread. Close() wakes every waiter;
+// after it pushes fail and pops drain what is left.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace kvsync::runtime {
+
+template <typename T>
+class BoundedQueue {
+ public:
+  // max_bytes <= 0: unbounded (Push never blocks).
+  explicit BoundedQueue(int64_t max_bytes) : max_bytes_(max_bytes) {}
+  BoundedQueue(const BoundedQueue&) = delete;
+  BoundedQueue& operator=(const BoundedQueue&) = delete;
+
+  // Blocks while the item does not fit within `limit` bytes (<= 0: the bound); false (item
+  // dropped) once closed.
+  bool Push(T item, int64_t bytes, int64_t limit = 0) {
+    absl::MutexLock lock(&mu_);
+    auto fits = [this, bytes, limit]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return closed_ || FitsLocked(bytes, limit);
+    };
+    mu_.Await(absl::Condition(&fits));
+    return PushLocked(std::move(item), bytes);
+  }
+
+  // Never blocks: false (item dropped) when it does not fit or the queue is closed.
+  bool TryPush(T item, int64_t bytes) {
+    absl::MutexLock lock(&mu_);
+    if (!FitsLocked(bytes)) return false;
+    return PushLocked(std::move(item), bytes);
+  }
+
+  // Admits the item whatever the bound (for a consumer queueing work for itself, which must
+  // never wait on its own queue); false once closed.
+  bool ForcePush(T item, int64_t bytes) {
+    absl::MutexLock lock(&mu_);
+    return PushLocked(std::move(item), bytes);
+  }
+
+  // Waits until an item is there (returns it), the deadline passes, Wake() is called or the
+  // queue is closed and empty (nullopt).
+  std::optional<T> PopUntil(std::chrono::steady_clock::time_point deadline) {
+    absl::MutexLock lock(&mu_);
+    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !items_.empty() || closed_ || woken_;
+    };
+    auto left = deadline - std::chrono::steady_clock::now();
+    if (left > std::chrono::nanoseconds::zero()) {
+      mu_.AwaitWithTimeout(absl::Condition(&ready), absl::FromChrono(left));
+    }
+    woken_ = false;
+    if (items_.empty()) return std::nullopt;
+    return PopLocked();
+  }
+
+  // Returns an item at once if there is one.
+  std::optional<T> TryPop() {
+    absl::MutexLock lock(&mu_);
+    if (items_.empty()) return std::nullopt;
+    return PopLocked();
+  }
+
+  // Ends the current (or the next) PopUntil wait early, with nullopt when empty.
+  void Wake() {
+    absl::MutexLock lock(&mu_);
+    woken_ = true;
+  }
+
+  void Close() {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+  }
+
+  bool closed() const {
+    absl::MutexLock lock(&mu_);
+    return closed_;
+  }
+  int64_t bytes() const {
+    absl::MutexLock lock(&mu_);
+    return bytes_;
+  }
+  size_t size() const {
+    absl::MutexLock lock(&mu_);
+    return items_.size();
+  }
+  int64_t max_bytes() const { return max_bytes_; }
+
+ private:
+  bool FitsLocked(int64_t bytes, int64_t limit = 0) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (limit <= 0) limit = max_bytes_;
+    return max_bytes_ <= 0 || items_.empty() || bytes_ + bytes <= limit;
+  }
+  bool PushLocked(T item, int64_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (closed_) return false;
+    items_.emplace_back(std::move(item), bytes);
+    bytes_ += bytes;
+    return true;
+  }
+  T PopLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto [item, bytes] = std::move(items_.front());
+    items_.pop_front();
+    bytes_ -= bytes;
+    return std::move(item);
+  }
+
+  const int64_t max_bytes_;
+  mutable absl::Mutex mu_;
+  std::deque<std::pair<T, int64_t>> items_ ABSL_GUARDED_BY(mu_);
+  int64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  bool woken_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace kvsync::runtime
