@@ -357,6 +357,11 @@ std::function<int()> AddZk2EtcdCommand(CLI::App* app) {
                   "bytes per etcd txn (etcd's --max-request-bytes)")
       ->default_val(c.max_request_bytes)
       ->group("Throughput");
+  cmd->add_option("--queue-bytes", c.queue_bytes,
+                  "memory bound of the applier's inbox (the etcd writer's queue gets half); a "
+                  "ZooKeeper change that finds the inbox full is dropped and a full sync repairs it")
+      ->default_val(c.queue_bytes)
+      ->group("Throughput");
   AddDurationFlag(cmd, "--fullsync-interval", &c.fullsync_interval,
                   "run a two-round full sync this often (0 = only at start and after reconnects)",
                   kFullsyncIntervalRange)

@@ -239,6 +239,9 @@ absl::Status ValidateZk2EtcdConfig(Zk2EtcdConfig* c) {
     return absl::InvalidArgumentError("--max-request-bytes must be at least 4096");
   }
   if (c->page_size < 1) return absl::InvalidArgumentError("--page-size must be positive");
+  if (c->queue_bytes < (64 << 10) || c->queue_bytes > (int64_t{4} << 30)) {
+    return absl::InvalidArgumentError("--queue-bytes must be between 64 KiB and 4 GiB");
+  }
   if (c->coalesce.count() < 0 || c->coalesce > std::chrono::milliseconds(10000)) {
     return absl::InvalidArgumentError("--coalesce must be between 0 and 10s");
   }

@@ -81,6 +81,9 @@ struct Zk2EtcdConfig {
   int inflight = 8;      // etcd txns in flight
   int max_txn_ops = 128;
   int64_t max_request_bytes = 1536 * 1024;
+  // Memory bound of the engine's queues: the applier's inbox holds at most this many bytes of
+  // ZooKeeper results, the etcd writer's queue half as many.
+  int64_t queue_bytes = 32 << 20;
   int page_size = 10000;
   std::chrono::milliseconds fullsync_interval{300000};  // 0 = only at start and on reconnect
   std::chrono::milliseconds coalesce{20};  // a parent's burst of child changes: max delay

@@ -99,6 +99,12 @@ void RegisterMetrics(metrics::Registry* r, const std::string& task, Stats* s,
   f.Gauge("kvsync_zk2etcd_unreadable_znodes",
           "Znodes kvsync may not read (ZooKeeper ACL): skipped with their subtree, etcd keys kept",
           t, [s] { return static_cast<double>(s->unreadable_znodes.load()); });
+  f.Counter("kvsync_zk2etcd_inbox_overflows_total",
+            "ZooKeeper changes dropped because the applier's inbox was full (a full sync follows)",
+            s->inbox_overflows, t);
+  f.Gauge("kvsync_zk2etcd_resync_pending",
+          "1 while a full sync that makes up for dropped ZooKeeper changes is still to run", t,
+          [s] { return static_cast<double>(s->resync_pending.load()); });
   f.Counter("kvsync_zk2etcd_repairs_paused_total",
             "Full-sync repairs skipped because ownership was unknown", s->repairs_paused, t);
 }
@@ -118,6 +124,12 @@ bool Ready(const Stats& s, const sink::RoleView& role, std::chrono::milliseconds
   if (phase == sink::Phase::kStarting ||
       (phase == sink::Phase::kFullSync && s.common.last_full_sync_ms.load() == 0)) {
     *why = "first full sync not done";
+    return false;
+  }
+  if (s.resync_pending.load() != 0) {
+    *why =
+        "ZooKeeper changes dropped (applier inbox full); waiting for the full sync that repairs "
+        "them";
     return false;
   }
   if (int64_t held = s.deletes_held.load(); held > 0) {
@@ -153,6 +165,8 @@ std::string StatusJson(const Stats& s, const std::string& task, const sink::Role
                 {"mismatch", s.fixed_mismatch.load()}};
   j["ownership_available"] = owners_available;
   j["deletes_deferred"] = s.deletes_deferred.load();
+  j["inbox_overflows"] = s.inbox_overflows.load();
+  j["resync_pending"] = s.resync_pending.load() != 0;
   j["deletes_held"] = s.deletes_held.load();
   j["missing_roots"] = s.missing_roots.load();
   j["unreadable_znodes"] = s.unreadable_znodes.load();

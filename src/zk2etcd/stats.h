@@ -48,6 +48,10 @@ struct Stats {
   std::atomic<int64_t> delete_holds{0};
   std::atomic<int64_t> missing_roots{0};
   std::atomic<int64_t> unreadable_znodes{0};
+  // ZooKeeper changes dropped because the applier's inbox was full, and whether the fixing
+  // full sync that makes up for them is still to run (1) or done (0).
+  std::atomic<int64_t> inbox_overflows{0};
+  std::atomic<int64_t> resync_pending{0};
   metrics::Histogram* zk_latency = nullptr;  // set before the engine starts; not owned
   metrics::Histogram* event_lag = nullptr;
 };

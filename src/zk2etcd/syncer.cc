@@ -1,8 +1,6 @@
 #include "zk2etcd/syncer.h"
 
-#include <future>
 #include <optional>
-#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -36,10 +34,13 @@ std::atomic<int64_t>& Fixed(Stats* s, DiffKind k) {
                                    : s->fixed_mismatch;
 }
 
+// How often deferred deletes ask the ownership store again.
+constexpr auto kDeferredRetry = std::chrono::seconds(1);
+
 }  // namespace
 
 struct Syncer::Item {
-  enum class Kind { kEvent, kData, kChildren, kWalkNode, kCall };
+  enum class Kind { kEvent, kData, kChildren, kWalkNode };
   Kind kind = Kind::kEvent;
   uint64_t gen = 0;
   zk::WatchEvent::Type event = zk::WatchEvent::Type::kSession;
@@ -50,7 +51,12 @@ struct Syncer::Item {
   std::vector<std::string> children;
   bool discover = false;
   Clock::time_point origin{};
-  std::function<void()> call;
+  // What the item holds, for the inbox's bound.
+  int64_t Bytes() const {
+    int64_t n = static_cast<int64_t>(sizeof(Item) + path.size() + data.size());
+    for (const auto& c : children) n += static_cast<int64_t>(sizeof(std::string) + c.size());
+    return n;
+  }
 };
 
 struct Syncer::Round {
@@ -61,7 +67,6 @@ struct Syncer::Round {
   int64_t fixed = 0;
   bool claim = false;   // record ownership of keys already equal (first sync of a session)
   bool counted = true;  // false for the initial copy: its writes are not "fixes"
-  std::vector<std::string> claims;  // equal keys to record in Redis, in batches
   bool Fixes(const KeyHash& h, DiffKind kind, const absl::flat_hash_map<KeyHash, DiffKind>& prev) {
     if (mode == Mode::kFixNow) return true;
     if (mode == Mode::kFirstRound) return false;
@@ -77,7 +82,8 @@ Syncer::Syncer(const config::Zk2EtcdConfig& config, etcd::Client* etcd, ownershi
       owners_(owners),
       stop_(stop),
       stats_(stats),
-      scope_(config.zk_prefixes, config.zk_excludes, config.etcd_prefix, config.meta_prefix) {}
+      scope_(config.zk_prefixes, config.zk_excludes, config.etcd_prefix, config.meta_prefix),
+      applier_({.name = "zk2etcd-apply", .max_queued_bytes = config.queue_bytes}) {}
 
 Syncer::~Syncer() = default;
 
@@ -87,10 +93,9 @@ absl::Status Syncer::OpenSession() {
   options.session_timeout = config_.zk_session_timeout;
   options.connect_timeout = std::max(config_.zk_session_timeout, std::chrono::milliseconds(5000));
   options.digest_auth = config_.zk_auth;
-  uint64_t gen;
+  uint64_t gen = ++gen_;
   {
-    std::lock_guard<std::mutex> lock(session_mu_);
-    gen = ++gen_;
+    absl::MutexLock lock(&control_mu_);
     disconnected_ = reconnected_ = expired_ = false;
   }
   auto opened =
@@ -104,24 +109,24 @@ absl::Status Syncer::OpenSession() {
       {{"servers", config_.zk_servers}, {"session_id", absl::StrCat(absl::Hex(s->session_id()))}});
   std::shared_ptr<zk::Session> old;
   {
-    std::lock_guard<std::mutex> lock(session_mu_);
+    absl::MutexLock lock(&control_mu_);
     old = std::exchange(session_, std::move(s));
   }
-  // The old session is closed (if this was its last owner) outside session_mu_: closing runs
-  // its callbacks, and OnZkEvent takes session_mu_.
+  // The old session is closed (if this was its last owner) outside control_mu_: closing runs
+  // its callbacks, and OnZkEvent takes control_mu_.
   old.reset();
   return absl::OkStatus();
 }
 
 std::shared_ptr<zk::Session> Syncer::session() {
-  std::lock_guard<std::mutex> lock(session_mu_);
+  absl::MutexLock lock(&control_mu_);
   return session_;
 }
 
 void Syncer::OnZkEvent(uint64_t gen, const zk::WatchEvent& e) {
   if (e.type == zk::WatchEvent::Type::kSession) {
-    std::lock_guard<std::mutex> lock(session_mu_);
-    if (gen != gen_) return;
+    absl::MutexLock lock(&control_mu_);
+    if (gen != gen_.load()) return;
     stats_->session_state.store(static_cast<int>(e.state));
     switch (e.state) {
       case zk::SessionState::kConnecting:
@@ -140,7 +145,6 @@ void Syncer::OnZkEvent(uint64_t gen, const zk::WatchEvent& e) {
       case zk::SessionState::kClosed:
         break;
     }
-    control_cv_.notify_all();
     return;
   }
   Item item;
@@ -149,69 +153,43 @@ void Syncer::OnZkEvent(uint64_t gen, const zk::WatchEvent& e) {
   item.event = e.type;
   item.path = e.path;
   item.origin = Clock::now();
-  Push(std::move(item));
+  Offer(std::move(item));
 }
 
-void Syncer::Push(Item item) {
-  {
-    std::lock_guard<std::mutex> lock(inbox_mu_);
-    inbox_.push_back(std::move(item));
-  }
-  inbox_cv_.notify_one();
+void Syncer::Offer(Item item) {
+  int64_t bytes = item.Bytes();
+  auto shared = std::make_shared<Item>(std::move(item));
+  if (applier_.TryPost([this, shared] { Handle(*shared); }, bytes)) return;
+  // Dropped: the watch it carried (or re-armed) is lost for this session, so only a full sync
+  // that re-arms every watch can make up for it.
+  stats_->inbox_overflows.fetch_add(1);
+  SignalControl([this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(control_mu_) {
+    if (!overflowed_) {
+      log::Warn("zk2etcd", "applier inbox full, ZooKeeper changes dropped; a full sync follows",
+                {{"queue_bytes", config_.queue_bytes}, {"see", "kvsync_zk2etcd_inbox_overflows_total"}});
+    }
+    overflowed_ = true;
+  });
+  stats_->resync_pending.store(1);
 }
 
-void Syncer::RunOnApplier(std::function<void()> fn) {
-  std::promise<void> done;
-  Item item;
-  item.kind = Item::Kind::kCall;
-  item.call = [&] {
-    fn();
-    done.set_value();
-  };
-  Push(std::move(item));
-  done.get_future().wait();
+bool Syncer::Deliver(Item item) {
+  int64_t bytes = item.Bytes();
+  auto shared = std::make_shared<Item>(std::move(item));
+  return applier_.Post([this, shared] { Handle(*shared); }, bytes);
+}
+
+void Syncer::RunOnApplier(const std::function<void()>& fn) { applier_.RunSync(fn); }
+
+void Syncer::SignalControl(const std::function<void()>& change) {
+  absl::MutexLock lock(&control_mu_);
+  change();
 }
 
 // ---- applier thread ----
 
-void Syncer::ApplierLoop() {
-  while (true) {
-    Item item;
-    bool have = false;
-    {
-      std::unique_lock<std::mutex> lock(inbox_mu_);
-      auto due = coalesce_.empty() ? Clock::now() + std::chrono::milliseconds(500)
-                                   : coalesce_.front().first;
-      inbox_cv_.wait_until(lock, due, [this] { return applier_exit_ || !inbox_.empty(); });
-      if (applier_exit_ && inbox_.empty()) return;
-      if (!inbox_.empty()) {
-        item = std::move(inbox_.front());
-        inbox_.pop_front();
-        have = true;
-      }
-    }
-    // Listings whose coalescing deadline has come.
-    auto now = Clock::now();
-    while (!coalesce_.empty() && coalesce_.front().first <= now) {
-      std::string parent = std::move(coalesce_.front().second);
-      coalesce_.pop_front();
-      coalescing_.erase(parent);
-      List(parent, now);
-    }
-    if (!deferred_.empty() && now >= next_deferred_retry_) RetryDeferred();
-    if (have) Handle(item);
-  }
-}
-
 void Syncer::Handle(Item& item) {
-  if (item.kind == Item::Kind::kCall) {
-    item.call();
-    return;
-  }
-  {
-    std::lock_guard<std::mutex> lock(session_mu_);
-    if (item.gen != gen_) return;  // from an expired session
-  }
+  if (item.gen != gen_.load()) return;  // from an expired session
   switch (item.kind) {
     case Item::Kind::kEvent:
       switch (item.event) {
@@ -231,9 +209,8 @@ void Syncer::Handle(Item& item) {
           stats_->events_children.fetch_add(1);
           if (config_.coalesce.count() == 0) {
             List(item.path, item.origin);
-          } else if (coalescing_.insert(item.path).second) {
-            // The deadline is fixed by the first event; later events never extend it.
-            coalesce_.emplace_back(item.origin + config_.coalesce, item.path);
+          } else {
+            Coalesce(item.path, item.origin);
           }
           break;
         default:
@@ -270,18 +247,22 @@ void Syncer::Handle(Item& item) {
     case Item::Kind::kWalkNode:
       OnWalkNode(item.path, item.data, item.stat);
       break;
-    case Item::Kind::kCall:
-      break;
   }
+}
+
+void Syncer::Coalesce(const std::string& parent, Clock::time_point origin) {
+  if (coalescing_.contains(parent)) return;
+  // The deadline is fixed by the first event; later events never extend it.
+  auto delay = origin + config_.coalesce - Clock::now();
+  coalescing_[parent] = applier_.PostAfter(delay, [this, parent] {
+    coalescing_.erase(parent);
+    List(parent, Clock::now());
+  });
 }
 
 void Syncer::Read(const std::string& path, bool discover, Clock::time_point origin) {
   auto s = session();
-  uint64_t gen;
-  {
-    std::lock_guard<std::mutex> lock(session_mu_);
-    gen = gen_;
-  }
+  uint64_t gen = gen_.load();
   stats_->zk_get_data.fetch_add(1);
   auto started = Clock::now();
   s->GetData(path, true,
@@ -300,17 +281,13 @@ void Syncer::Read(const std::string& path, bool discover, Clock::time_point orig
                item.stat = stat;
                item.discover = discover;
                item.origin = origin;
-               Push(std::move(item));
+               Offer(std::move(item));
              });
 }
 
 void Syncer::List(const std::string& path, Clock::time_point origin) {
   auto s = session();
-  uint64_t gen;
-  {
-    std::lock_guard<std::mutex> lock(session_mu_);
-    gen = gen_;
-  }
+  uint64_t gen = gen_.load();
   stats_->zk_get_children.fetch_add(1);
   auto started = Clock::now();
   s->GetChildren(path, true,
@@ -327,7 +304,7 @@ void Syncer::List(const std::string& path, Clock::time_point origin) {
                    item.status = st;
                    item.children = std::move(children);
                    item.origin = origin;
-                   Push(std::move(item));
+                   Offer(std::move(item));
                  });
 }
 
@@ -338,6 +315,7 @@ void Syncer::OnNode(const std::string& path, const std::string& data, const zk::
   KeyHash h = HashKey(key);
   if (nodes_.Advance(h, Version{stat.czxid, stat.mzxid})) SubmitPut(key, h, data, origin);
   if (discover && stat.ephemeral_owner == 0) List(path, origin);
+  stats_->znodes_watched.store(nodes_.live());
 }
 
 void Syncer::OnGone(const std::string& path, Clock::time_point origin) {
@@ -348,6 +326,7 @@ void Syncer::OnGone(const std::string& path, Clock::time_point origin) {
   if (!st.live()) return;
   nodes_.Advance(h, Version{st.version.czxid, Version::kDeleted});
   SubmitDelete(key, h, origin);
+  stats_->znodes_watched.store(nodes_.live());
 }
 
 void Syncer::SubmitPut(const std::string& key, const KeyHash& h, const std::string& data,
@@ -360,16 +339,7 @@ void Syncer::SubmitPut(const std::string& key, const KeyHash& h, const std::stri
   writer_->Submit(std::move(c));
 }
 
-bool Syncer::SubmitDelete(const std::string& key, const KeyHash& h, Clock::time_point origin) {
-  ownership::Owner owner = owners_->Lookup({key})[0];
-  if (owner == ownership::Owner::kNotOwned) {
-    stats_->unowned_skipped.fetch_add(1);
-    return false;
-  }
-  if (owner == ownership::Owner::kUnknown) {
-    if (deferred_.emplace(h, key).second) stats_->deletes_deferred.store(deferred_.size());
-    return false;
-  }
+void Syncer::SubmitDelete(const std::string& key, const KeyHash& h, Clock::time_point origin) {
   Change c;
   c.key = key;
   c.hash = h;
@@ -377,22 +347,38 @@ bool Syncer::SubmitDelete(const std::string& key, const KeyHash& h, Clock::time_
   owners_->AppendDelete(key, &c.ops);
   c.origin = origin;
   writer_->Submit(std::move(c));
-  return true;
+}
+
+void Syncer::Defer(const std::string& key, const KeyHash& h) {
+  absl::MutexLock lock(&deferred_mu_);
+  if (deferred_.emplace(h, key).second) stats_->deletes_deferred.store(deferred_.size());
+  if (!retry_armed_) {
+    retry_armed_ = true;
+    applier_.PostAfter(kDeferredRetry, [this] { RetryDeferred(); });
+  }
 }
 
 void Syncer::RetryDeferred() {
-  next_deferred_retry_ = Clock::now() + std::chrono::seconds(1);
-  if (!owners_->available()) return;
-  auto pending = std::move(deferred_);
-  deferred_.clear();
+  absl::flat_hash_map<KeyHash, std::string> pending;
+  {
+    absl::MutexLock lock(&deferred_mu_);
+    if (!owners_->available()) {
+      applier_.PostAfter(kDeferredRetry, [this] { RetryDeferred(); });
+      return;
+    }
+    retry_armed_ = false;
+    pending = std::move(deferred_);
+    deferred_.clear();
+    stats_->deletes_deferred.store(0);
+  }
   for (auto& [h, key] : pending) {
     // Still deleted? A re-created node has a live version by now and must stay.
     NodeState st = nodes_.Get(h);
     if (st.live()) continue;
     SubmitDelete(key, h, Clock::time_point{});
   }
-  stats_->deletes_deferred.store(deferred_.size());
-  if (deferred_.empty()) log::Info("zk2etcd", "deferred deletes resumed", {});
+  log::Info("zk2etcd", "deferred deletes resumed",
+            {{"deletes", static_cast<int64_t>(pending.size())}});
 }
 
 void Syncer::NoteUnreadable(const std::vector<std::string>& paths, bool whole_round) {
@@ -439,11 +425,12 @@ void Syncer::OnWalkNode(const std::string& path, const std::string& data, const 
       if (owners_->backend() == "etcd") {
         SubmitPut(key, h, data, Clock::time_point{});
       } else if (owners_->backend() == "redis") {
-        r->claims.push_back(key);
-        if (r->claims.size() >= 1000) {
-          owners_->RecordWrites(r->claims);
-          r->claims.clear();
-        }
+        // Recorded by the Writer, in order with this key's other changes.
+        Change c;
+        c.key = key;
+        c.hash = h;
+        c.claim_only = true;
+        writer_->Submit(std::move(c));
       }
     }
     return;
@@ -490,11 +477,7 @@ absl::Status Syncer::RunRound(Round* r) {
   walk.watch = !config_.once && r->mode == Mode::kFixNow;
   // A znode kvsync may not read is skipped (and its etcd keys kept), never fatal.
   walk.skip_unreadable = true;
-  uint64_t gen;
-  {
-    std::lock_guard<std::mutex> lock(session_mu_);
-    gen = gen_;
-  }
+  uint64_t gen = gen_.load();
   auto walked = zk::Walk(
       session().get(), walk,
       [this, gen](const std::string& path, const std::string& data, const zk::Stat& stat) {
@@ -504,14 +487,10 @@ absl::Status Syncer::RunRound(Round* r) {
         item.path = path;
         item.data = data;
         item.stat = stat;
-        Push(std::move(item));
+        Deliver(std::move(item));
       },
       stop_);
-  RunOnApplier([this, r] {
-    round_ = nullptr;
-    if (!r->claims.empty()) owners_->RecordWrites(r->claims);
-    r->claims.clear();
-  });
+  RunOnApplier([this] { round_ = nullptr; });
   if (!walked.ok()) return walked.status();
   stats_->zk_get_data.fetch_add(walked->reads);
   stats_->missing_roots.store(static_cast<int64_t>(walked->missing_roots.size()));
@@ -588,10 +567,10 @@ absl::Status Syncer::RunRound(Round* r) {
       const std::string& key = candidates[i].first;
       KeyHash h = HashKey(key);
       nodes_.Advance(h, Version{st.version.czxid, Version::kDeleted});
-      if (SubmitDelete(key, h, Clock::time_point{})) {
-        if (r->counted) Fixed(stats_, DiffKind::kSrcMiss).fetch_add(1);
-        r->fixed++;
-      }
+      // Owned (looked up above), so submitted; the Writer asks again before the txn.
+      SubmitDelete(key, h, Clock::time_point{});
+      if (r->counted) Fixed(stats_, DiffKind::kSrcMiss).fetch_add(1);
+      r->fixed++;
     }
   });
   if (r->mode != Mode::kFirstRound || !src_miss_found) {
@@ -656,27 +635,35 @@ absl::Status Syncer::Flush() { return writer_->Flush(); }
 
 absl::Status Syncer::Run() {
   RETURN_IF_ERROR(OpenSession());
-  writer_ = std::make_unique<Writer>(
-      etcd_, owners_, &nodes_,
-      Writer::Options{config_.inflight, config_.max_txn_ops, config_.max_request_bytes}, stop_,
-      &stats_->common, stats_->event_lag);
-  writer_->set_fence(fence_);
-  std::thread applier([this] { ApplierLoop(); });
-  auto finish = [&](absl::Status s) {
-    {
-      std::lock_guard<std::mutex> lock(inbox_mu_);
-      applier_exit_ = true;
+  Writer::Options options{config_.inflight, config_.max_txn_ops, config_.max_request_bytes,
+                          config_.queue_bytes / 2};
+  options.on_skipped_delete = [this](const Change& c, ownership::Owner owner) {
+    if (owner == ownership::Owner::kUnknown) {
+      Defer(c.key, c.hash);
+    } else {
+      stats_->unowned_skipped.fetch_add(1);
     }
-    inbox_cv_.notify_all();
-    applier.join();
+  };
+  options.on_failure = [this] {
+    SignalControl([this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(control_mu_) { writer_failed_ = true; });
+  };
+  writer_ = std::make_unique<Writer>(etcd_, owners_, &nodes_, std::move(options), stop_,
+                                     &stats_->common, stats_->event_lag);
+  writer_->set_fence(fence_);
+  applier_.Start();
+  common::StopCallback on_stop(*stop_, [this] {
+    SignalControl([this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(control_mu_) { stopping_ = true; });
+  });
+  auto finish = [&](absl::Status s) {
+    applier_.Shutdown();  // runs what is queued, which may still submit writes
     writer_.reset();
+    ++gen_;
     std::shared_ptr<zk::Session> closing;
     {
-      std::lock_guard<std::mutex> lock(session_mu_);
-      ++gen_;
+      absl::MutexLock lock(&control_mu_);
       closing = std::move(session_);
     }
-    closing.reset();  // outside session_mu_, as in OpenSession
+    closing.reset();  // outside control_mu_, as in OpenSession
     stats_->common.phase.store(static_cast<int>(sink::Phase::kStopped));
     return s;
   };
@@ -686,20 +673,30 @@ absl::Status Syncer::Run() {
   common::Backoff backoff(std::chrono::milliseconds(200), std::chrono::seconds(10));
   auto retry_at = Clock::now();
   while (!stop_->stopped()) {
-    // What the session reported; waits at most 200 ms so a stop is seen promptly.
-    bool expired = false, reconnected = false, auth_failed = false;
+    // Sleeps until the session, the writer, the inbox or a stop reports something, or the
+    // next full sync (a retry or a periodic one) is due.
+    bool expired = false, reconnected = false, auth_failed = false, overflowed = false;
     {
-      std::unique_lock<std::mutex> lock(session_mu_);
+      absl::MutexLock lock(&control_mu_);
       auto until = need_sync                               ? retry_at
                    : config_.fullsync_interval.count() > 0 ? next_periodic
                                                            : Clock::now() + std::chrono::hours(1);
-      control_cv_.wait_until(lock, std::min(until, Clock::now() + std::chrono::milliseconds(200)),
-                             [this] { return expired_ || reconnected_ || auth_failed_; });
+      auto reported = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(control_mu_) {
+        return expired_ || reconnected_ || auth_failed_ || overflowed_ || writer_failed_ ||
+               stopping_;
+      };
+      auto left = until - Clock::now();
+      if (left > Clock::duration::zero()) {
+        control_mu_.AwaitWithTimeout(absl::Condition(&reported), absl::FromChrono(left));
+      }
       expired = expired_;
       reconnected = reconnected_;
       auth_failed = auth_failed_;
+      overflowed = overflowed_;
       reconnected_ = false;
+      overflowed_ = false;
     }
+    if (stop_->stopped()) break;
     if (!writer_->status().ok()) return finish(writer_->status());
     if (auth_failed) {
       return finish(absl::PermissionDeniedError("ZooKeeper refused the credentials (--zk-auth)"));
@@ -711,12 +708,12 @@ absl::Status Syncer::Run() {
       if (!opened.ok()) {
         if (absl::IsPermissionDenied(opened)) return finish(opened);
         log::Warn("zk2etcd", "zookeeper unreachable, retrying", {{"error", opened}});
-        std::lock_guard<std::mutex> lock(session_mu_);
+        absl::MutexLock lock(&control_mu_);
         expired_ = true;  // try again
       }
-      // Old-session events are dropped by generation; queued listings belonged to it.
+      // Old-session events are dropped by generation; pending listings belonged to it.
       RunOnApplier([this] {
-        coalesce_.clear();
+        for (const auto& [parent, timer] : coalescing_) applier_.Cancel(timer);
         coalescing_.clear();
       });
       need_sync = true;
@@ -725,9 +722,11 @@ absl::Status Syncer::Run() {
         continue;
       }
     }
-    if (reconnected) {
-      stats_->reconnects.fetch_add(1);
-      log::Info("zk2etcd", "zookeeper reconnected, reconciling", {});
+    if (reconnected || overflowed) {
+      if (reconnected) {
+        stats_->reconnects.fetch_add(1);
+        log::Info("zk2etcd", "zookeeper reconnected, reconciling", {});
+      }
       need_sync = true;
       retry_at = Clock::now();
     }
@@ -738,14 +737,23 @@ absl::Status Syncer::Run() {
                Clock::now() >= next_periodic) {
       mode = Mode::kFirstRound;
     } else {
-      stats_->znodes_watched.store(nodes_.live());
       continue;
+    }
+    // Changes dropped from here on are not covered by this full sync's walk: they set the
+    // flag again.
+    if (mode == Mode::kFixNow) {
+      absl::MutexLock lock(&control_mu_);
+      overflowed_ = false;
     }
     absl::Status s = FullSync(mode);
     if (s.ok()) {
       backoff.Reset();
       need_sync = false;
       next_periodic = Clock::now() + config_.fullsync_interval;
+      if (mode == Mode::kFixNow) {
+        absl::MutexLock lock(&control_mu_);
+        if (!overflowed_) stats_->resync_pending.store(0);
+      }
       // --once reports a hold as a refusal (exit 2); a running task keeps holding, not ready.
       if (config_.once) return finish(hold_);
       continue;

@@ -26,26 +26,41 @@
 // a round's inferred deletes when a root was missing or they exceed --max-delete-fraction, and
 // znodes kvsync may not read (ACL) are skipped with their subtree, whose etcd keys are kept.
 //
-// Threading: Run() on one thread; the applier and writer threads live inside Run().
+// Threads (all started and joined inside Run(), on the runtime):
+//   - the control thread (Run's caller): sessions, full syncs, the deletion guard's verdict;
+//   - "zk2etcd-apply", an runtime::Executor owning every piece of applier state below
+//     (NodeTable decisions, coalescing timers, rounds, unreadable paths): ZooKeeper callbacks
+//     and the walk post to it, nothing else touches that state;
+//   - the ZooKeeper session's loop thread ("zk-loop", see zk/session.h): copies results and
+//     posts them, never blocks except on a full inbox during a walk;
+//   - the Writer's "zk2etcd-write" workers (writer.h), which also ask the ownership store
+//     (Redis) who owns a key before deleting it, so the applier never waits on Redis.
+// Memory: the applier's inbox is bounded (--queue-bytes, counted from the items' paths, data
+// and child names); the walk may fill half of it, the other half is headroom for watch events
+// and read results. The walk waits for room (backpressure on ZooKeeper reads); a watch event
+// or read result that finds the inbox full is dropped instead (the session must never stall),
+// counted in kvsync_zk2etcd_inbox_overflows_total, and a fixing full sync (which re-arms every
+// watch) follows; readiness fails until it has run. The Writer's queue holds half as much.
 #pragma once
 
+#include <atomic>
 #include <chrono>
-#include <condition_variable>
-#include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "checker/merge.h"
 #include "common/stop_token.h"
 #include "config/config.h"
 #include "etcd/client.h"
 #include "ownership/store.h"
+#include "runtime/executor.h"
 #include "zk/session.h"
 #include "zk2etcd/node_table.h"
 #include "zk2etcd/scope.h"
@@ -57,6 +72,7 @@ namespace kvsync::zk2etcd {
 
 class Syncer {
  public:
+
   Syncer(const config::Zk2EtcdConfig& config, etcd::Client* etcd, ownership::Store* owners,
          const common::StopToken* stop, Stats* stats);
   ~Syncer();
@@ -76,12 +92,19 @@ class Syncer {
   absl::Status OpenSession();
   std::shared_ptr<zk::Session> session();
   void OnZkEvent(uint64_t gen, const zk::WatchEvent& event);
-  void Push(Item item);
+  // From the session's loop thread: queues `item` for the applier, or drops it (inbox full)
+  // and asks the control thread for a fixing full sync.
+  void Offer(Item item);
+  // From the walk: waits for room (backpressure); false when the applier has shut down.
+  bool Deliver(Item item);
   // Runs `fn` on the applier thread after everything queued so far, and waits for it.
-  void RunOnApplier(std::function<void()> fn);
+  void RunOnApplier(const std::function<void()>& fn);
+  // Wakes the control thread (after changing what it waits for).
+  void SignalControl(const std::function<void()>& change);
 
-  void ApplierLoop();
+  // Applier thread: everything from here to FullSync's helpers runs there.
   void Handle(Item& item);
+  void Coalesce(const std::string& parent, std::chrono::steady_clock::time_point origin);
   void Read(const std::string& path, bool discover, std::chrono::steady_clock::time_point origin);
   void List(const std::string& path, std::chrono::steady_clock::time_point origin);
   void OnNode(const std::string& path, const std::string& data, const zk::Stat& stat, bool discover,
@@ -90,20 +113,21 @@ class Syncer {
   void OnWalkNode(const std::string& path, const std::string& data, const zk::Stat& stat);
   void SubmitPut(const std::string& key, const KeyHash& h, const std::string& data,
                  std::chrono::steady_clock::time_point origin);
-  // Deletes an owned key; defers it while ownership is unknown. Returns false when the key is
-  // not kvsync's (left alone) or deferred.
-  bool SubmitDelete(const std::string& key, const KeyHash& h,
+  // Deletes `key` if kvsync owns it: the Writer asks the ownership store; a key whose owner is
+  // unknown (Redis down) comes back through Defer.
+  void SubmitDelete(const std::string& key, const KeyHash& h,
                     std::chrono::steady_clock::time_point origin);
+  // Any thread (the Writer's workers): keeps a delete until ownership can be decided.
+  void Defer(const std::string& key, const KeyHash& h);
   void RetryDeferred();
   // Records unreadable znodes (ACL), logging each path once; `whole_round` replaces the set
   // with a full walk's.
   void NoteUnreadable(const std::vector<std::string>& paths, bool whole_round);
 
-  // One full sync (Mode::kFixNow) or a periodic pair of rounds.
+  // Control thread: one full sync (Mode::kFixNow) or a periodic pair of rounds.
   absl::Status FullSync(Mode mode);
   absl::Status RunRound(Round* round);
   absl::Status Flush();
-  absl::Status WaitForEvent(std::chrono::steady_clock::time_point until);
 
   const config::Zk2EtcdConfig& config_;
   etcd::Client* etcd_;
@@ -114,29 +138,30 @@ class Syncer {
   std::vector<etcd::Compare> fence_;
   NodeTable nodes_;
   std::unique_ptr<Writer> writer_;
+  runtime::Executor applier_;
 
-  // Session, its generation, and what the session callback reported to the control thread.
-  std::mutex session_mu_;
-  std::shared_ptr<zk::Session> session_;
-  uint64_t gen_ = 0;  // read by the applier under session_mu_
-  bool disconnected_ = false;
-  bool reconnected_ = false;
-  bool expired_ = false;
-  bool auth_failed_ = false;
-  std::condition_variable control_cv_;
+  // The session's generation: events and results of an older session are dropped.
+  std::atomic<uint64_t> gen_{0};
 
-  // The applier's queue.
-  std::mutex inbox_mu_;
-  std::condition_variable inbox_cv_;
-  std::deque<Item> inbox_;
-  bool applier_exit_ = false;
+  // What the session callback, the writer, the inbox and a stop report to the control thread.
+  absl::Mutex control_mu_;
+  std::shared_ptr<zk::Session> session_ ABSL_GUARDED_BY(control_mu_);
+  bool disconnected_ ABSL_GUARDED_BY(control_mu_) = false;
+  bool reconnected_ ABSL_GUARDED_BY(control_mu_) = false;
+  bool expired_ ABSL_GUARDED_BY(control_mu_) = false;
+  bool auth_failed_ ABSL_GUARDED_BY(control_mu_) = false;
+  bool overflowed_ ABSL_GUARDED_BY(control_mu_) = false;
+  bool writer_failed_ ABSL_GUARDED_BY(control_mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(control_mu_) = false;
+
+  // Deletes waiting for the ownership store; filled by writer workers, drained on the applier.
+  absl::Mutex deferred_mu_;
+  absl::flat_hash_map<KeyHash, std::string> deferred_ ABSL_GUARDED_BY(deferred_mu_);
+  bool retry_armed_ ABSL_GUARDED_BY(deferred_mu_) = false;
 
   // Applier-thread state.
   Round* round_ = nullptr;
-  std::deque<std::pair<std::chrono::steady_clock::time_point, std::string>> coalesce_;
-  absl::flat_hash_set<std::string> coalescing_;
-  absl::flat_hash_map<KeyHash, std::string> deferred_;
-  std::chrono::steady_clock::time_point next_deferred_retry_{};
+  absl::flat_hash_map<std::string, runtime::Executor::TimerId> coalescing_;
   // Differences of the last first round, confirmed (or not) by the next round.
   absl::flat_hash_map<KeyHash, checker::DiffKind> previous_diffs_;
   absl::flat_hash_set<std::string> unreadable_;         // znodes kvsync may not read

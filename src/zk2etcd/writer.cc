@@ -26,6 +26,16 @@ int64_t WallMsOf(std::chrono::steady_clock::time_point t) {
       .count();
 }
 
+// What a change costs against the queue's bound and a txn's request size.
+int64_t ChangeBytes(const Change& c) {
+  int64_t n = static_cast<int64_t>(c.key.size());
+  for (const auto& op : c.ops) n += static_cast<int64_t>(op.ByteSize());
+  return n;
+}
+
+// Changes per txn at most (claims cost no etcd op).
+constexpr size_t kMaxBatchChanges = 1000;
+
 }  // namespace
 
 Writer::Writer(etcd::Client* etcd, ownership::Store* owners, NodeTable* nodes, Options options,
@@ -33,29 +43,39 @@ Writer::Writer(etcd::Client* etcd, ownership::Store* owners, NodeTable* nodes, O
     : etcd_(etcd),
       owners_(owners),
       nodes_(nodes),
-      options_(options),
+      options_(std::move(options)),
       stop_(stop),
       stats_(stats),
       lag_(lag),
       txn_(etcd, stop, stats, "zk2etcd") {
-  for (int i = 0; i < options_.inflight; ++i) workers_.emplace_back([this] { Work(); });
+  on_stop_.emplace(*stop_, [this] {
+    absl::MutexLock lock(&mu_);
+    stop_seen_ = true;
+  });
+  for (int i = 0; i < options_.inflight; ++i) {
+    workers_.emplace_back("zk2etcd-write", [this] { Work(); });
+  }
 }
 
 Writer::~Writer() {
+  on_stop_.reset();
   {
     absl::MutexLock lock(&mu_);
     closing_ = true;
   }
-  for (auto& t : workers_) t.join();
+  for (auto& t : workers_) t.Join();
 }
 
 void Writer::set_fence(std::vector<etcd::Compare> fence) { txn_.set_fence(std::move(fence)); }
 
 void Writer::Submit(Change change) {
   nodes_->Submitted(change.hash);
-  int64_t bytes = 0;
-  for (const auto& op : change.ops) bytes += static_cast<int64_t>(op.ByteSize());
+  int64_t bytes = ChangeBytes(change);
   absl::MutexLock lock(&mu_);
+  auto room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return queued_bytes_ < options_.max_queued_bytes || closing_ || !status_.ok() || stop_seen_;
+  };
+  mu_.Await(absl::Condition(&room));
   queued_ops_ += OpCost(change.ops);
   queued_bytes_ += bytes;
   queue_.push_back(std::move(change));
@@ -65,9 +85,9 @@ void Writer::Submit(Change change) {
 absl::Status Writer::Flush() {
   absl::MutexLock lock(&mu_);
   auto drained = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return !status_.ok() || (queue_.empty() && busy_ == 0) || stop_->stopped();
+    return !status_.ok() || (queue_.empty() && busy_ == 0) || stop_seen_;
   };
-  while (!drained()) mu_.AwaitWithTimeout(absl::Condition(&drained), absl::Milliseconds(100));
+  mu_.Await(absl::Condition(&drained));
   if (!status_.ok()) return status_;
   if (!queue_.empty() || busy_ > 0) return absl::CancelledError("stop requested");
   return absl::OkStatus();
@@ -97,6 +117,27 @@ void Writer::UpdatePendingAge() {
       oldest == std::chrono::steady_clock::time_point{} ? 0 : WallMsOf(oldest));
 }
 
+void Writer::CheckOwners(std::vector<Change>* batch, std::vector<Change>* skipped) {
+  std::vector<std::string> keys;
+  for (const auto& c : *batch) {
+    if (c.is_delete) keys.push_back(c.key);
+  }
+  if (keys.empty()) return;
+  std::vector<ownership::Owner> owners = owners_->Lookup(keys);
+  std::vector<Change> kept;
+  size_t i = 0;
+  for (auto& c : *batch) {
+    ownership::Owner owner = c.is_delete ? owners[i++] : ownership::Owner::kOwned;
+    if (owner == ownership::Owner::kOwned) {
+      kept.push_back(std::move(c));
+      continue;
+    }
+    if (options_.on_skipped_delete) options_.on_skipped_delete(c, owner);
+    skipped->push_back(std::move(c));
+  }
+  *batch = std::move(kept);
+}
+
 void Writer::Work() {
   while (true) {
     std::vector<Change> batch;
@@ -115,18 +156,17 @@ void Writer::Work() {
       size_t ops = 0;
       int64_t bytes = 0;
       absl::flat_hash_set<KeyHash> keys;
-      while (!queue_.empty()) {
+      while (!queue_.empty() && batch.size() < kMaxBatchChanges) {
         Change& c = queue_.front();
-        size_t c_bytes = 0;
-        for (const auto& op : c.ops) c_bytes += op.ByteSize();
+        int64_t c_bytes = ChangeBytes(c);
         bool fits =
             batch.empty() || (ops + OpCost(c.ops) <= static_cast<size_t>(options_.max_ops) &&
-                              bytes + static_cast<int64_t>(c_bytes) <= options_.max_bytes);
+                              bytes + c_bytes <= options_.max_bytes);
         if (!fits || inflight_keys_.contains(c.hash) || keys.contains(c.hash)) break;
         ops += OpCost(c.ops);
         queued_ops_ -= OpCost(c.ops);
-        queued_bytes_ -= static_cast<int64_t>(c_bytes);
-        bytes += static_cast<int64_t>(c_bytes);
+        queued_bytes_ -= c_bytes;
+        bytes += c_bytes;
         keys.insert(c.hash);
         inflight_keys_.insert(c.hash);
         batch.push_back(std::move(c));
@@ -137,6 +177,8 @@ void Writer::Work() {
       UpdatePendingAge();
     }
 
+    std::vector<Change> skipped;
+    CheckOwners(&batch, &skipped);
     std::vector<std::string> puts;
     std::vector<std::string> deletes;
     std::vector<etcd::Op> ops;
@@ -146,12 +188,13 @@ void Writer::Work() {
     }
     if (!puts.empty()) owners_->RecordWrites(puts);
     int64_t revision = 0;
-    absl::Status s = txn_.Commit(std::move(ops), std::nullopt, &revision);
+    absl::Status s;
+    if (!ops.empty()) s = txn_.Commit(std::move(ops), std::nullopt, &revision);
     if (s.ok()) {
       if (!deletes.empty()) owners_->ForgetDeletes(deletes);
       auto now = std::chrono::steady_clock::now();
       for (const auto& c : batch) {
-        nodes_->Committed(c.hash, revision);
+        nodes_->Committed(c.hash, c.claim_only ? 0 : revision);
         if (lag_ != nullptr && c.origin != std::chrono::steady_clock::time_point{}) {
           lag_->Observe(std::chrono::duration<double>(now - c.origin).count());
         }
@@ -159,14 +202,21 @@ void Writer::Work() {
     } else {
       for (const auto& c : batch) nodes_->Committed(c.hash, 0);
     }
-    absl::MutexLock lock(&mu_);
-    for (const auto& c : batch) inflight_keys_.erase(c.hash);
-    busy_--;
-    if (!s.ok() && status_.ok()) {
-      if (!absl::IsCancelled(s)) log::Error("zk2etcd", "etcd write failed", {{"error", s}});
-      status_ = s;
+    for (const auto& c : skipped) nodes_->Committed(c.hash, 0);
+    bool failed_now = false;
+    {
+      absl::MutexLock lock(&mu_);
+      for (const auto& c : batch) inflight_keys_.erase(c.hash);
+      for (const auto& c : skipped) inflight_keys_.erase(c.hash);
+      busy_--;
+      if (!s.ok() && status_.ok()) {
+        if (!absl::IsCancelled(s)) log::Error("zk2etcd", "etcd write failed", {{"error", s}});
+        status_ = s;
+        failed_now = true;
+      }
+      UpdatePendingAge();
     }
-    UpdatePendingAge();
+    if (failed_now && options_.on_failure) options_.on_failure();
   }
 }
 

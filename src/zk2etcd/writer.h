@@ -6,18 +6,24 @@
 // changes becomes few large txns instead of many small ones. Each txn carries the leader fence
 // (when set); transient failures are retried and an oversized txn is split (sink::TxnWriter). The
 // ownership store records keys before their puts commit and forgets them after their deletes
-// commit.
+// commit; the deletes of a batch are looked up in the store first (one Redis round trip per
+// batch, on a worker, never on the applier): a key kvsync does not own is left alone, and one
+// whose owner is unknown (Redis down) is handed back; both through Options::on_skipped_delete.
+//
+// Memory: Submit waits while `max_queued_bytes` of changes are queued (backpressure on the
+// applier).
 //
 // Threading: Submit, Flush and set_fence from the applier thread; `inflight` worker threads
-// commit. A non-transient failure (a fenced write, an etcd error) stops the writer: status()
-// returns it and Flush() fails with it.
+// ("zk2etcd-write") commit. A non-transient failure (a fenced write, an etcd error) stops the
+// writer: status() returns it, Flush() fails with it, and Options::on_failure is called once.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
+#include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -28,6 +34,7 @@
 #include "etcd/client.h"
 #include "metrics/registry.h"
 #include "ownership/store.h"
+#include "runtime/thread.h"
 #include "sink/txn_writer.h"
 #include "sink/write_stats.h"
 #include "zk2etcd/node_table.h"
@@ -43,6 +50,9 @@ struct Change {
   KeyHash hash;
   std::vector<etcd::Op> ops;  // from the ownership store
   bool is_delete = false;
+  // No etcd write: only record the key as kvsync's in the ownership store (Redis), in order
+  // with the key's other changes (a full sync claiming keys already equal).
+  bool claim_only = false;
   // When the ZooKeeper change was seen (lag metrics); default: not measured.
   std::chrono::steady_clock::time_point origin{};
 };
@@ -53,6 +63,12 @@ class Writer {
     int inflight = 8;
     int max_ops = 128;
     int64_t max_bytes = 1536 * 1024;
+    int64_t max_queued_bytes = 16 << 20;
+    // Called on a worker for each delete not applied because the ownership store says the
+    // key is not kvsync's (kNotOwned) or cannot say (kUnknown: Redis down).
+    std::function<void(const Change& change, ownership::Owner owner)> on_skipped_delete;
+    // Called on a worker once, when the writer stops on a failure.
+    std::function<void()> on_failure;
   };
   Writer(etcd::Client* etcd, ownership::Store* owners, NodeTable* nodes, Options options,
          const common::StopToken* stop, sink::WriteStats* stats, metrics::Histogram* lag);
@@ -70,6 +86,8 @@ class Writer {
  private:
   void Work();
   void UpdatePendingAge() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves the deletes of `batch` kvsync may not apply (not owned, owner unknown) to `skipped`.
+  void CheckOwners(std::vector<Change>* batch, std::vector<Change>* skipped);
 
   etcd::Client* etcd_;
   ownership::Store* owners_;
@@ -87,9 +105,11 @@ class Writer {
   absl::flat_hash_set<KeyHash> inflight_keys_ ABSL_GUARDED_BY(mu_);
   int busy_ ABSL_GUARDED_BY(mu_) = 0;
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  bool stop_seen_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status status_ ABSL_GUARDED_BY(mu_);
   std::chrono::steady_clock::time_point oldest_inflight_ ABSL_GUARDED_BY(mu_){};
-  std::vector<std::thread> workers_;
+  std::vector<runtime::Thread> workers_;
+  std::optional<common::StopCallback> on_stop_;  // sets stop_seen_; reset first on destruction
 };
 
 }  // namespace kvsync::zk2etcd

@@ -231,6 +231,16 @@ class Zk2EtcdTest : public ::testing::Test {
     return std::nullopt;
   }
 
+  std::string DebugMetrics() {
+    auto r = testing::HttpGet(admin_, "/metrics");
+    if (!r.ok()) return r.status().ToString();
+    std::string out;
+    for (absl::string_view line : absl::StrSplit(r->body, '\n')) {
+      if (absl::StrContains(line, "zk2etcd") && !absl::StartsWith(line, "#"))
+        absl::StrAppend(&out, line, "\n");
+    }
+    return out;
+  }
   bool MetricAtLeast(const std::string& series, double v, const std::string& admin = "") {
     auto m = Metric(series, admin);
     return m.has_value() && *m >= v;
@@ -780,6 +790,50 @@ TEST_F(Zk2EtcdTest, UnknownOwnershipNeverLeadsToADelete) {
       [&] { return MetricAtLeast(Label("kvsync_zk2etcd_repairs_paused_total"), 1); }, seconds(60)))
       << kvsync->LogTail();
   EXPECT_EQ(EtcdDump("/dubbo").count("/dubbo/persistent/a"), 1u);
+}
+
+// Memory stays bounded while etcd is frozen and ZooKeeper keeps changing: the writer's queue
+// fills, the applier waits on it, and ZooKeeper results that find the (small) inbox full are
+// dropped rather than queued without bound — the session itself never stalls. The task says so
+// (metric, readiness) until etcd returns and a full sync has repaired what was dropped.
+TEST_F(Zk2EtcdTest, FullInboxDropsChangesThenAFullSyncRepairsThem) {
+  BuildDubbo(1, 5);
+  std::string big(1000, 'x');
+  auto rule = [](int i) {
+    return absl::StrCat("/dubbo/svc0/configurators/rule", i, "-", std::string(300, 'r'));
+  };
+  for (int i = 0; i < 400; ++i) ASSERT_TRUE(zk_->CreateAll(rule(i), big).ok());
+  auto kvsync = StartKvsync({"--queue-bytes", "65536"});
+  ExpectSynced(kvsync.get());
+  etcd_cluster_->Pause(0);
+  // 400 data changes, each firing its own watch: about 250 KB of events alone, far more than
+  // the 64 KiB inbox and the 32 KiB writer queue.
+  for (int i = 0; i < 400; ++i) ASSERT_TRUE(zk_->Set(rule(i), big + "2").ok());
+  ASSERT_TRUE(WaitFor(
+      [&] { return MetricAtLeast(Label("kvsync_zk2etcd_inbox_overflows_total"), 1); }, seconds(60)))
+      << kvsync->LogTail() << DebugMetrics();
+  EXPECT_EQ(Metric(Label("kvsync_zk2etcd_resync_pending")), 1.0);
+  EXPECT_EQ(Metric(Label("kvsync_zk2etcd_session_state", "state=\"connected\"")), 1.0);
+  auto ready = testing::HttpGet(admin_, "/readyz");
+  ASSERT_TRUE(ready.ok());
+  EXPECT_EQ(ready->status, 503) << ready->body;
+  EXPECT_NE(ready->body.find("dropped"), std::string::npos) << ready->body;
+  // A delete while frozen: dropped or not, it must arrive.
+  ASSERT_TRUE(zk_->Delete("/dubbo/svc0/providers/" + ProviderName(0, 1)).ok());
+
+  etcd_cluster_->Resume(0);
+  ExpectSynced(kvsync.get());
+  ASSERT_TRUE(
+      WaitFor([&] { return Metric(Label("kvsync_zk2etcd_resync_pending")) == 0.0; }, seconds(60)))
+      << kvsync->LogTail();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto r = testing::HttpGet(admin_, "/readyz");
+        return r.ok() && r->status == 200;
+      },
+      seconds(60)))
+      << kvsync->LogTail();
+  EXPECT_EQ(kvsync->Stop(), 0);
 }
 
 }  // namespace
