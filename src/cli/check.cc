@@ -6,7 +6,6 @@
 #include <cmath>
 #include <cstdio>
 #include <memory>
-#include <thread>
 
 #include "checker/checkpoint.h"
 #include "checker/etcd_check.h"
@@ -18,6 +17,7 @@
 #include "config/yaml_config.h"
 #include "etcd/client.h"
 #include "log/log.h"
+#include "runtime/thread.h"
 
 namespace kvsync::cli {
 namespace {
@@ -78,9 +78,9 @@ int Run(Flags* f, CLI::App* cmd) {
   std::atomic<int64_t> scanned{0};
   f->options.progress = &scanned;
   common::StopToken progress_done;
-  std::thread progress;
+  runtime::Thread progress;
   if (isatty(STDERR_FILENO)) {
-    progress = std::thread([&] {
+    progress = runtime::Thread("progress-log", [&] {
       while (!progress_done.WaitFor(std::chrono::milliseconds(500))) {
         std::fprintf(stderr, "\rcheck: %lld source keys read", static_cast<long long>(scanned));
         std::fflush(stderr);
@@ -96,7 +96,7 @@ int Run(Flags* f, CLI::App* cmd) {
     log::Warn("check", "source compacted during the check, restarting");
   }
   progress_done.RequestStop();
-  if (progress.joinable()) progress.join();
+  progress.Join();
   if (!report.ok()) return ReportAndExit("check", report.status());
   if (f->fix && !report->repairs.empty()) {
     // While a task leads (--ha), every repair txn carries its leader's fence.

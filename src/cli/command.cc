@@ -6,13 +6,13 @@
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
-#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "log/log.h"
+#include "runtime/thread.h"
 
 namespace kvsync::cli {
 
@@ -42,7 +42,7 @@ void BlockStopSignals() {
 
 void StartSignalThread(common::StopToken* stop) {
   sigset_t set = HandledSignals();
-  std::thread([set, stop] {
+  runtime::Thread("signals", [set, stop] {
     int count = 0;
     while (true) {
       int sig = 0;
@@ -67,7 +67,7 @@ void StartSignalThread(common::StopToken* stop) {
       log::Info("main", "signal received, stopping", {{"signal", sig}});
       stop->RequestStop();
     }
-  }).detach();
+  }).Detach();
 }
 
 void EndStartup() {

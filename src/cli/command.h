@@ -20,7 +20,8 @@ inline constexpr int kExitConfig = 2;
 
 // Blocks SIGINT/SIGTERM/SIGHUP (and ignores SIGPIPE) in the calling thread. main() calls it
 // first, before any library starts a thread, so that every thread inherits the mask and the
-// signals reach only the thread of StartSignalThread.
+// signals reach only the thread of StartSignalThread ("signals", detached: it lives as long as
+// the process).
 void BlockStopSignals();
 // Starts the signal thread; commands call it as soon as their flags are valid, before
 // connecting. Until EndStartup(), a SIGINT/SIGTERM logs a line and exits 0 at once (start-up

@@ -2,13 +2,13 @@
 
 #include <map>
 #include <memory>
-#include <thread>
 
 #include "cli/command.h"
 #include "election/elector.h"
 #include "election/leader_loop.h"
 #include "http/admin_server.h"
 #include "log/log.h"
+#include "runtime/thread.h"
 
 namespace kvsync::cli {
 
@@ -90,9 +90,9 @@ int RunTask(const TaskSpec& spec, common::StopToken* stop) {
     return ExitAfterRun(spec.command, connected, *stop);
   }
   common::StopToken status_done;
-  std::thread status;
+  runtime::Thread status;
   if (spec.status_interval.count() > 0) {
-    status = std::thread([&] {
+    status = runtime::Thread("status-log", [&] {
       while (!status_done.WaitFor(spec.status_interval)) spec.log_progress();
     });
   }
@@ -116,7 +116,7 @@ int RunTask(const TaskSpec& spec, common::StopToken* stop) {
     result = election::RunWhileLeader(elector.get(), stop, spec.run, observer);
   }
   status_done.RequestStop();
-  if (status.joinable()) status.join();
+  status.Join();
   return ExitAfterRun(spec.command, result, *stop);
 }
 

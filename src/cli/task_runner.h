@@ -4,8 +4,9 @@
 // or while leading (each term fenced, the shared role and error counters updated). The engine
 // brings its own readiness, status document and progress line.
 //
-// Threading: RunTask blocks the main thread; the admin server and the progress line each run on
-// a thread owned here for the duration of the call; the callbacks must be thread-safe.
+// Threading: RunTask blocks the main thread; the admin server ("admin-http") and the progress
+// line ("status-log") each run on a thread owned here for the duration of the call; the callbacks
+// must be thread-safe.
 #pragma once
 
 #include <chrono>

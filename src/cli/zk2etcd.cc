@@ -5,7 +5,6 @@
 #include <atomic>
 #include <cstdio>
 #include <memory>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -20,6 +19,7 @@
 #include "metrics/registry.h"
 #include "ownership/store.h"
 #include "redis/client.h"
+#include "runtime/thread.h"
 #include "zk/session.h"
 #include "zk2etcd/check.h"
 #include "zk2etcd/guards.h"
@@ -307,9 +307,9 @@ int RunCheck(Flags* f, CLI::App* cmd) {
   options.fix = f->fix;
   options.progress = &walked;
   common::StopToken progress_done;
-  std::thread progress;
+  runtime::Thread progress;
   if (isatty(STDERR_FILENO)) {
-    progress = std::thread([&] {
+    progress = runtime::Thread("progress-log", [&] {
       while (!progress_done.WaitFor(std::chrono::milliseconds(500))) {
         std::fprintf(stderr, "\rcheck: %lld znodes read", static_cast<long long>(walked));
         std::fflush(stderr);
@@ -321,7 +321,7 @@ int RunCheck(Flags* f, CLI::App* cmd) {
   auto report =
       zk2etcd::Check(c, session->get(), etcd_client->get(), owners->get(), options, stop, &retries);
   progress_done.RequestStop();
-  if (progress.joinable()) progress.join();
+  progress.Join();
   if (!report.ok()) return ReportAndExit("check", report.status());
   std::string out =
       f->output == "json" ? checker::RenderJson(*report) + "\n" : checker::RenderText(*report);
@@ -357,9 +357,10 @@ std::function<int()> AddZk2EtcdCommand(CLI::App* app) {
                   "bytes per etcd txn (etcd's --max-request-bytes)")
       ->default_val(c.max_request_bytes)
       ->group("Throughput");
-  cmd->add_option("--queue-bytes", c.queue_bytes,
-                  "memory bound of the applier's inbox (the etcd writer's queue gets half); a "
-                  "ZooKeeper change that finds the inbox full is dropped and a full sync repairs it")
+  cmd->add_option(
+         "--queue-bytes", c.queue_bytes,
+         "memory bound of the applier's inbox (the etcd writer's queue gets half); a "
+         "ZooKeeper change that finds the inbox full is dropped and a full sync repairs it")
       ->default_val(c.queue_bytes)
       ->group("Throughput");
   AddDurationFlag(cmd, "--fullsync-interval", &c.fullsync_interval,

@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "log/log.h"
+#include "runtime/thread.h"
 
 namespace kvsync::election {
 namespace {
@@ -31,7 +32,7 @@ Elector::~Elector() { StopKeepAlive(); }
 
 void Elector::StopKeepAlive() {
   if (keepalive_stop_ != nullptr) keepalive_stop_->RequestStop();
-  if (keepalive_.joinable()) keepalive_.join();
+  keepalive_.Join();
   keepalive_stop_.reset();
 }
 
@@ -113,7 +114,8 @@ absl::Status Elector::Campaign() {
   ASSIGN_OR_RETURN(lease_, client_->LeaseGrant(options_.lease_ttl));
   last_contact_ms_.store(SteadyMs());
   keepalive_stop_ = std::make_unique<common::StopToken>();
-  keepalive_ = std::thread([this, lease = lease_, granted] { KeepAlive(lease, granted); });
+  keepalive_ = runtime::Thread("elect-keepalive",
+                               [this, lease = lease_, granted] { KeepAlive(lease, granted); });
   log::Info(kLog, "campaigning",
             {{"election", options_.election_name}, {"identity", options_.identity}});
   // One Campaign call, cancelled on a stop request or a lost lease (see Client::Campaign for

@@ -1,7 +1,8 @@
 // Leader election for one task, on one etcd cluster (normally the destination), through the
 // v3election API, and the fence that makes a deposed leader harmless.
 //
-// Campaign() grants a lease of `lease_ttl`, keeps it alive on a background thread (every
+// Campaign() grants a lease of `lease_ttl`, keeps it alive on a background thread
+// ("elect-keepalive", every
 // ttl/3) and campaigns under `election_name` with `identity` as the value. Once leading,
 // Fence() returns the compare every write txn must carry: "my election key still has the
 // create revision it had when I won". If the lease expires (process paused, link cut), etcd
@@ -18,13 +19,13 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/stop_token.h"
 #include "etcd/client.h"
+#include "runtime/thread.h"
 
 namespace kvsync::election {
 
@@ -76,7 +77,7 @@ class Elector {
   std::atomic<int64_t> last_contact_ms_{0};
   std::unique_ptr<common::StopToken> keepalive_stop_;
   std::unique_ptr<common::StopToken> lost_token_;  // replaced by each Campaign()
-  std::thread keepalive_;
+  runtime::Thread keepalive_;
   mutable absl::Mutex mu_;
   std::optional<etcd::Client::LeaderKey> leader_ ABSL_GUARDED_BY(mu_);
   int64_t lease_ = 0;

@@ -19,6 +19,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "log/log.h"
+#include "runtime/thread.h"
 
 namespace kvsync::http {
 namespace {
@@ -277,7 +278,7 @@ AdminServer::AdminServer(int listen_fd, int wake_fd, std::string address, int po
       port_(port),
       routes_(std::move(routes)),
       options_(options) {
-  thread_ = std::thread([this] { Run(); });
+  thread_ = runtime::Thread("admin-http", [this] { Run(); });
 }
 
 AdminServer::~AdminServer() {
@@ -285,7 +286,7 @@ AdminServer::~AdminServer() {
   // The eventfd stays readable from now on, so the poll in Run() returns at once.
   while (write(wake_fd_, &one, sizeof(one)) < 0 && errno == EINTR) {
   }
-  thread_.join();
+  thread_.Join();
   close(listen_fd_);
   close(wake_fd_);
 }

@@ -2,13 +2,13 @@
 // probes, not for traffic. No TLS, no keep-alive, no request bodies: it answers GET and HEAD for
 // the registered paths and closes the connection after each response.
 //
-// Threading: Start() binds and starts one server thread running an event loop (poll()) over the
-// listening socket and every open connection, all non-blocking, so a slow or silent client never
-// holds up another. Handlers run on that thread, one at a time, between reads and writes: they
-// must be quick, thread-safe with respect to the state they read, and must not destroy the
-// server. The destructor wakes the thread, waits for it and closes every socket, promptly whatever
-// the clients do. counters() may be called from any thread. The AdminServer owns its thread and
-// sockets; the caller owns the AdminServer.
+// Threading: Start() binds and starts one server thread ("admin-http") running an event loop
+// (poll()) over the listening socket and every open connection, all non-blocking, so a slow or
+// silent client never holds up another. Handlers run on that thread, one at a time, between reads
+// and writes: they must be quick, thread-safe with respect to the state they read, and must not
+// destroy the server. The destructor wakes the thread, waits for it and closes every socket,
+// promptly whatever the clients do. counters() may be called from any thread. The AdminServer owns
+// its thread and sockets; the caller owns the AdminServer.
 //
 // Limits (Options; defaults in brackets): at most [256] connections are open at once, each
 // buffering at most 8 KiB of request, so a flood costs bounded memory and descriptors. A new
@@ -36,9 +36,9 @@
 #include <map>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/status/statusor.h"
+#include "runtime/thread.h"
 
 namespace kvsync::http {
 
@@ -126,7 +126,7 @@ class AdminServer {
   std::atomic<uint64_t> evicted_{0};
   std::atomic<uint64_t> header_timeouts_{0};
   std::atomic<uint64_t> write_timeouts_{0};
-  std::thread thread_;
+  runtime::Thread thread_;
 };
 
 // A response with Content-Type application/json; `body` must already be JSON.

@@ -6,6 +6,7 @@
 #include "checker/etcd_check.h"
 #include "common/clock.h"
 #include "log/log.h"
+#include "runtime/thread.h"
 
 namespace kvsync::mirror {
 namespace {
@@ -27,22 +28,19 @@ ContinuousChecker::ContinuousChecker(const config::MirrorConfig& config, etcd::C
 ContinuousChecker::~ContinuousChecker() { Stop(); }
 
 void ContinuousChecker::Start() {
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = runtime::Thread("check-periodic", [this] { Loop(); });
 }
 
 void ContinuousChecker::Stop() {
   stop_.RequestStop();
-  if (thread_.joinable()) thread_.join();
+  thread_.Join();
 }
 
 void ContinuousChecker::Loop() {
   int64_t n = 0;
-  // Wake often enough to notice the end of the term; check once per interval.
-  auto next = std::chrono::steady_clock::now() + config_.check_interval;
-  while (!stop_.WaitFor(std::chrono::milliseconds(100))) {
-    if (term_stop_->stopped()) return;
-    if (std::chrono::steady_clock::now() < next) continue;
-    next = std::chrono::steady_clock::now() + config_.check_interval;
+  // The end of the term stops the checker too.
+  common::StopCallback on_term_end(*term_stop_, [this] { stop_.RequestStop(); });
+  while (!stop_.WaitFor(config_.check_interval)) {
     if (static_cast<sink::Phase>(stats_->phase.load()) != sink::Phase::kIncremental) continue;
     bool full = config_.check_full_every <= 1 || n % config_.check_full_every == 0;
     ++n;

@@ -1,14 +1,13 @@
 // Periodic consistency checks inside the running etcd2etcd leader (--check-interval).
 //
-// A thread that, every interval, runs a two-round checker::Check of the task (presence mode
-// between full checks when --check-full-every > 1), publishes the confirmed counts in Stats
-// (kvsync_check_* metrics) and, with --auto-repair, repairs confirmed differences through
+// A thread ("check-periodic") that, every interval, runs a two-round checker::Check of the task
+// (presence mode between full checks when --check-full-every > 1), publishes the confirmed counts
+// in Stats (kvsync_check_* metrics) and, with --auto-repair, repairs confirmed differences through
 // checker::RepairDifferences with the leader's fence. It reads and writes with its own calls
 // on the shared clients, so a check never blocks syncing; it skips rounds while a full sync
 // runs. Owned by Mirror::Run for one leadership term; Stop() joins it.
 #pragma once
 
-#include <thread>
 #include <vector>
 
 #include "checker/key_mapper.h"
@@ -16,6 +15,7 @@
 #include "config/config.h"
 #include "etcd/client.h"
 #include "mirror/stats.h"
+#include "runtime/thread.h"
 
 namespace kvsync::mirror {
 
@@ -41,7 +41,7 @@ class ContinuousChecker {
   const common::StopToken* term_stop_;
   Stats* stats_;
   common::StopToken stop_;
-  std::thread thread_;
+  runtime::Thread thread_;
 };
 
 }  // namespace kvsync::mirror

@@ -3,6 +3,7 @@
 #include "common/clock.h"
 #include "common/error_series.h"
 #include "log/log.h"
+#include "runtime/thread.h"
 
 namespace kvsync::mirror {
 HeadMonitor::HeadMonitor(etcd::Client* src, std::string key, std::chrono::milliseconds interval,
@@ -14,12 +15,12 @@ HeadMonitor::~HeadMonitor() { Stop(); }
 void HeadMonitor::Start() {
   stats_->head.Reset();
   stats_->head_refusal.store(0);
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = runtime::Thread("head-monitor", [this] { Loop(); });
 }
 
 void HeadMonitor::Stop() {
   stop_.RequestStop();
-  if (thread_.joinable()) thread_.join();
+  thread_.Join();
 }
 
 void HeadMonitor::Loop() {

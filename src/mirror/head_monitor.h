@@ -6,17 +6,17 @@
 // (head_poll_failures) and logged once per new kind; the age of the last observation is
 // exported and fails readiness when it grows.
 //
-// Owned by Mirror::Run for one leadership term: Start() spawns the thread, Stop() (or the
-// destructor, or `term_stop`) ends it. The thread only reads the source and writes atomics.
+// Owned by Mirror::Run for one leadership term: Start() spawns the thread ("head-monitor"), Stop()
+// (or the destructor, or `term_stop`) ends it. The thread only reads the source and writes atomics.
 #pragma once
 
 #include <chrono>
 #include <string>
-#include <thread>
 
 #include "common/stop_token.h"
 #include "etcd/client.h"
 #include "mirror/stats.h"
+#include "runtime/thread.h"
 
 namespace kvsync::mirror {
 
@@ -38,7 +38,7 @@ class HeadMonitor {
   const common::StopToken* term_stop_;
   Stats* stats_;
   common::StopToken stop_;
-  std::thread thread_;
+  runtime::Thread thread_;
 };
 
 }  // namespace kvsync::mirror

@@ -5,7 +5,6 @@
 #include <chrono>
 #include <cstdlib>
 #include <deque>
-#include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -22,6 +21,7 @@
 #include "mirror/continuous_check.h"
 #include "mirror/head_monitor.h"
 #include "mirror/txn_batcher.h"
+#include "runtime/thread.h"
 
 namespace kvsync::mirror {
 namespace {
@@ -51,7 +51,7 @@ std::atomic<int64_t>& WatchesToStall() {
 class WriterPool {
  public:
   WriterPool(int threads, sink::TxnWriter* writer) : writer_(writer) {
-    for (int i = 0; i < threads; ++i) workers_.emplace_back([this] { Work(); });
+    for (int i = 0; i < threads; ++i) workers_.emplace_back("mirror-write", [this] { Work(); });
     capacity_ = static_cast<size_t>(threads) * 2;
   }
   ~WriterPool() { Finish().IgnoreError(); }
@@ -73,7 +73,7 @@ class WriterPool {
       absl::MutexLock lock(&mu_);
       closed_ = true;
     }
-    for (auto& t : workers_) t.join();
+    for (auto& t : workers_) t.Join();
     workers_.clear();
     absl::MutexLock lock(&mu_);
     return error_;
@@ -107,7 +107,7 @@ class WriterPool {
   size_t capacity_ = 0;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status error_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::thread> workers_;
+  std::vector<runtime::Thread> workers_;
 };
 
 }  // namespace
@@ -623,7 +623,7 @@ absl::Status Mirror::WatchOnce() {
 
   WatchQueue queue(config_.watch_buffer_bytes, &stats_.watch_buffer_bytes);
   const bool stall = WatchesToStall().fetch_sub(1) > 0;
-  std::thread reader([&] {
+  runtime::Thread reader("mirror-watch", [&] {
     bool created_seen = false;
     while (true) {
       auto resp = stream->Next();
@@ -637,11 +637,11 @@ absl::Status Mirror::WatchOnce() {
   struct Joiner {
     WatchQueue* queue;
     etcd::WatchStream* stream;
-    std::thread* reader;
+    runtime::Thread* reader;
     ~Joiner() {
       queue->Close();
       stream->Cancel();
-      reader->join();
+      reader->Join();
     }
   } joiner{&queue, stream.get(), &reader};
 

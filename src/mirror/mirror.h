@@ -22,7 +22,9 @@
 // every 30 s at most; with --once it ends the run.
 //
 // Threads: Run() is the engine thread and owns all engine state. Helper threads (the watch
-// reader, range prefetch, the full-sync writer pool) only move data to and from it. stats()
+// reader "mirror-watch", the full-sync writer pool "mirror-write", range prefetch) only move
+// data to and from it; the term's HeadMonitor ("head-monitor") and ContinuousChecker
+// ("check-periodic") have their own. stats()
 // may be read from any thread. Stop by requesting a stop on the StopToken: the in-flight txn
 // finishes and Run() returns OK.
 #pragma once

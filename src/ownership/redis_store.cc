@@ -7,7 +7,6 @@
 // the order callers made them. Going down happens under conn_mu_ too, so a caller that finds
 // the store up after taking conn_mu_ knows no queued operation precedes its own.
 #include <atomic>
-#include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -19,6 +18,7 @@
 #include "common/status_macros.h"
 #include "log/log.h"
 #include "ownership/store.h"
+#include "runtime/thread.h"
 
 namespace kvsync::ownership {
 namespace {
@@ -44,7 +44,7 @@ class RedisStore : public Store {
       log::Warn(kComponent, "redis unavailable at start, deletes of unrecorded keys wait",
                 {{"addr", options_.addr}, {"task", task_}, {"error", connect_status}});
     }
-    thread_ = std::thread([this] { Run(); });
+    thread_ = runtime::Thread("redis-owners", [this] { Run(); });
   }
 
   ~RedisStore() override {
@@ -53,7 +53,7 @@ class RedisStore : public Store {
       stop_ = true;
       cv_.SignalAll();
     }
-    thread_.join();
+    thread_.Join();
   }
 
   std::string_view backend() const override { return "redis"; }
@@ -330,7 +330,7 @@ class RedisStore : public Store {
   std::atomic<bool> available_{false};
   std::atomic<int64_t> pending_count_{0};
   std::atomic<int64_t> errors_{0};
-  std::thread thread_;
+  runtime::Thread thread_;
 };
 
 }  // namespace

@@ -13,7 +13,8 @@
 //          wait; a background thread reconnects with backoff and flushes the queue.
 //   none   every key counts as owned (the task owns its whole destination prefix).
 //
-// Threading: every Store is thread-safe; the Redis store runs one background thread (stopped
+// Threading: every Store is thread-safe; the Redis store runs one background thread
+// ("redis-owners", stopped
 // and joined by its destructor). The caller owns the Store (unique_ptr).
 #pragma once
 

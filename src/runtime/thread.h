@@ -27,6 +27,9 @@ class Thread {
   void Join() {
     if (thread_.joinable()) thread_.join();
   }
+  // Lets the thread run on unjoined: only for a thread that lives as long as the process
+  // (the signal-waiting thread).
+  void Detach() { thread_.detach(); }
   bool joinable() const { return thread_.joinable(); }
   std::thread::id id() const { return thread_.get_id(); }
 

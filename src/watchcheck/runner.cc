@@ -11,6 +11,7 @@
 #include "common/backoff.h"
 #include "common/status_macros.h"
 #include "log/log.h"
+#include "runtime/thread.h"
 #include "watchcheck/history.h"
 #include "watchcheck/watcher.h"
 
@@ -74,7 +75,7 @@ class Connection {
   void Add(Watcher* w) { watchers_.push_back(w); }
 
   void Start() {
-    thread_ = std::thread([this] { Loop(); });
+    thread_ = runtime::Thread("etcdwatch-conn", [this] { Loop(); });
   }
 
   // Main thread: ends the current stream; the loop sees `stopping` and returns.
@@ -82,9 +83,7 @@ class Connection {
     absl::MutexLock lock(&mu_);
     if (stream_) stream_->Cancel();
   }
-  void Join() {
-    if (thread_.joinable()) thread_.join();
-  }
+  void Join() { thread_.Join(); }
 
  private:
   int64_t ResumeFrom(const Watcher& w) const {
@@ -191,7 +190,7 @@ class Connection {
   int64_t event_responses_ = 0;
   absl::Mutex mu_;
   std::shared_ptr<etcd::MultiWatchStream> stream_ ABSL_GUARDED_BY(mu_);
-  std::thread thread_;
+  runtime::Thread thread_;
 };
 
 absl::Status Validate(const RunOptions& o, size_t connections) {

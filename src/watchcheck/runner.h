@@ -3,7 +3,8 @@
 // (connection); then the watchers get `settle` to catch up, every watcher's checks are
 // settled and the report is built.
 //
-// Threads: the caller's thread writes (and waits); one thread per connection reads its stream
+// Threads: the caller's thread writes (and waits); one thread per connection
+// ("etcdwatch-conn") reads its stream
 // and runs the checks of its watchers (they are touched only there until it is joined).
 // Ownership: the caller owns the clients, which must outlive Run.
 #pragma once

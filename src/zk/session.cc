@@ -19,6 +19,7 @@
 #include "absl/synchronization/notification.h"
 #include "common/status_macros.h"
 #include "log/log.h"
+#include "runtime/thread.h"
 #include "zk/walk.h"
 #include "zk/zoo_convert.h"
 
@@ -328,7 +329,7 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Open(SessionOptions options, E
     }
     return absl::InternalError(absl::StrCat("zookeeper_init failed: ", std::strerror(err)));
   }
-  session->loop_ = std::thread([s = session.get()] { s->Loop(); });
+  session->loop_ = runtime::Thread("zk-loop", [s = session.get()] { s->Loop(); });
   // OnWatch publishes state changes under this mutex so that the wait below wakes up.
   {
     absl::MutexLock lock(&session->mu_);
@@ -390,7 +391,7 @@ Session::~Session() {
       stopped_ = true;
     }
     Wake();
-    loop_.join();
+    loop_.Join();
   } else if (zh_ != nullptr) {
     zookeeper_close(zh_);  // the loop never ran: this thread is the only user
   }

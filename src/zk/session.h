@@ -1,10 +1,10 @@
 // A ZooKeeper session over the official single-threaded C client (libzookeeper_st), used by the
 // zk2etcd engine, the zk walk and the benchmark tools.
 //
-// One Session is one zhandle_t: one ZooKeeper session and one event-loop thread owned by the
-// Session. The loop polls the client's socket and an eventfd (zookeeper_interest → poll →
-// zookeeper_process) and is the only thread that ever touches the handle: the st client is not
-// thread-safe. The client reconnects by itself after connection loss (to any server of
+// One Session is one zhandle_t: one ZooKeeper session and one event-loop thread ("zk-loop")
+// owned by the Session. The loop polls the client's socket and an eventfd (zookeeper_interest →
+// poll → zookeeper_process) and is the only thread that ever touches the handle: the st client is
+// not thread-safe. The client reconnects by itself after connection loss (to any server of
 // `servers`) and re-arms its watches; the session survives as long as it reconnects within the
 // negotiated session timeout. Once the server reports the session expired (kExpired) or
 // authentication failed (kAuthFailed) the handle is dead for good: every call fails with
@@ -48,6 +48,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "log/log.h"
+#include "runtime/thread.h"
 
 // The C client's handle type (zookeeper.h), opaque outside session.cc and walk.cc.
 typedef struct _zhandle zhandle_t;
@@ -171,7 +172,7 @@ class Session {
   const EventFn on_event_;
   zhandle_t* zh_ = nullptr;  // touched only on the loop thread once it runs
   int wake_fd_ = -1;         // eventfd: the loop's wake-up for queued calls and stop
-  std::thread loop_;
+  runtime::Thread loop_;
   std::atomic<std::thread::id> loop_thread_{};
   bool closing_ = false;  // loop thread only: zookeeper_close has begun
   absl::Mutex queue_mu_;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <optional>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
@@ -285,11 +286,17 @@ absl::StatusOr<WalkResult> Walker::Run(std::vector<std::string> roots,
       self->Pump();
     }
   });
+  // A stop cancels the walk: no new reads, in-flight ones drain.
+  std::optional<common::StopCallback> on_stop;
+  if (stop != nullptr) {
+    on_stop.emplace(*stop, [this] {
+      absl::MutexLock lock(&mu_);
+      cancelled_ = true;
+    });
+  }
   absl::MutexLock lock(&mu_);
   auto finished = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return Finished(); };
-  while (!mu_.AwaitWithTimeout(absl::Condition(&finished), absl::Milliseconds(20))) {
-    if (stop != nullptr && stop->stopped()) cancelled_ = true;
-  }
+  mu_.Await(absl::Condition(&finished));
   if (!error_.ok()) return error_;
   if (cancelled_ || (stop != nullptr && stop->stopped() && !stack_.empty())) {
     return absl::CancelledError("zookeeper walk cancelled");

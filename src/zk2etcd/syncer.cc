@@ -165,8 +165,9 @@ void Syncer::Offer(Item item) {
   stats_->inbox_overflows.fetch_add(1);
   SignalControl([this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(control_mu_) {
     if (!overflowed_) {
-      log::Warn("zk2etcd", "applier inbox full, ZooKeeper changes dropped; a full sync follows",
-                {{"queue_bytes", config_.queue_bytes}, {"see", "kvsync_zk2etcd_inbox_overflows_total"}});
+      log::Warn(
+          "zk2etcd", "applier inbox full, ZooKeeper changes dropped; a full sync follows",
+          {{"queue_bytes", config_.queue_bytes}, {"see", "kvsync_zk2etcd_inbox_overflows_total"}});
     }
     overflowed_ = true;
   });

@@ -72,7 +72,6 @@ namespace kvsync::zk2etcd {
 
 class Syncer {
  public:
-
   Syncer(const config::Zk2EtcdConfig& config, etcd::Client* etcd, ownership::Store* owners,
          const common::StopToken* stop, Stats* stats);
   ~Syncer();
