@@ -15,14 +15,14 @@
 #include <thread>
 
 #include "common/stop_token.h"
-#include "etcd/client.h"
+#include "etcd/api.h"
 #include "mirror/stats.h"
 
 namespace kvsync::mirror {
 
 class HeadMonitor {
  public:
-  HeadMonitor(etcd::Client* src, std::string key, std::chrono::milliseconds interval,
+  HeadMonitor(etcd::KvApi* src, std::string key, std::chrono::milliseconds interval,
               const common::StopToken* term_stop, Stats* stats);
   ~HeadMonitor();
 
@@ -32,7 +32,7 @@ class HeadMonitor {
  private:
   void Loop();
 
-  etcd::Client* src_;
+  etcd::KvApi* src_;
   std::string key_;
   std::chrono::milliseconds interval_;
   const common::StopToken* term_stop_;
