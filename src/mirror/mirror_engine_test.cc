@@ -222,8 +222,10 @@ TEST_F(MirrorEngineTest, CompactedAnchorTakesTheSlowPath) {
 // checkpoint is refused.
 TEST_F(MirrorEngineTest, UnprovableOrPendingCheckpointTakesTheSlowPathMalformedIsRefused) {
   SyncOnce();
-  checker::Checkpoint by_hand;
-  by_hand.revision = src_->revision();
+  // Everything matches (the anchor too) but the cluster ID and scope are missing.
+  checker::Checkpoint by_hand = *Checkpoint();
+  by_hand.source_cluster_id = 0;
+  by_hand.scope.clear();
   dst_.Put(CheckpointKey(), checker::EncodeCheckpoint(by_hand));
   dst_.Put("/app/stray", "x");
   ASSERT_TRUE(RunOnce().ok());
