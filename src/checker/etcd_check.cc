@@ -18,7 +18,7 @@ namespace {
 // max_tracked; *overflow is set beyond). With `confirmed_only`, counts and samples only
 // differences whose key is in it (or untracked after an overflow); the others are
 // `unconfirmed`.
-absl::StatusOr<CheckReport> Round(etcd::Client* src, etcd::Client* dst, const KeyMapper& mapper,
+absl::StatusOr<CheckReport> Round(etcd::KvApi* src, etcd::KvApi* dst, const KeyMapper& mapper,
                                   const CheckOptions& options, const common::StopToken* stop,
                                   etcd::RetryCounters* retries,
                                   absl::flat_hash_set<std::string>* collect, bool* overflow,
@@ -86,7 +86,7 @@ absl::StatusOr<CheckReport> Round(etcd::Client* src, etcd::Client* dst, const Ke
 
 // Waits until the task checkpoint in the destination reaches `revision`. Returns false when
 // there is no checkpoint or it does not get there in time (no syncer running).
-bool WaitForCheckpoint(etcd::Client* dst, const CheckOptions& options, int64_t revision,
+bool WaitForCheckpoint(etcd::KvApi* dst, const CheckOptions& options, int64_t revision,
                        const common::StopToken* stop) {
   if (options.checkpoint_key.empty()) return false;
   auto deadline = std::chrono::steady_clock::now() + options.confirm_timeout;
@@ -107,13 +107,13 @@ bool WaitForCheckpoint(etcd::Client* dst, const CheckOptions& options, int64_t r
 
 }  // namespace
 
-absl::StatusOr<CheckReport> CheckOnce(etcd::Client* src, etcd::Client* dst, const KeyMapper& mapper,
+absl::StatusOr<CheckReport> CheckOnce(etcd::KvApi* src, etcd::KvApi* dst, const KeyMapper& mapper,
                                       const CheckOptions& options, const common::StopToken* stop,
                                       etcd::RetryCounters* retries) {
   return Round(src, dst, mapper, options, stop, retries, nullptr, nullptr, nullptr, false);
 }
 
-absl::StatusOr<CheckReport> Check(etcd::Client* src, etcd::Client* dst, const KeyMapper& mapper,
+absl::StatusOr<CheckReport> Check(etcd::KvApi* src, etcd::KvApi* dst, const KeyMapper& mapper,
                                   const CheckOptions& options, const common::StopToken* stop,
                                   etcd::RetryCounters* retries) {
   absl::flat_hash_set<std::string> first;
@@ -137,7 +137,7 @@ absl::StatusOr<CheckReport> Check(etcd::Client* src, etcd::Client* dst, const Ke
   return round2;
 }
 
-absl::Status RepairDifferences(etcd::Client* dst, std::vector<etcd::Compare> fence,
+absl::Status RepairDifferences(etcd::TxnApi* dst, std::vector<etcd::Compare> fence,
                                const common::StopToken* stop, etcd::RetryCounters* retries,
                                CheckReport* report) {
   constexpr size_t kBatch = 64;

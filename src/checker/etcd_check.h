@@ -15,7 +15,7 @@
 #include "checker/key_mapper.h"
 #include "checker/merge.h"
 #include "common/stop_token.h"
-#include "etcd/client.h"
+#include "etcd/api.h"
 #include "etcd/retry.h"
 
 namespace kvsync::checker {
@@ -87,14 +87,14 @@ struct CheckReport {
 
 // Errors: IsCompacted when the pinned source revision was compacted during the check (run it
 // again), Cancelled on stop, other etcd errors after transient ones were retried.
-absl::StatusOr<CheckReport> CheckOnce(etcd::Client* src, etcd::Client* dst, const KeyMapper& mapper,
+absl::StatusOr<CheckReport> CheckOnce(etcd::KvApi* src, etcd::KvApi* dst, const KeyMapper& mapper,
                                       const CheckOptions& options, const common::StopToken* stop,
                                       etcd::RetryCounters* retries);
 
 // Round 1, and when it finds differences and options.confirm is set, round 2 as described in
 // CheckOptions. Counts and samples are round 2's confirmed differences. If the checkpoint does
 // not reach round 1's revision within confirm_timeout (no syncer running), round 2 runs anyway.
-absl::StatusOr<CheckReport> Check(etcd::Client* src, etcd::Client* dst, const KeyMapper& mapper,
+absl::StatusOr<CheckReport> Check(etcd::KvApi* src, etcd::KvApi* dst, const KeyMapper& mapper,
                                   const CheckOptions& options, const common::StopToken* stop,
                                   etcd::RetryCounters* retries);
 
@@ -104,7 +104,7 @@ absl::StatusOr<CheckReport> Check(etcd::Client* src, etcd::Client* dst, const Ke
 // overwritten: it is skipped and counted. `fence` (the running leader's election compare, if
 // any) rides in every txn, so a fix never races a leadership change. Counts go to
 // report->fixed and report->fix_skipped.
-absl::Status RepairDifferences(etcd::Client* dst, std::vector<etcd::Compare> fence,
+absl::Status RepairDifferences(etcd::TxnApi* dst, std::vector<etcd::Compare> fence,
                                const common::StopToken* stop, etcd::RetryCounters* retries,
                                CheckReport* report);
 

@@ -4,7 +4,7 @@
 
 namespace kvsync::checker {
 
-RangeCursor::RangeCursor(etcd::Client* client, Options options, const common::StopToken* stop,
+RangeCursor::RangeCursor(etcd::KvApi* client, Options options, const common::StopToken* stop,
                          etcd::RetryCounters* retries)
     : client_(client), options_(std::move(options)), stop_(stop), retries_(retries) {}
 
@@ -24,7 +24,7 @@ absl::StatusOr<etcd::RangeResponse> RangeCursor::Fetch(std::string from) {
   if (options_.limiter != nullptr && !options_.limiter->Acquire(options_.page_size, stop_)) {
     return absl::CancelledError("stop requested");
   }
-  return etcd::RetryTransient(*stop_, "range " + client_->options().name, retries_,
+  return etcd::RetryTransient(*stop_, "range " + client_->label(), retries_,
                               [&] { return client_->Range(req); });
 }
 

@@ -16,7 +16,7 @@
 #include "absl/status/statusor.h"
 #include "common/rate_limiter.h"
 #include "common/stop_token.h"
-#include "etcd/client.h"
+#include "etcd/api.h"
 #include "etcd/retry.h"
 
 namespace kvsync::checker {
@@ -42,7 +42,7 @@ class RangeCursor : public KvCursor {
     // Optional (not owned): incremented by the keys of each page, for progress displays.
     std::atomic<int64_t>* keys_read = nullptr;
   };
-  RangeCursor(etcd::Client* client, Options options, const common::StopToken* stop,
+  RangeCursor(etcd::KvApi* client, Options options, const common::StopToken* stop,
               etcd::RetryCounters* retries);
   ~RangeCursor() override;
 
@@ -57,7 +57,7 @@ class RangeCursor : public KvCursor {
   absl::StatusOr<etcd::RangeResponse> Fetch(std::string from);
   void StartPrefetch();
 
-  etcd::Client* client_;
+  etcd::KvApi* client_;
   Options options_;
   const common::StopToken* stop_;
   etcd::RetryCounters* retries_;

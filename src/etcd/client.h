@@ -21,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/stop_token.h"
+#include "etcd/api.h"
 #include "etcd/types.h"
 
 namespace grpc {
@@ -68,19 +69,11 @@ ClientOptions::FlagNames FlagNamesWithPrefix(const std::string& side);
 // client certificate parses and is valid now; the key parses and matches the certificate.
 absl::Status ValidateClientOptions(const ClientOptions& options);
 
-class WatchStream;
 class MultiWatchStream;
 class Endpoint;
 
-// The one call a destination write path needs, as a seam: sink::TxnWriter takes it, the real
-// Client implements it, and unit tests give a fake.
-class TxnApi {
- public:
-  virtual ~TxnApi() = default;
-  virtual absl::StatusOr<TxnResponse> Txn(const TxnRequest& request) = 0;
-};
-
-class Client : public TxnApi {
+// Implements the engines' seams (etcd/api.h) and the calls only tools and the election use.
+class Client : public ClusterApi {
  public:
   // Builds channels; does not connect. Fails on invalid options or unreadable TLS files.
   static absl::StatusOr<std::unique_ptr<Client>> Create(ClientOptions options);
@@ -91,9 +84,9 @@ class Client : public TxnApi {
   // a handshake that fails (certificate verification, TLS against a plaintext server, or a
   // plaintext client against a TLS server) returns InvalidArgument naming the endpoint, the
   // cause and the flag to check; otherwise Unavailable naming every endpoint tried.
-  absl::StatusOr<Header> Connect();
+  absl::StatusOr<Header> Connect() override;
 
-  absl::StatusOr<RangeResponse> Range(const RangeRequest& request);
+  absl::StatusOr<RangeResponse> Range(const RangeRequest& request) override;
   absl::StatusOr<TxnResponse> Txn(const TxnRequest& request) override;
   absl::StatusOr<Header> Put(const std::string& key, const std::string& value, int64_t lease = 0);
   absl::StatusOr<Header> Delete(const std::string& key, const std::string& range_end = "");
@@ -122,31 +115,18 @@ class Client : public TxnApi {
   absl::StatusOr<KeyValue> Leader(const std::string& name);
   absl::Status Resign(const LeaderKey& leader);
 
-  // Opens a watch stream on the current endpoint. `require_leader` makes the server cancel
-  // the stream when its member loses the leader, instead of silently stalling.
-  struct WatchOptions {
-    std::string key;
-    std::string range_end;
-    int64_t start_revision = 0;
-    bool progress_notify = true;
-    bool prev_kv = false;
-    bool require_leader = true;
-    // Ask the server to split responses larger than its --max-request-bytes into fragments
-    // (WatchResponse::fragment), so that one message never holds a whole replayed backlog
-    // (etcd replays up to 1,000 revisions per response).
-    bool fragment = false;
-  };
-  absl::StatusOr<std::unique_ptr<WatchStream>> Watch(const WatchOptions& options);
+  // Opens a watch stream on the current endpoint (with `require_leader`, the "hasleader"
+  // metadata).
+  using WatchOptions = etcd::WatchOptions;
+  absl::StatusOr<std::unique_ptr<WatchStream>> Watch(const WatchOptions& options) override;
   // Opens a watch stream on the current endpoint that carries no watcher yet; the caller adds
   // many (MultiWatchStream::Create). One stream and one reader thread for hundreds of watchers.
   absl::StatusOr<std::unique_ptr<MultiWatchStream>> WatchMulti(bool require_leader = true);
 
   const ClientOptions& options() const { return options_; }
-  // The etcd version reported by the member Connect() reached ("" before a successful
-  // Connect).
-  std::string server_version() const;
-  // The endpoint the next call goes to (for logs).
-  std::string current_endpoint() const;
+  const std::string& label() const override { return options_.name; }
+  std::string server_version() const override;
+  std::string current_endpoint() const override;
 
  private:
   explicit Client(ClientOptions options);
@@ -171,21 +151,6 @@ class Client : public TxnApi {
   size_t current_ ABSL_GUARDED_BY(mu_) = 0;
   std::string token_ ABSL_GUARDED_BY(mu_);
   std::string server_version_ ABSL_GUARDED_BY(mu_);
-};
-
-// A bidirectional watch stream carrying one watcher. Next() is called by one reader thread;
-// RequestProgress() and Cancel() may be called from another thread concurrently. After
-// Cancel(), Next() returns Cancelled promptly; after any error, every call returns that error.
-// A stream must be destroyed before the Client that opened it.
-class WatchStream {
- public:
-  virtual ~WatchStream() = default;
-  // Blocks for the next response. Errors: compacted start revision (IsCompacted), a
-  // server-side cancel (Aborted with the reason), transport failure (Unavailable).
-  virtual absl::StatusOr<WatchResponse> Next() = 0;
-  // Asks the server for a progress notification (etcd >= 3.4).
-  virtual absl::Status RequestProgress() = 0;
-  virtual void Cancel() = 0;
 };
 
 // A bidirectional watch stream carrying many watchers, told apart by WatchResponse::watch_id.

@@ -13,8 +13,8 @@ namespace {
 constexpr char kLog[] = "check";
 }  // namespace
 
-ContinuousChecker::ContinuousChecker(const config::MirrorConfig& config, etcd::Client* src,
-                                     etcd::Client* dst, const checker::KeyMapper& mapper,
+ContinuousChecker::ContinuousChecker(const config::MirrorConfig& config, etcd::KvApi* src,
+                                     etcd::ClusterApi* dst, const checker::KeyMapper& mapper,
                                      std::vector<etcd::Compare> fence,
                                      const common::StopToken* term_stop, Stats* stats)
     : config_(config),

@@ -13,7 +13,7 @@
 #include "checker/key_mapper.h"
 #include "common/stop_token.h"
 #include "config/config.h"
-#include "etcd/client.h"
+#include "etcd/api.h"
 #include "mirror/stats.h"
 #include "runtime/thread.h"
 
@@ -21,7 +21,7 @@ namespace kvsync::mirror {
 
 class ContinuousChecker {
  public:
-  ContinuousChecker(const config::MirrorConfig& config, etcd::Client* src, etcd::Client* dst,
+  ContinuousChecker(const config::MirrorConfig& config, etcd::KvApi* src, etcd::ClusterApi* dst,
                     const checker::KeyMapper& mapper, std::vector<etcd::Compare> fence,
                     const common::StopToken* term_stop, Stats* stats);
   ~ContinuousChecker();
@@ -34,8 +34,8 @@ class ContinuousChecker {
   void CheckOnce(bool full);
 
   const config::MirrorConfig& config_;
-  etcd::Client* src_;
-  etcd::Client* dst_;
+  etcd::KvApi* src_;
+  etcd::ClusterApi* dst_;
   const checker::KeyMapper& mapper_;
   std::vector<etcd::Compare> fence_;
   const common::StopToken* term_stop_;

@@ -6,7 +6,7 @@
 #include "runtime/thread.h"
 
 namespace kvsync::mirror {
-HeadMonitor::HeadMonitor(etcd::Client* src, std::string key, std::chrono::milliseconds interval,
+HeadMonitor::HeadMonitor(etcd::KvApi* src, std::string key, std::chrono::milliseconds interval,
                          const common::StopToken* term_stop, Stats* stats)
     : src_(src), key_(std::move(key)), interval_(interval), term_stop_(term_stop), stats_(stats) {}
 

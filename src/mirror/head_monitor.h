@@ -14,7 +14,7 @@
 #include <string>
 
 #include "common/stop_token.h"
-#include "etcd/client.h"
+#include "etcd/api.h"
 #include "mirror/stats.h"
 #include "runtime/thread.h"
 
@@ -22,7 +22,7 @@ namespace kvsync::mirror {
 
 class HeadMonitor {
  public:
-  HeadMonitor(etcd::Client* src, std::string key, std::chrono::milliseconds interval,
+  HeadMonitor(etcd::KvApi* src, std::string key, std::chrono::milliseconds interval,
               const common::StopToken* term_stop, Stats* stats);
   ~HeadMonitor();
 
@@ -32,7 +32,7 @@ class HeadMonitor {
  private:
   void Loop();
 
-  etcd::Client* src_;
+  etcd::KvApi* src_;
   std::string key_;
   std::chrono::milliseconds interval_;
   const common::StopToken* term_stop_;

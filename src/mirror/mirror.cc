@@ -193,7 +193,7 @@ struct Mirror::WatchQueue {
   }
 };
 
-absl::Status CheckRenamedTask(const config::MirrorConfig& config, etcd::Client* election_cluster) {
+absl::Status CheckRenamedTask(const config::MirrorConfig& config, etcd::KvApi* election_cluster) {
   const std::string legacy = config::ReadableName(config.prefix);
   if (!config.name_derived || legacy == config.name) return absl::OkStatus();
   etcd::RangeRequest req;
@@ -213,7 +213,7 @@ absl::Status CheckRenamedTask(const config::MirrorConfig& config, etcd::Client* 
       "\"); stop the old replicas first, or pass --name ", legacy, " to keep the old name"));
 }
 
-Mirror::Mirror(config::MirrorConfig config, etcd::Client* src, etcd::Client* dst,
+Mirror::Mirror(config::MirrorConfig config, etcd::ClusterApi* src, etcd::ClusterApi* dst,
                const common::StopToken* stop, Stats* stats)
     : config_(std::move(config)),
       src_(src),
@@ -612,7 +612,7 @@ absl::Status Mirror::Incremental() {
 }
 
 absl::Status Mirror::WatchOnce() {
-  etcd::Client::WatchOptions wo;
+  etcd::WatchOptions wo;
   wo.key = mapper_.src_prefix();
   wo.range_end = mapper_.src_range_end();
   wo.start_revision = applied_ + 1;

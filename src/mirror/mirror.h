@@ -39,7 +39,7 @@
 #include "common/error_series.h"
 #include "common/stop_token.h"
 #include "config/config.h"
-#include "etcd/client.h"
+#include "etcd/api.h"
 #include "mirror/stats.h"
 #include "sink/txn_writer.h"
 
@@ -50,13 +50,14 @@ namespace kvsync::mirror {
 // replica of an older release still holds the old election on `election_cluster`, two
 // leaders would write under two names: refuses with FailedPrecondition (exit 2) naming both.
 // Read failures are logged and ignored (the run itself reports an unreachable cluster).
-absl::Status CheckRenamedTask(const config::MirrorConfig& config, etcd::Client* election_cluster);
+absl::Status CheckRenamedTask(const config::MirrorConfig& config, etcd::KvApi* election_cluster);
 
 class Mirror {
  public:
-  // The clients and `stats` must outlive the Mirror; `stats` may be shared by successive
-  // Mirrors of one task (one per leadership term) so that counters keep counting.
-  Mirror(config::MirrorConfig config, etcd::Client* src, etcd::Client* dst,
+  // `src` and `dst` (an etcd::Client each in production, etcd::FakeEtcd in unit tests) and
+  // `stats` must outlive the Mirror; `stats` may be shared by successive Mirrors of one task
+  // (one per leadership term) so that counters keep counting.
+  Mirror(config::MirrorConfig config, etcd::ClusterApi* src, etcd::ClusterApi* dst,
          const common::StopToken* stop, Stats* stats);
   ~Mirror();
 
@@ -115,8 +116,8 @@ class Mirror {
   void NoteProgress();
 
   config::MirrorConfig config_;
-  etcd::Client* src_;
-  etcd::Client* dst_;
+  etcd::ClusterApi* src_;
+  etcd::ClusterApi* dst_;
   const common::StopToken* stop_;
   checker::KeyMapper mapper_;
   std::vector<etcd::Compare> fence_;

@@ -1,0 +1,161 @@
+// Unit tests of FakeEtcd itself: the MVCC reads, txn rules, compaction and watch behaviour
+// that engine tests rely on match etcd's.
+#include "etcd/fake_etcd.h"
+
+#include "gtest/gtest.h"
+
+namespace kvsync::etcd {
+namespace {
+
+RangeRequest Prefix(const std::string& prefix, int64_t revision = 0) {
+  RangeRequest req;
+  req.key = prefix;
+  req.range_end = prefix.substr(0, prefix.size() - 1) + static_cast<char>(prefix.back() + 1);
+  req.revision = revision;
+  return req;
+}
+
+// Reads at a past revision see that revision's values, create/mod revisions and versions.
+TEST(FakeEtcdTest, RangeReadsHistoryWithRevisionsAndVersions) {
+  FakeEtcd etcd;
+  EXPECT_EQ(etcd.Put("/a/1", "x"), 2);
+  EXPECT_EQ(etcd.Put("/a/1", "y"), 3);
+  EXPECT_EQ(etcd.Put("/a/2", "z"), 4);
+  EXPECT_EQ(etcd.Delete("/a/2"), 5);
+  EXPECT_EQ(etcd.Delete("/a/2"), 5);  // nothing deleted: no new revision
+  auto now = etcd.Range(Prefix("/a/"));
+  ASSERT_TRUE(now.ok());
+  ASSERT_EQ(now->kvs.size(), 1u);
+  EXPECT_EQ(now->kvs[0].value, "y");
+  EXPECT_EQ(now->kvs[0].create_revision, 2);
+  EXPECT_EQ(now->kvs[0].mod_revision, 3);
+  EXPECT_EQ(now->kvs[0].version, 2);
+  EXPECT_EQ(now->header.revision, 5);
+  auto past = etcd.Range(Prefix("/a/", 4));
+  ASSERT_TRUE(past.ok());
+  EXPECT_EQ(past->count, 2);
+  auto modified = Prefix("/a/", 4);
+  modified.min_mod_revision = 4;
+  EXPECT_EQ(etcd.Range(modified)->kvs.size(), 1u);
+  EXPECT_EQ(etcd.Range(Prefix("/a/", 6)).status().code(), absl::StatusCode::kOutOfRange);
+}
+
+// Reads below the compacted revision fail as the real client reports them; at it they work.
+TEST(FakeEtcdTest, CompactedReadsAndWatchesAreRecognisable) {
+  FakeEtcd etcd;
+  etcd.Put("/a/1", "x");
+  etcd.Put("/a/1", "y");
+  etcd.Compact(3);
+  EXPECT_TRUE(IsCompacted(etcd.Range(Prefix("/a/", 2)).status()));
+  EXPECT_TRUE(etcd.Range(Prefix("/a/", 3)).ok());
+  WatchOptions wo;
+  wo.key = "/a/";
+  wo.range_end = "/a0";
+  wo.start_revision = 2;
+  auto stream = etcd.Watch(wo);
+  ASSERT_TRUE(stream.ok());
+  EXPECT_TRUE((*stream)->Next()->created);
+  absl::StatusOr<WatchResponse> next = (*stream)->Next();
+  EXPECT_TRUE(IsCompacted(next.status())) << next.status();
+  EXPECT_EQ(CompactRevision(next.status()), 3);
+}
+
+// Txns apply one branch at one revision and are refused as etcd refuses them.
+TEST(FakeEtcdTest, TxnAppliesAtomicallyAndRefusesWhatEtcdRefuses) {
+  FakeEtcd::Options options;
+  options.max_txn_ops = 2;
+  FakeEtcd etcd(options);
+  TxnRequest txn;
+  txn.success = {Op::Put("/k1", "a"), Op::Put("/k2", "b")};
+  auto resp = etcd.Txn(txn);
+  ASSERT_TRUE(resp.ok());
+  EXPECT_TRUE(resp->succeeded);
+  EXPECT_EQ(resp->header.revision, 2);
+  txn.success.push_back(Op::Put("/k3", "c"));
+  EXPECT_TRUE(IsRequestTooLarge(etcd.Txn(txn).status()));
+  TxnRequest dup;
+  dup.success = {Op::Put("/k1", "a"), Op::Put("/k1", "b")};
+  EXPECT_EQ(etcd.Txn(dup).status().code(), absl::StatusCode::kInvalidArgument);
+  TxnRequest guarded;
+  guarded.compares = {Compare{"/k1", Compare::Target::kModRevision, Compare::Result::kEqual, 1}};
+  guarded.success = {Op::Delete("/k1")};
+  resp = etcd.Txn(guarded);
+  ASSERT_TRUE(resp.ok());
+  EXPECT_FALSE(resp->succeeded);
+  EXPECT_EQ(etcd.Get("/k1"), "a");
+  EXPECT_EQ(etcd.txns().size(), 2u);
+}
+
+// A watch replays history from its start revision, then delivers one response per revision;
+// etcd's own progress follows pending events.
+TEST(FakeEtcdTest, WatchReplaysThenDeliversPerRevisionInRange) {
+  FakeEtcd etcd;
+  etcd.Put("/a/1", "x");  // 2
+  etcd.Put("/b/1", "x");  // 3: out of range
+  WatchOptions wo;
+  wo.key = "/a/";
+  wo.range_end = "/a0";
+  wo.start_revision = 2;
+  auto stream = std::move(etcd.Watch(wo)).value();
+  EXPECT_TRUE(stream->Next()->created);
+  auto replay = stream->Next();
+  ASSERT_TRUE(replay.ok());
+  ASSERT_EQ(replay->events.size(), 1u);
+  EXPECT_EQ(replay->events[0].kv.mod_revision, 2);
+  TxnRequest txn;
+  txn.success = {Op::Put("/a/2", "y"), Op::Delete("/a/1")};
+  ASSERT_TRUE(etcd.Txn(txn).ok());  // 4
+  etcd.SendProgress();
+  auto live = stream->Next();
+  ASSERT_TRUE(live.ok());
+  ASSERT_EQ(live->events.size(), 2u);
+  EXPECT_EQ(live->events[1].type, Event::Type::kDelete);
+  EXPECT_EQ(live->events[1].kv.mod_revision, 4);
+  auto progress = stream->Next();
+  ASSERT_TRUE(progress.ok());
+  EXPECT_TRUE(progress->IsProgressNotify());
+  EXPECT_EQ(progress->header.revision, 4);
+}
+
+// A requested progress notification overtakes held events on old releases only.
+TEST(FakeEtcdTest, RequestedProgressOvertakesHeldEventsOnlyOnOldReleases) {
+  for (const char* version : {"3.4.23", "3.5.9"}) {
+    FakeEtcd::Options options;
+    options.version = version;
+    FakeEtcd etcd(options);
+    WatchOptions wo;
+    wo.key = "/a/";
+    wo.range_end = "/a0";
+    auto stream = std::move(etcd.Watch(wo)).value();
+    EXPECT_TRUE(stream->Next()->created);
+    etcd.HoldWatches(true);
+    etcd.Put("/a/1", "x");
+    ASSERT_TRUE(stream->RequestProgress().ok());
+    etcd.HoldWatches(false);
+    auto first = stream->Next();
+    ASSERT_TRUE(first.ok());
+    EXPECT_EQ(first->IsProgressNotify(), std::string(version) == "3.4.23") << version;
+    EXPECT_EQ(etcd.progress_requests(), 1);
+  }
+}
+
+// Faults: failed calls do nothing; a cancelled watch ends with the given status.
+TEST(FakeEtcdTest, InjectedFaultsFailCallsAndEndStreams) {
+  FakeEtcd etcd;
+  etcd.FailNext(FakeEtcd::Call::kTxn, 1, absl::UnavailableError("down"));
+  TxnRequest txn;
+  txn.success = {Op::Put("/k", "v")};
+  EXPECT_EQ(etcd.Txn(txn).status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_FALSE(etcd.Get("/k").has_value());
+  EXPECT_TRUE(etcd.Txn(txn).ok());
+  WatchOptions wo;
+  wo.key = "/k";
+  auto stream = std::move(etcd.Watch(wo)).value();
+  EXPECT_TRUE(stream->Next()->created);
+  etcd.CancelWatches(WatchCanceledError("etcdserver: permission denied", "watch"));
+  EXPECT_TRUE(IsRefused(stream->Next().status()));
+  EXPECT_TRUE(IsRefused(stream->Next().status()));  // sticky
+}
+
+}  // namespace
+}  // namespace kvsync::etcd
