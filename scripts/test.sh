@@ -19,6 +19,9 @@ if [ -n "$files" ]; then
   clang-format --dry-run --Werror $files
 fi
 
+echo "== dependency check (includes agree with each folder README)"
+bash scripts/check_deps.sh
+
 echo "== build"
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DKVSYNC_SANITIZE="${KVSYNC_SANITIZE:-OFF}" >/dev/null
