@@ -11,6 +11,7 @@
 #include "checker/etcd_check.h"
 #include "cli/command.h"
 #include "cli/etcd2etcd.h"
+#include "cli/task_runner.h"
 #include "cli/zk2etcd.h"
 #include "common/status_macros.h"
 #include "config/config.h"
@@ -21,8 +22,6 @@
 
 namespace kvsync::cli {
 namespace {
-
-constexpr int kExitDifferences = 1;
 
 struct Flags {
   config::MirrorConfig config;
@@ -62,15 +61,10 @@ int Run(Flags* f, CLI::App* cmd) {
   const config::MirrorConfig& c = f->config;
   common::StopToken stop;
   StartSignalThread(&stop);
-  auto src = etcd::Client::Create(c.src.ToClientOptions("source"));
+  auto src = ConnectClient(c.src, "source");
   if (!src.ok()) return ReportAndExit("check", src.status());
-  auto dst = etcd::Client::Create(c.dst.ToClientOptions("destination"));
+  auto dst = ConnectClient(c.dst, "destination");
   if (!dst.ok()) return ReportAndExit("check", dst.status());
-  for (etcd::Client* client : {src->get(), dst->get()}) {
-    if (auto connected = client->Connect(); !connected.ok()) {
-      return ReportAndExit("check", connected.status());
-    }
-  }
   EndStartup();
   checker::KeyMapper mapper(c.prefix, c.dst_prefix, c.exclude_prefixes, c.meta_prefix);
   etcd::RetryCounters retries;
@@ -99,24 +93,26 @@ int Run(Flags* f, CLI::App* cmd) {
   progress.Join();
   if (!report.ok()) return ReportAndExit("check", report.status());
   if (f->fix && !report->repairs.empty()) {
-    // While a task leads (--ha), every repair txn carries its leader's fence.
-    std::vector<etcd::Compare> fence;
-    auto leader = dst->get()->Leader(c.meta_prefix + c.name + "/election");
-    if (leader.ok()) {
-      etcd::Compare fc;
-      fc.key = leader->key;
-      fc.target = etcd::Compare::Target::kCreateRevision;
-      fc.number = leader->create_revision;
-      fence.push_back(fc);
+    // While a task leads (--ha), every repair txn carries its leader's fence, read from the
+    // task's election cluster (the destination unless --election-endpoints says otherwise).
+    etcd::Client* election = dst->get();
+    std::unique_ptr<etcd::Client> election_client;
+    if (!c.election.endpoints.empty()) {
+      auto connected = ConnectClient(c.election, "election");
+      if (!connected.ok()) return ReportAndExit("check", connected.status());
+      election_client = std::move(*connected);
+      election = election_client.get();
     }
+    auto fence = CurrentLeaderFence(election, ElectionName(c.meta_prefix, c.name));
+    if (!fence.ok()) return ReportAndExit("check", fence.status());
     absl::Status fixed =
-        checker::RepairDifferences(dst->get(), std::move(fence), &stop, &retries, &*report);
+        checker::RepairDifferences(dst->get(), std::move(*fence), &stop, &retries, &*report);
     if (!fixed.ok()) return ReportAndExit("check", fixed);
   }
   std::string out =
       f->output == "json" ? checker::RenderJson(*report) + "\n" : checker::RenderText(*report);
   std::fputs(out.c_str(), stdout);
-  return report->consistent() ? kExitOk : kExitDifferences;
+  return Exit(report->consistent() ? ExitCode::kOk : ExitCode::kFindings);
 }
 
 }  // namespace
@@ -132,13 +128,16 @@ std::function<int()> AddCheckCommand(CLI::App* app) {
       "Compare an etcd2etcd task's destination prefix with its source prefix at one source\n"
       "revision: dst miss (missing at the destination), src miss (left at the destination\n"
       "after the source deleted it), mismatch (different values). Exit 0 consistent,\n"
-      "1 differences found, 2 error. Takes the same connection and scope flags (or --config)\n"
-      "as `kvsync etcd2etcd`; its other flags are accepted and ignored.");
+      "1 differences found, 2 configuration, 3 a cluster unreachable or the check could not\n"
+      "complete. Takes the same connection and scope flags (or --config) as\n"
+      "`kvsync etcd2etcd`; its other flags are accepted and ignored (--election-* tell\n"
+      "--fix where the task's leader and its fence are).");
   cmd->add_option("--config", flags->config_file,
                   "YAML file of an etcd2etcd task (flags and environment win)");
   AddConnectionFlags(cmd, "src", "source", &c.src);
   AddConnectionFlags(cmd, "dst", "destination", &c.dst);
   AddScopeFlags(cmd, &c);
+  AddConnectionFlags(cmd, "election", "election", &c.election);
   cmd->add_flag("--keys-only", flags->options.keys_only,
                 "presence mode: compare keys only (dst miss and src miss), no values transferred")
       ->group("Check");

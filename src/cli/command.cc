@@ -58,11 +58,11 @@ void StartSignalThread(common::StopToken* stop) {
         // Nothing written and no leadership held yet, while connects may block for a whole
         // dial timeout without looking at `stop`: stopping now is exiting now.
         log::Info("main", "signal received during start-up, exiting", {{"signal", sig}});
-        std::_Exit(kExitOk);
+        std::_Exit(Exit(ExitCode::kOk));
       }
       if (++count > 1) {
         log::Warn("main", "second signal, exiting now", {{"signal", sig}});
-        std::_Exit(130);
+        std::_Exit(kExitSecondSignal);
       }
       log::Info("main", "signal received, stopping", {{"signal", sig}});
       stop->RequestStop();
@@ -83,21 +83,50 @@ int ExitAfterRun(const std::string& command, const absl::Status& result,
       absl::IsCancelled(result) || absl::IsUnavailable(result) || absl::IsDeadlineExceeded(result);
   if (!result.ok() && reaching && stop.stopped()) {
     log::Info("main", "stopped on request", {{"command", command}, {"last_error", result}});
-    return kExitOk;
+    return Exit(ExitCode::kOk);
   }
   if (!result.ok()) log::Error("main", "exiting on error", {{"error", result}});
   return ReportAndExit(command, result);
 }
 
+ExitCode ExitCodeFor(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kOk:
+      return ExitCode::kOk;
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kPermissionDenied:
+    case absl::StatusCode::kUnauthenticated:
+      return ExitCode::kConfig;
+    default:
+      return ExitCode::kRuntime;
+  }
+}
+
+const char kExitCodesHelp[] =
+    "Exit codes (the same for every kvsync command):\n"
+    "  0  success: stopped on request, --once done, consistent, every property held\n"
+    "  1  findings: check found differences or was inconclusive (ownership unknown,\n"
+    "     unreadable znodes); etcdwatch saw a property fail\n"
+    "  2  usage or configuration, or a refusal an operator must resolve: a bad flag or\n"
+    "     file, refused credentials or permission, a checkpoint of another cluster or scope,\n"
+    "     deletes held by the deletion guard, a value the destination can never accept\n"
+    "  3  runtime failure: a cluster unreachable at start-up, a check or test that could\n"
+    "     not complete; restarting may help\n"
+    "  130  a second SIGINT/SIGTERM (the first stops cleanly and exits 0)";
+
+void AddExitCodesFooter(CLI::App* app) {
+  app->footer(kExitCodesHelp);
+  for (CLI::App* sub : app->get_subcommands([](CLI::App*) { return true; })) {
+    AddExitCodesFooter(sub);
+  }
+}
+
 int ReportAndExit(const std::string& command, const absl::Status& status) {
-  if (status.ok()) return kExitOk;
-  bool config = status.code() == absl::StatusCode::kInvalidArgument ||
-                status.code() == absl::StatusCode::kFailedPrecondition ||
-                status.code() == absl::StatusCode::kPermissionDenied ||
-                status.code() == absl::StatusCode::kUnauthenticated;
+  if (status.ok()) return Exit(ExitCode::kOk);
   std::fprintf(stderr, "kvsync %s: error: %s\n", command.c_str(),
                std::string(status.message()).c_str());
-  return config ? kExitConfig : kExitFailure;
+  return Exit(ExitCodeFor(status));
 }
 
 void AddConnectionFlags(CLI::App* app, const std::string& side, const std::string& what,

@@ -14,9 +14,32 @@
 
 namespace kvsync::cli {
 
-inline constexpr int kExitOk = 0;
-inline constexpr int kExitFailure = 1;
-inline constexpr int kExitConfig = 2;
+// The exit codes of every subcommand: one table, shown by every --help (kExitCodesHelp) and
+// the README. Commands return Exit(...) of one of these, or ExitCodeFor(a final status).
+enum class ExitCode : int {
+  kOk = 0,        // success: stopped on request, --once done, consistent, every property held
+  kFindings = 1,  // the report needs attention: check found differences or was inconclusive
+                  // (ownership unknown, unreadable znodes); etcdwatch saw a property fail
+  kConfig = 2,    // usage or configuration, or a refusal an operator must resolve (bad flag or
+                  // file, refused credentials or permission, a checkpoint of another cluster,
+                  // deletes held, a value the destination can never accept); not restarted
+  kRuntime = 3,   // runtime failure: a cluster unreachable at start-up, a check or test that
+                  // could not complete, an error nobody classified; restarting may help
+};
+// A second SIGINT/SIGTERM exits at once with this (128 + SIGINT, as shells do).
+inline constexpr int kExitSecondSignal = 130;
+
+inline int Exit(ExitCode code) { return static_cast<int>(code); }
+
+// The exit code of a final status: OK → kOk; InvalidArgument, FailedPrecondition,
+// PermissionDenied, Unauthenticated → kConfig (common/errors.h gives each code one meaning);
+// everything else → kRuntime. Never kFindings: that is a report's verdict, not a status.
+ExitCode ExitCodeFor(const absl::Status& status);
+
+// The table, as shown at the end of every command's --help.
+extern const char kExitCodesHelp[];
+// Sets kExitCodesHelp as the footer of `app` and of every subcommand below it.
+void AddExitCodesFooter(CLI::App* app);
 
 // Blocks SIGINT/SIGTERM/SIGHUP (and ignores SIGPIPE) in the calling thread. main() calls it
 // first, before any library starts a thread, so that every thread inherits the mask and the
@@ -26,8 +49,8 @@ void BlockStopSignals();
 // Starts the signal thread; commands call it as soon as their flags are valid, before
 // connecting. Until EndStartup(), a SIGINT/SIGTERM logs a line and exits 0 at once (start-up
 // connects block for up to a dial timeout and nothing has been written yet). After it, the
-// first one becomes stop->RequestStop() and a second exits at once with 130. SIGHUP is logged
-// at warn and ignored: kvsync does not reload its configuration.
+// first one becomes stop->RequestStop() and a second exits at once with kExitSecondSignal. SIGHUP
+// is logged at warn and ignored: kvsync does not reload its configuration.
 void StartSignalThread(common::StopToken* stop);
 // Ends start-up: called once the clients are connected, just before the engine runs.
 void EndStartup();
@@ -38,7 +61,8 @@ void EndStartup();
 int ExitAfterRun(const std::string& command, const absl::Status& result,
                  const common::StopToken& stop);
 
-// Maps an engine or validation status to an exit code and prints one line for errors.
+// Prints one line on stderr for an error ("kvsync <command>: error: …") and returns
+// ExitCodeFor(status).
 int ReportAndExit(const std::string& command, const absl::Status& status);
 
 // Registers etcdctl-style connection flags for one side ("src" / "dst"): --src-endpoints,

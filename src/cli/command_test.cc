@@ -3,6 +3,11 @@
 #include <string>
 #include <vector>
 
+#include "cli/check.h"
+#include "cli/etcd2etcd.h"
+#include "cli/etcdwatch.h"
+#include "cli/zk2etcd.h"
+#include "common/errors.h"
 #include "gtest/gtest.h"
 
 namespace kvsync::cli {
@@ -68,6 +73,63 @@ TEST(DurationFlag, FlagShowsRangeAndRefusesOutOfRange) {
   const char* good[] = {"x", "--dial-timeout", "2s"};
   ok_app.parse(3, good);
   EXPECT_EQ(timeout, milliseconds(2000));
+}
+
+// One table maps every final status to an exit code: configuration and refusals 2, everything
+// else that went wrong 3 (an unreachable cluster, an error nobody classified), OK 0.
+TEST(ExitCodes, FinalStatusMapsToOneTable) {
+  EXPECT_EQ(ExitCodeFor(absl::OkStatus()), ExitCode::kOk);
+  for (const absl::Status& s :
+       {absl::InvalidArgumentError("bad flag"), absl::FailedPreconditionError("checkpoint"),
+        absl::PermissionDeniedError("denied"), absl::UnauthenticatedError("auth")}) {
+    EXPECT_EQ(ExitCodeFor(s), ExitCode::kConfig) << s;
+  }
+  for (const absl::Status& s :
+       {absl::UnavailableError("cannot reach source etcd"), absl::DeadlineExceededError("slow"),
+        absl::InternalError("zookeeper: unknown"), absl::UnknownError("x"), absl::AbortedError("x"),
+        absl::OutOfRangeError("compacted three times"), absl::ResourceExhaustedError("x"),
+        absl::CancelledError("not a stop")}) {
+    EXPECT_EQ(ExitCodeFor(s), ExitCode::kRuntime) << s;
+  }
+  EXPECT_EQ(Exit(ExitCode::kOk), 0);
+  EXPECT_EQ(Exit(ExitCode::kFindings), 1);
+  EXPECT_EQ(Exit(ExitCode::kConfig), 2);
+  EXPECT_EQ(Exit(ExitCode::kRuntime), 3);
+}
+
+// A stop request turns a run that ended Cancelled or still unreachable into a clean exit 0; a
+// refusal stays a refusal.
+TEST(ExitCodes, StopRequestedRunExitsZero) {
+  common::StopToken stop;
+  EXPECT_EQ(ExitAfterRun("t", absl::UnavailableError("x"), stop), 3);
+  stop.RequestStop();
+  EXPECT_EQ(ExitAfterRun("t", absl::CancelledError("x"), stop), 0);
+  EXPECT_EQ(ExitAfterRun("t", absl::UnavailableError("x"), stop), 0);
+  EXPECT_EQ(ExitAfterRun("t", absl::FailedPreconditionError("x"), stop), 2);
+}
+
+// Every command's --help ends with the same exit-code table.
+TEST(ExitCodes, EveryCommandsHelpShowsTheTable) {
+  CLI::App app;
+  AddEtcd2EtcdCommand(&app);
+  AddZk2EtcdCommand(&app);
+  AddCheckCommand(&app);
+  AddEtcdwatchCommand(&app);
+  AddExitCodesFooter(&app);
+  std::vector<CLI::App*> commands = {app.get_subcommand("etcd2etcd"),
+                                     app.get_subcommand("zk2etcd"),
+                                     app.get_subcommand("etcdwatch"),
+                                     app.get_subcommand("check"),
+                                     app.get_subcommand("check")->get_subcommand("etcd2etcd"),
+                                     app.get_subcommand("check")->get_subcommand("zk2etcd")};
+  for (CLI::App* cmd : commands) {
+    std::string help = cmd->help();
+    EXPECT_NE(help.find(kExitCodesHelp), std::string::npos) << cmd->get_name() << "\n" << help;
+    for (const char* line :
+         {"  0  success", "  1  findings", "  2  usage or configuration", "  3  runtime failure"}) {
+      EXPECT_NE(help.find(line), std::string::npos) << cmd->get_name() << ": " << line;
+    }
+  }
 }
 
 }  // namespace

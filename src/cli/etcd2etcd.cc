@@ -181,7 +181,7 @@ std::function<int()> AddEtcd2EtcdCommand(CLI::App* app) {
     spec.task = c.name;
     spec.ha = c.ha;
     spec.instance_id = c.instance_id;
-    spec.election_name = absl::StrCat(c.meta_prefix, c.name, "/election");
+    spec.election_name = ElectionName(c.meta_prefix, c.name);
     spec.lease_ttl = c.lease_ttl;
     spec.election_client = election_client.get();
     spec.admin_addr = c.admin_addr;

@@ -55,10 +55,7 @@ const char* const kLongFlags[] = {"num",
                                   "log-format",
                                   "inject-drop-every"};
 
-int Fail(const absl::Status& status) {
-  std::fprintf(stderr, "kvsync etcdwatch: error: %s\n", std::string(status.message()).c_str());
-  return kExitConfig;
-}
+int Fail(const absl::Status& status) { return ReportAndExit("etcdwatch", status); }
 
 int Run(Flags* f) {
   if (f->output != "text" && f->output != "json") {
@@ -119,7 +116,7 @@ int Run(Flags* f) {
   std::string out = f->output == "json" ? watchcheck::RenderJson(*report) + "\n"
                                         : watchcheck::RenderText(*report);
   std::fputs(out.c_str(), stdout);
-  return report->passed() ? kExitOk : kExitFailure;
+  return Exit(report->passed() ? ExitCode::kOk : ExitCode::kFindings);
 }
 
 }  // namespace
@@ -150,7 +147,8 @@ std::function<int()> AddEtcdwatchCommand(CLI::App* app) {
       "-num watchers follow it; every watcher checks ordered, unique, reliable (no gap), atomic,\n"
       "prev_kv, created flags, resumable (re-watch from last+1) and synced. Use it to qualify a\n"
       "grpc-proxy or a member before trusting its watches. Single-dash flags (-num 100) work.\n"
-      "Exit 0 all properties hold, 1 a property failed, 2 error.");
+      "Exit 0 all properties hold, 1 a property failed, 2 bad flags or different clusters,\n"
+      "3 the test could not run (unreachable, watches not created in time, a write failed).");
   f->conn.endpoints = "127.0.0.1:2379";
   cmd->add_option("--num", f->run.watchers, "number of watchers")->default_val(100)->group("Test");
   cmd->add_option("--span", f->span_ms, "update interval in milliseconds")

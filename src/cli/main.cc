@@ -28,7 +28,9 @@ int main(int argc, char** argv) {
   commands["zk2etcd"] = kvsync::cli::AddZk2EtcdCommand(&app);
   commands["check"] = kvsync::cli::AddCheckCommand(&app);
   commands["etcdwatch"] = kvsync::cli::AddEtcdwatchCommand(&app);
-  app.footer("Run 'kvsync <command> --help' for a command's flags.");
+  kvsync::cli::AddExitCodesFooter(&app);
+  app.footer(std::string("Run 'kvsync <command> --help' for a command's flags.\n\n") +
+             kvsync::cli::kExitCodesHelp);
 
   try {
     // etcdwatch keeps the article tool's single-dash flags (-num 100).
@@ -46,11 +48,11 @@ int main(int argc, char** argv) {
     std::string sub = app.get_subcommands().empty() ? "" : app.get_subcommands()[0]->get_name();
     std::fprintf(stderr, "kvsync%s%s: error: %s (see --help)\n", sub.empty() ? "" : " ",
                  sub.c_str(), e.what());
-    return kvsync::cli::kExitConfig;
+    return kvsync::cli::Exit(kvsync::cli::ExitCode::kConfig);
   }
   for (CLI::App* sub : app.get_subcommands()) {
     auto it = commands.find(sub->get_name());
     if (it != commands.end()) return it->second();
   }
-  return kvsync::cli::kExitConfig;
+  return kvsync::cli::Exit(kvsync::cli::ExitCode::kConfig);
 }

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "cli/command.h"
+#include "common/status_macros.h"
 #include "election/elector.h"
 #include "election/leader_loop.h"
 #include "http/admin_server.h"
@@ -118,6 +119,23 @@ int RunTask(const TaskSpec& spec, common::StopToken* stop) {
   status_done.RequestStop();
   status.Join();
   return ExitAfterRun(spec.command, result, *stop);
+}
+
+std::string ElectionName(const std::string& meta_prefix, const std::string& task) {
+  return meta_prefix + task + "/election";
+}
+
+absl::StatusOr<std::unique_ptr<etcd::Client>> ConnectClient(const config::EtcdConnection& conn,
+                                                            const std::string& name) {
+  ASSIGN_OR_RETURN(std::unique_ptr<etcd::Client> client,
+                   etcd::Client::Create(conn.ToClientOptions(name)));
+  RETURN_IF_ERROR(client->Connect().status());
+  return client;
+}
+
+absl::StatusOr<std::vector<etcd::Compare>> CurrentLeaderFence(etcd::Client* election,
+                                                              const std::string& election_name) {
+  return election::LeaderFence(election, election_name);
 }
 
 }  // namespace kvsync::cli

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -56,5 +57,20 @@ struct TaskSpec {
 
 // Runs the task and returns its exit code (ExitAfterRun's rules).
 int RunTask(const TaskSpec& spec, common::StopToken* stop);
+
+// The election key prefix of a task: <meta-prefix><name>/election (etcd2etcd, zk2etcd, check).
+std::string ElectionName(const std::string& meta_prefix, const std::string& task);
+
+// A client for `conn`, created and connected (blocks up to its dial timeout). Errors: the
+// configuration's (InvalidArgument, exit 2), refused credentials (PermissionDenied, exit 2),
+// an unreachable cluster (Unavailable, exit 3).
+absl::StatusOr<std::unique_ptr<etcd::Client>> ConnectClient(const config::EtcdConnection& conn,
+                                                            const std::string& name);
+
+// The fence of the task's current leader on the election cluster, for a writer outside the
+// election (check --fix): what the leader's own txns carry, so that a repair can never land
+// after a takeover it did not see; empty when nobody leads. Errors: the election cluster's.
+absl::StatusOr<std::vector<etcd::Compare>> CurrentLeaderFence(etcd::Client* election,
+                                                              const std::string& election_name);
 
 }  // namespace kvsync::cli

@@ -251,7 +251,7 @@ int RunSync(Flags* f, CLI::App* cmd) {
   spec.task = c.name;
   spec.ha = c.ha;
   spec.instance_id = c.instance_id;
-  spec.election_name = c.TaskMeta() + "election";
+  spec.election_name = ElectionName(c.meta_prefix, c.name);
   spec.lease_ttl = c.lease_ttl;
   spec.election_client = election_client.get();
   spec.admin_addr = c.admin_addr;
@@ -330,7 +330,7 @@ int RunCheck(Flags* f, CLI::App* cmd) {
     return ReportAndExit(
         "check", absl::FailedPreconditionError(absl::StrCat("--fix ", report->fix_held_reason)));
   }
-  return report->consistent() ? kExitOk : kExitFailure;
+  return Exit(report->consistent() ? ExitCode::kOk : ExitCode::kFindings);
 }
 
 }  // namespace
@@ -389,8 +389,9 @@ std::function<int()> AddCheckZk2EtcdCommand(CLI::App* check) {
       "src miss (a key kvsync owns left after its znode went), mismatch (different data).\n"
       "Keys of other writers are counted as not owned and never deleted; keys whose ownership\n"
       "cannot be read (Redis down) and znodes kvsync may not read (ACL) make the check\n"
-      "inconclusive. Exit 0 consistent, 1 differences or inconclusive, 2 error or a --fix whose\n"
-      "deletes the deletion guard held. Takes the same flags (or --config) as `kvsync zk2etcd`;\n"
+      "inconclusive. Exit 0 consistent, 1 differences or inconclusive, 2 configuration or a\n"
+      "--fix whose deletes the deletion guard held, 3 ZooKeeper or etcd unreachable or the\n"
+      "check could not complete. Takes the same flags (or --config) as `kvsync zk2etcd`;\n"
       "those only the sync uses are accepted and ignored.");
   AddTaskFlags(cmd, flags.get());
   cmd->add_option("--show", flags->show, "sample keys printed per kind of difference")

@@ -4,8 +4,10 @@
 #include <thread>
 
 #include "common/backoff.h"
+#include "common/check.h"
 #include "common/digest.h"
 #include "common/error_series.h"
+#include "common/errors.h"
 #include "common/rate_limiter.h"
 #include "common/stop_token.h"
 #include "common/strings.h"
@@ -13,6 +15,45 @@
 
 namespace kvsync::common {
 namespace {
+
+// A failed check aborts, naming the condition and the streamed message; a passing one does
+// nothing and evaluates its condition once.
+TEST(CheckDeathTest, FailedCheckAbortsNamingConditionAndMessage) {
+  int evaluated = 0;
+  KVSYNC_CHECK(++evaluated == 1) << "never printed";
+  EXPECT_EQ(evaluated, 1);
+  EXPECT_DEATH(KVSYNC_CHECK(1 + 1 == 3) << "arithmetic broke: " << 42,
+               "invariant violated at .*common_test.cc:[0-9]+: 1 \\+ 1 == 3: arithmetic broke: 42");
+}
+
+// The kind survives copies, can be replaced or cleared, and is ignored on OK.
+TEST(ErrorKindTest, TravelsWithTheStatus) {
+  absl::Status s = WithKind(absl::AbortedError("x"), ErrorKind::kFenced);
+  absl::Status copy = s;
+  EXPECT_EQ(KindOf(copy), ErrorKind::kFenced);
+  EXPECT_EQ(KindOf(WithKind(s, ErrorKind::kSessionExpired)), ErrorKind::kSessionExpired);
+  EXPECT_EQ(KindOf(WithKind(s, ErrorKind::kNone)), ErrorKind::kNone);
+  EXPECT_TRUE(WithKind(absl::OkStatus(), ErrorKind::kTransient).ok());
+  EXPECT_EQ(KindOf(absl::UnavailableError("plain")), ErrorKind::kNone);
+  EXPECT_STREQ(ErrorKindName(ErrorKind::kRequestTooLarge), "request_too_large");
+}
+
+// The shared retry rule: marked transient, or an unmarked Unavailable / DeadlineExceeded.
+// Internal, Unknown, Aborted, Cancelled and every other kind are never retried.
+TEST(ErrorKindTest, IsTransientRule) {
+  EXPECT_TRUE(IsTransient(absl::UnavailableError("x")));
+  EXPECT_TRUE(IsTransient(absl::DeadlineExceededError("x")));
+  EXPECT_TRUE(IsTransient(WithKind(absl::ResourceExhaustedError("x"), ErrorKind::kTransient)));
+  EXPECT_FALSE(IsTransient(absl::OkStatus()));
+  EXPECT_FALSE(IsTransient(absl::ResourceExhaustedError("x")));
+  EXPECT_FALSE(IsTransient(absl::InternalError("x")));
+  EXPECT_FALSE(IsTransient(absl::UnknownError("x")));
+  EXPECT_FALSE(IsTransient(absl::AbortedError("x")));
+  EXPECT_FALSE(IsTransient(absl::CancelledError("x")));
+  EXPECT_FALSE(IsTransient(absl::FailedPreconditionError("x")));
+  EXPECT_FALSE(IsTransient(absl::PermissionDeniedError("x")));
+  EXPECT_FALSE(IsTransient(WithKind(absl::UnavailableError("x"), ErrorKind::kSessionExpired)));
+}
 
 // A retry series reports its first failure and each new kind, not repeats of a kind whose
 // messages differ only in numbers; after Reset the next failure is new again.

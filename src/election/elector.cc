@@ -1,7 +1,7 @@
 #include "election/elector.h"
 
-#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
+#include "common/errors.h"
 #include "common/status_macros.h"
 #include "log/log.h"
 #include "runtime/thread.h"
@@ -12,14 +12,26 @@ constexpr char kLog[] = "election";
 }  // namespace
 
 absl::Status FencedError(const std::string& context) {
-  absl::Status s = absl::FailedPreconditionError(
-      absl::StrCat(context, ": fenced, this instance is no longer the leader"));
-  s.SetPayload("kvsync.election/fenced", absl::Cord("1"));
-  return s;
+  return common::WithKind(
+      absl::AbortedError(absl::StrCat(context, ": fenced, this instance is no longer the leader")),
+      common::ErrorKind::kFenced);
 }
 
 bool IsFenced(const absl::Status& status) {
-  return status.GetPayload("kvsync.election/fenced").has_value();
+  return common::KindOf(status) == common::ErrorKind::kFenced;
+}
+
+absl::StatusOr<std::vector<etcd::Compare>> LeaderFence(etcd::Client* client,
+                                                       const std::string& election_name) {
+  auto leader = client->Leader(election_name);
+  if (etcd::IsNoLeader(leader.status())) return std::vector<etcd::Compare>{};
+  if (!leader.ok()) return leader.status();
+  etcd::Compare c;
+  c.key = leader->key;
+  c.target = etcd::Compare::Target::kCreateRevision;
+  c.result = etcd::Compare::Result::kEqual;
+  c.number = leader->create_revision;
+  return std::vector<etcd::Compare>{c};
 }
 
 Elector::Elector(etcd::Client* client, ElectorOptions options, const common::StopToken* stop)
@@ -159,9 +171,7 @@ void Elector::Resign() {
 absl::StatusOr<std::string> Elector::CurrentLeader() {
   auto kv = client_->Leader(options_.election_name);
   if (!kv.ok()) {
-    if (kv.status().message().find("election: no leader") != std::string::npos) {
-      return std::string();
-    }
+    if (etcd::IsNoLeader(kv.status())) return std::string();
     return kv.status();
   }
   return kv->value;

@@ -35,9 +35,16 @@ struct ElectorOptions {
   std::chrono::seconds lease_ttl{5};
 };
 
-// The status a write returns when its fence compare failed: this instance no longer leads.
+// The status a write returns when its fence compare failed: this instance no longer leads
+// (Aborted, kind kFenced; never transient, never a configuration error).
 absl::Status FencedError(const std::string& context);
 bool IsFenced(const absl::Status& status);
+
+// The fence of whoever leads `election_name` now, for a writer that is not a candidate (check
+// --fix): one compare on the leader key's create revision, or none when nobody leads. Errors:
+// the Leader() call's (transient ones included; the caller decides).
+absl::StatusOr<std::vector<etcd::Compare>> LeaderFence(etcd::Client* client,
+                                                       const std::string& election_name);
 
 class Elector {
  public:

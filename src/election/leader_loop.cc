@@ -3,6 +3,7 @@
 #include <thread>
 
 #include "common/backoff.h"
+#include "common/check.h"
 #include "common/error_series.h"
 #include "etcd/types.h"
 #include "log/log.h"
@@ -19,6 +20,8 @@ absl::Status RunWhileLeader(Elector* elector, const common::StopToken* stop, con
   while (!stop->stopped()) {
     absl::Status campaigned = elector->Campaign();
     if (absl::IsCancelled(campaigned)) break;
+    // Every campaign starts from a fresh lease, so its failures (unreachable, a lease that
+    // expired meanwhile, a refusal an operator fixes) are retried, logged once per kind.
     if (!campaigned.ok()) {
       if (failures.IsNew(campaigned)) {
         log::Warn(kLog, "campaign failed, retrying",
@@ -32,12 +35,15 @@ absl::Status RunWhileLeader(Elector* elector, const common::StopToken* stop, con
     if (observer.on_role) observer.on_role(true);
 
     // The term ends on a stop request or a lost lease, whichever comes first.
+    std::vector<etcd::Compare> fence = elector->Fence();
+    KVSYNC_CHECK(!fence.empty()) << "a term would write unfenced: Campaign succeeded but "
+                                    "the elector holds no leader key";
     common::StopToken term_stop;
     absl::Status result = [&] {
       common::StopCallback on_stop(*stop, [&term_stop] { term_stop.RequestStop(); });
       common::StopCallback on_lost(elector->lost_token(),
                                    [&term_stop] { term_stop.RequestStop(); });
-      return term(term_stop, elector->Fence());
+      return term(term_stop, std::move(fence));
     }();
     if (observer.on_role) observer.on_role(false);
 
@@ -47,29 +53,30 @@ absl::Status RunWhileLeader(Elector* elector, const common::StopToken* stop, con
       elector->Resign();
       continue;
     }
-    if (!result.ok() && !IsFenced(result) && observer.on_term_error) {
-      observer.on_term_error(result);
+    if (stop->stopped()) {
+      // Whatever the term returned while stopping (Cancelled, an interrupted connect) is the
+      // stop; the caller maps it (cli::ExitAfterRun).
+      elector->Resign();
+      return result;
     }
-    if (!stop->stopped() && etcd::IsTransient(result)) {
+    // A term cut short by the lost lease ends OK or Cancelled: campaign again.
+    if (elector->lost() && (result.ok() || absl::IsCancelled(result))) {
+      log::Warn(kLog, "lost leadership, campaigning again");
+      elector->Resign();
+      continue;
+    }
+    if (!result.ok() && observer.on_term_error) observer.on_term_error(result);
+    if (etcd::IsTransient(result)) {
       // E.g. the source is unreachable: let another replica try while this one backs off.
       log::Warn(kLog, "term failed, stepping down", {{"error", result}});
       elector->Resign();
       if (stop->WaitFor(backoff.Next())) break;
       continue;
     }
-    if (stop->stopped() || !result.ok()) {
-      elector->Resign();
-      if (!result.ok()) return result;
-      break;
-    }
-    if (elector->lost()) {
-      log::Warn(kLog, "lost leadership, campaigning again");
-      elector->Resign();
-      continue;
-    }
-    // The engine finished on its own (e.g. --once): hand over and return.
+    // Done on its own (e.g. --once), or an error that is not transient (a refusal, an error
+    // nobody classified): hand over and return it, never retried forever.
     elector->Resign();
-    return absl::OkStatus();
+    return result;
   }
   return absl::OkStatus();
 }

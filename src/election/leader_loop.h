@@ -3,10 +3,13 @@
 // RunWhileLeader campaigns; once leading it calls `term(term_stop, fence)`. The term ends when
 // the process is asked to stop, when the lease is lost (keep-alives failed for a TTL), or when
 // the engine returns (a fenced write returns IsFenced). Then: on a stop request the instance
-// resigns, so a standby takes over at once, and the function returns OK; on lost leadership or
-// a fenced write it logs, counts, and campaigns again; on a transient engine error (a cluster
-// unreachable) it resigns, backs off and campaigns again, so another replica may try. Any
-// other engine error ends the loop with that error (after resigning). Engine thread only.
+// resigns, so a standby takes over at once, and the function returns what the term returned
+// (OK or the interrupted call's error; cli::ExitAfterRun treats both as the stop); on lost
+// leadership or a fenced write it logs, counts, and campaigns again; on a transient engine
+// error (etcd::IsTransient: a cluster unreachable) it resigns, backs off and campaigns again,
+// so another replica may try. Any other engine error (a refusal, an error nobody classified)
+// ends the loop with that error after resigning: it is never retried forever. A term never
+// runs without a fence (checked: a violation aborts). Engine thread only.
 #pragma once
 
 #include <functional>

@@ -112,6 +112,7 @@ class Client : public ClusterApi {
   absl::StatusOr<LeaderKey> Campaign(const std::string& name, int64_t lease,
                                      const std::string& value, std::chrono::milliseconds timeout,
                                      const common::StopToken* cancel = nullptr);
+  // The oldest candidate's key and value; IsNoLeader (types.h) when nobody campaigns.
   absl::StatusOr<KeyValue> Leader(const std::string& name);
   absl::Status Resign(const LeaderKey& leader);
 

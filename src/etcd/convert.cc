@@ -2,15 +2,45 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/errors.h"
 
 namespace kvsync::etcd {
 
 absl::Status FromGrpc(const grpc::Status& status, const std::string& context) {
   if (status.ok()) return absl::OkStatus();
-  std::string message = absl::StrCat(context, ": ", status.error_message());
-  if (status.error_code() == grpc::StatusCode::OUT_OF_RANGE &&
-      absl::StrContains(status.error_message(), "compacted")) {
-    return CompactedError(0, context);
+  const std::string& text = status.error_message();
+  std::string message = absl::StrCat(context, ": ", text);
+  using common::ErrorKind;
+  switch (status.error_code()) {
+    case grpc::StatusCode::OUT_OF_RANGE:
+      if (absl::StrContains(text, "compacted")) return CompactedError(0, context);
+      break;
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      // gRPC's own message size limit ("Sent/Received message larger than max") can never pass;
+      // etcd's "too many requests" and "database space exceeded" (NOSPACE) pass once the
+      // server catches up or an operator disarms the alarm.
+      if (absl::StrContains(text, "larger than max")) {
+        return common::WithKind(absl::ResourceExhaustedError(message), ErrorKind::kRequestTooLarge);
+      }
+      return common::WithKind(absl::ResourceExhaustedError(message), ErrorKind::kTransient);
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      if (absl::StrContains(text, "request is too large") ||
+          absl::StrContains(text, "too many operations in txn request")) {
+        return RequestTooLargeError(message);
+      }
+      break;
+    case grpc::StatusCode::CANCELLED:
+      // A cancel of our own says "Cancelled"; etcd cancels the streams of a member that stops.
+      if (absl::StartsWith(text, "etcdserver: ")) return absl::UnavailableError(message);
+      break;
+    case grpc::StatusCode::UNKNOWN:
+      // v3election returns concurrency.ErrElectionNoLeader untranslated.
+      if (absl::StrContains(text, "election: no leader")) {
+        return common::WithKind(absl::NotFoundError(message), ErrorKind::kNoLeader);
+      }
+      break;
+    default:
+      break;
   }
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()), message);
 }

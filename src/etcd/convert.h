@@ -11,8 +11,10 @@
 
 namespace kvsync::etcd {
 
-// Maps a gRPC status to absl (same codes), prefixing `context`. A compacted-revision error
-// becomes CompactedError.
+// Maps a gRPC status to absl, prefixing `context`, and classifies it once (the rules are in
+// types.h, above IsTransient): the only place in kvsync that reads etcd's error messages.
+// Codes are kept except a server's "etcdserver: watch canceled" (Cancelled → Unavailable: a
+// member stopping) and "election: no leader" (Unknown → NotFound, kind kNoLeader).
 absl::Status FromGrpc(const grpc::Status& status, const std::string& context);
 
 Header FromPb(const etcdserverpb::ResponseHeader& h);

@@ -206,12 +206,12 @@ bool FakeEtcd::CompareHolds(const Compare& c) const {
 
 absl::Status FakeEtcd::CheckTxn(const TxnRequest& request) const {
   if (static_cast<int64_t>(request.ByteSize()) > options_.max_request_bytes) {
-    return absl::InvalidArgumentError(options_.label + " txn: etcdserver: request is too large");
+    return RequestTooLargeError(options_.label + " txn: etcdserver: request is too large");
   }
   for (const std::vector<Op>* branch : {&request.success, &request.failure}) {
     if (branch->size() > static_cast<size_t>(options_.max_txn_ops)) {
-      return absl::InvalidArgumentError(options_.label +
-                                        " txn: etcdserver: too many operations in txn request");
+      return RequestTooLargeError(options_.label +
+                                  " txn: etcdserver: too many operations in txn request");
     }
     std::set<std::string> puts;
     for (const Op& op : *branch) {

@@ -8,38 +8,49 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/errors.h"
 
 namespace kvsync::etcd {
 namespace {
-constexpr char kCompactedPayload[] = "kvsync.etcd/compacted";
-constexpr char kWatchCanceledPayload[] = "kvsync.etcd/watch-canceled";
+constexpr char kCompactRevisionPayload[] = "type.kvsync/kvsync.etcd.CompactRevision";
 }  // namespace
 
 absl::Status CompactedError(int64_t compact_revision, const std::string& context) {
-  absl::Status status = absl::OutOfRangeError(absl::StrCat(
-      context, ": required revision has been compacted (compact revision ", compact_revision, ")"));
-  status.SetPayload(kCompactedPayload, absl::Cord(absl::StrCat(compact_revision)));
+  absl::Status status = common::WithKind(
+      absl::OutOfRangeError(absl::StrCat(context,
+                                         ": required revision has been compacted (compact "
+                                         "revision ",
+                                         compact_revision, ")")),
+      common::ErrorKind::kCompacted);
+  status.SetPayload(kCompactRevisionPayload, absl::Cord(absl::StrCat(compact_revision)));
   return status;
 }
 
 bool IsCompacted(const absl::Status& status) {
-  return status.GetPayload(kCompactedPayload).has_value();
+  return common::KindOf(status) == common::ErrorKind::kCompacted;
 }
 
 int64_t CompactRevision(const absl::Status& status) {
-  auto payload = status.GetPayload(kCompactedPayload);
+  auto payload = status.GetPayload(kCompactRevisionPayload);
   int64_t rev = 0;
   if (payload && absl::SimpleAtoi(std::string(*payload), &rev)) return rev;
   return 0;
 }
 
+absl::Status RequestTooLargeError(const std::string& message) {
+  return common::WithKind(absl::InvalidArgumentError(message), common::ErrorKind::kRequestTooLarge);
+}
+
 bool IsRequestTooLarge(const absl::Status& status) {
-  return absl::StrContains(status.message(), "request is too large") ||
-         absl::StrContains(status.message(), "too many operations in txn request") ||
-         absl::StrContains(status.message(), "larger than max");
+  return common::KindOf(status) == common::ErrorKind::kRequestTooLarge;
+}
+
+bool IsNoLeader(const absl::Status& status) {
+  return common::KindOf(status) == common::ErrorKind::kNoLeader;
 }
 
 absl::Status WatchCanceledError(const std::string& reason, const std::string& context) {
+  // The server's reason is free text (etcd 3.4 sends the error's message): read once, here.
   std::string message = absl::StrCat(context, " canceled by the server: ", reason);
   if (absl::StrContains(reason, "permission denied")) {
     return absl::PermissionDeniedError(message);
@@ -47,15 +58,14 @@ absl::Status WatchCanceledError(const std::string& reason, const std::string& co
   if (absl::StrContains(reason, "auth") || absl::StrContains(reason, "token")) {
     return absl::UnauthenticatedError(message);
   }
-  absl::Status status = absl::FailedPreconditionError(message);
-  status.SetPayload(kWatchCanceledPayload, absl::Cord(reason));
-  return status;
+  return common::WithKind(absl::FailedPreconditionError(message),
+                          common::ErrorKind::kWatchCanceled);
 }
 
 const char* RefusalReason(const absl::Status& status) {
   if (status.code() == absl::StatusCode::kPermissionDenied) return "permission_denied";
   if (status.code() == absl::StatusCode::kUnauthenticated) return "auth";
-  if (status.GetPayload(kWatchCanceledPayload).has_value()) return "watch_canceled";
+  if (common::KindOf(status) == common::ErrorKind::kWatchCanceled) return "watch_canceled";
   return "";
 }
 
@@ -83,19 +93,6 @@ bool RequestedProgressIsOrdered(const std::string& version) {
   return minor > 5;
 }
 
-bool IsTransient(const absl::Status& status) {
-  switch (status.code()) {
-    case absl::StatusCode::kUnavailable:
-    case absl::StatusCode::kDeadlineExceeded:
-    case absl::StatusCode::kAborted:
-    case absl::StatusCode::kResourceExhausted:
-    case absl::StatusCode::kUnknown:
-    case absl::StatusCode::kInternal:
-    case absl::StatusCode::kCancelled:
-      return true;
-    default:
-      return false;
-  }
-}
+bool IsTransient(const absl::Status& status) { return common::IsTransient(status); }
 
 }  // namespace kvsync::etcd

@@ -146,15 +146,35 @@ struct WatchResponse {
   bool IsProgressNotify() const { return events.empty() && !created && !canceled; }
 };
 
-// Status helpers. A compacted revision becomes one recognisable status (OutOfRange with a
-// payload) so that callers can switch to a full resync.
+// Error classification of the etcd edge. Every status leaving src/etcd was converted once
+// (FromGrpc, or built here), and callers decide with these predicates, never with messages.
+// The rules follow etcd 3.4's own error table (etcdserver/api/v3rpc/rpctypes/error.go):
+//   transient: Unavailable (no leader, leader changed, request timed out, server stopped,
+//     unhealthy cluster, a member or link down), DeadlineExceeded, ResourceExhausted "too many
+//     requests" and "database space exceeded" (retried until an operator disarms the alarm; the
+//     task stays up), a server-side "etcdserver: watch canceled" stream cancel (a member
+//     stopping; reported as Unavailable);
+//   compacted: OutOfRange "required revision has been compacted" (IsCompacted: slow path);
+//   request too large: "request is too large", "too many operations in txn request", gRPC's
+//     "larger than max" message limit (IsRequestTooLarge: split, never retried as is);
+//   refused: PermissionDenied, Unauthenticated, a watch cancelled for another reason
+//     (IsRefused);
+//   no leader: the election API's "election: no leader" (IsNoLeader; NotFound);
+//   anything else (Internal, Unknown, InvalidArgument, ...): permanent, never retried forever.
+//
+// A compacted revision becomes one recognisable status (OutOfRange, kind kCompacted) carrying
+// the compact revision, so that callers can switch to a full resync.
 absl::Status CompactedError(int64_t compact_revision, const std::string& context);
 bool IsCompacted(const absl::Status& status);
 int64_t CompactRevision(const absl::Status& status);
-// The request exceeded the server's --max-request-bytes (or --max-txn-ops).
+// The request exceeded the server's --max-request-bytes (or --max-txn-ops): InvalidArgument
+// of kind kRequestTooLarge (FromGrpc makes it; fakes of the etcd API make it here).
+absl::Status RequestTooLargeError(const std::string& message);
 bool IsRequestTooLarge(const absl::Status& status);
-// Transport-level faults worth retrying (unavailable, deadline, no leader, aborted...).
+// Worth retrying unchanged with backoff (see the rules above; common::IsTransient).
 bool IsTransient(const absl::Status& status);
+// Leader() found no leader of the election.
+bool IsNoLeader(const absl::Status& status);
 
 // Whether a progress notification the client *requested* (WatchResponse::watch_id == -1) can be
 // trusted to follow every event of the stream's watchers up to its revision. etcd before

@@ -1,6 +1,8 @@
 #include "etcd/types.h"
 
+#include "common/errors.h"
 #include "etcd/client.h"
+#include "etcd/convert.h"
 #include "gtest/gtest.h"
 
 namespace kvsync::etcd {
@@ -12,6 +14,77 @@ TEST(Types, CompactedErrorIsRecognisable) {
   EXPECT_TRUE(IsCompacted(s));
   EXPECT_EQ(CompactRevision(s), 42);
   EXPECT_FALSE(IsCompacted(absl::OutOfRangeError("future revision")));
+}
+
+// Every etcd 3.4 error (rpctypes/error.go) and gRPC transport failure is classified once, at
+// conversion: transient ones are retried, the rest never forever.
+TEST(Classify, EtcdErrorsByMeaning) {
+  using C = grpc::StatusCode;
+  auto conv = [](C code, const std::string& text) { return FromGrpc({code, text}, "ctx"); };
+  for (const char* text :
+       {"etcdserver: no leader", "etcdserver: leader changed", "etcdserver: request timed out",
+        "etcdserver: server stopped", "etcdserver: unhealthy cluster",
+        "etcdserver: request timed out, possibly due to previous leader failure",
+        "failed to connect to all addresses", "Socket closed"}) {
+    EXPECT_TRUE(IsTransient(conv(C::UNAVAILABLE, text))) << text;
+  }
+  EXPECT_TRUE(IsTransient(conv(C::DEADLINE_EXCEEDED, "Deadline Exceeded")));
+  EXPECT_TRUE(IsTransient(conv(C::RESOURCE_EXHAUSTED, "etcdserver: too many requests")));
+  EXPECT_TRUE(
+      IsTransient(conv(C::RESOURCE_EXHAUSTED, "etcdserver: mvcc: database space exceeded")));
+  // A member stopping cancels its streams: transient; our own cancel is not.
+  absl::Status stopping = conv(C::CANCELLED, "etcdserver: watch canceled");
+  EXPECT_TRUE(absl::IsUnavailable(stopping));
+  EXPECT_TRUE(IsTransient(stopping));
+  EXPECT_FALSE(IsTransient(conv(C::CANCELLED, "Cancelled")));
+
+  absl::Status compacted =
+      conv(C::OUT_OF_RANGE, "etcdserver: mvcc: required revision has been compacted");
+  EXPECT_TRUE(IsCompacted(compacted));
+  EXPECT_FALSE(IsTransient(compacted));
+  EXPECT_FALSE(IsCompacted(
+      conv(C::OUT_OF_RANGE, "etcdserver: mvcc: required revision is a future revision")));
+
+  for (auto [code, text] : std::vector<std::pair<C, std::string>>{
+           {C::INVALID_ARGUMENT, "etcdserver: request is too large"},
+           {C::INVALID_ARGUMENT, "etcdserver: too many operations in txn request"},
+           {C::RESOURCE_EXHAUSTED, "Sent message larger than max (2000000 vs. 1572864)"}}) {
+    absl::Status s = conv(code, text);
+    EXPECT_TRUE(IsRequestTooLarge(s)) << text;
+    EXPECT_FALSE(IsTransient(s)) << text;
+  }
+
+  absl::Status no_leader = conv(C::UNKNOWN, "election: no leader");
+  EXPECT_TRUE(IsNoLeader(no_leader));
+  EXPECT_TRUE(absl::IsNotFound(no_leader));
+
+  EXPECT_TRUE(IsRefused(conv(C::PERMISSION_DENIED, "etcdserver: permission denied")));
+  EXPECT_TRUE(IsRefused(conv(C::UNAUTHENTICATED, "etcdserver: invalid auth token")));
+  // Neither an unknown nor an internal error is retried: they would fail forever.
+  for (auto [code, text] : std::vector<std::pair<C, std::string>>{
+           {C::UNKNOWN, "etcdserver: something new"},
+           {C::INTERNAL, "Received RST_STREAM with error code 2"},
+           {C::ABORTED, "aborted"},
+           {C::FAILED_PRECONDITION, "etcdserver: not leader"},
+           {C::INVALID_ARGUMENT, "etcdserver: duplicate key given in txn request"},
+           {C::PERMISSION_DENIED, "etcdserver: permission denied"},
+           {C::DATA_LOSS, "etcdserver: corrupt cluster"}}) {
+    absl::Status s = conv(code, text);
+    EXPECT_FALSE(IsTransient(s)) << text;
+    EXPECT_FALSE(IsCompacted(s) || IsRequestTooLarge(s) || IsNoLeader(s)) << text;
+  }
+}
+
+// A watch the server cancelled is a refusal of its own kind (not a configuration mistake in
+// the message-matching sense): permission and auth reasons become those codes.
+TEST(Classify, WatchCancelReasons) {
+  EXPECT_STREQ(RefusalReason(WatchCanceledError("etcdserver: permission denied", "w")),
+               "permission_denied");
+  EXPECT_STREQ(RefusalReason(WatchCanceledError("etcdserver: invalid auth token", "w")), "auth");
+  absl::Status other = WatchCanceledError("no reason given", "w");
+  EXPECT_STREQ(RefusalReason(other), "watch_canceled");
+  EXPECT_EQ(common::KindOf(other), common::ErrorKind::kWatchCanceled);
+  EXPECT_FALSE(IsTransient(other));
 }
 
 // Endpoint lists are split on commas with blanks around items dropped; empty items stay, for

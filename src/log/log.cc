@@ -8,6 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/check.h"
 #include "spdlog/sinks/stdout_sinks.h"
 #include "spdlog/spdlog.h"
 
@@ -16,6 +17,15 @@ namespace {
 
 std::atomic<Format> g_format{Format::kJson};
 std::atomic<Level> g_level{Level::kInfo};
+
+std::shared_ptr<spdlog::logger>& Logger();
+
+// A failed KVSYNC_CHECK: one error line through the logger (flushed at once), then the abort.
+void OnCheckFailure(std::string_view file, int line, std::string_view condition,
+                    std::string_view message) {
+  Write(Level::kError, "check", "invariant violated",
+        {{"file", file}, {"line", line}, {"condition", condition}, {"message", message}});
+}
 
 std::shared_ptr<spdlog::logger>& Logger() {
   // stderr_sink_mt serialises writers so lines never interleave.
@@ -112,6 +122,7 @@ absl::Status Init(std::string_view level, std::string_view format) {
         absl::StrCat("--log-format must be json or text, got \"", std::string(format), "\""));
   }
   Logger();
+  common::SetCheckFailureHandler(&OnCheckFailure);
   return absl::OkStatus();
 }
 

@@ -17,6 +17,7 @@ enum class Format { kJson, kText };
 enum class Level { kDebug, kInfo, kWarn, kError };
 
 // Parses "debug|info|warn|error" and "json|text"; returns InvalidArgument on anything else.
+// Also routes failed KVSYNC_CHECKs (common/check.h) through the logger.
 absl::Status Init(std::string_view level, std::string_view format);
 
 class Field {

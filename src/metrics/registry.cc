@@ -9,15 +9,15 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "common/check.h"
 
 namespace kvsync::metrics {
 namespace {
 
 // Registration mistakes are bugs in kvsync, found on the first start-up: crash with the reason.
 [[noreturn]] void Fatal(const std::string& message) {
-  std::fprintf(stderr, "kvsync::metrics: %s\n", message.c_str());
-  std::fflush(stderr);
-  std::abort();
+  KVSYNC_CHECK(false) << "kvsync::metrics: " << message;
+  std::abort();  // not reached: a failed check aborts
 }
 
 bool IsMetricName(const std::string& name) {

@@ -1,9 +1,17 @@
 #include "mirror/txn_batcher.h"
 
+#include "common/check.h"
+
 namespace kvsync::mirror {
 
 TxnBatcher::TxnBatcher(int max_ops, int64_t max_bytes, int reserved_ops, int64_t reserved_bytes)
-    : max_ops_(max_ops - reserved_ops), max_bytes_(max_bytes - reserved_bytes) {}
+    : max_ops_(max_ops - reserved_ops), max_bytes_(max_bytes - reserved_bytes) {
+  // Validation keeps --max-txn-ops and --max-request-bytes above what the checkpoint reserves;
+  // a batch with no room would otherwise send one op per txn or none at all.
+  KVSYNC_CHECK(max_ops_ > 0 && max_bytes_ > 0)
+      << "txn limits " << max_ops << " ops / " << max_bytes << " bytes leave no room after "
+      << reserved_ops << " ops / " << reserved_bytes << " bytes reserved";
+}
 
 bool TxnBatcher::Fits(size_t ops, size_t bytes) const {
   return ops_.size() + ops <= static_cast<size_t>(max_ops_) &&

@@ -10,7 +10,6 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -144,8 +143,7 @@ class RedisStore : public Store {
     if (!replies.ok()) return replies.status();
     for (size_t i = 0; i < replies->size(); ++i) {
       if ((*replies)[i].type == redis::Reply::Type::kError) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("redis ", commands[i][0], ": ", (*replies)[i].str));
+        return redis::ReplyError(commands[i][0], (*replies)[i]);
       }
     }
     return absl::OkStatus();
@@ -170,11 +168,12 @@ class RedisStore : public Store {
     size_t next = 0;
     for (redis::Reply& reply : *replies) {
       if (reply.type == redis::Reply::Type::kError) {
-        if (!use_sismember_ && absl::StrContains(reply.str, "unknown command")) {
+        absl::Status refused = redis::ReplyError("membership check", reply);
+        if (!use_sismember_ && absl::IsUnimplemented(refused)) {
           use_sismember_ = true;
           return Members(keys, out);
         }
-        return absl::FailedPreconditionError(absl::StrCat("redis membership check: ", reply.str));
+        return refused;
       }
       std::vector<redis::Reply> single;
       std::vector<redis::Reply>* values = &reply.elements;

@@ -15,9 +15,11 @@
 #include <climits>
 #include <cstring>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "common/errors.h"
 #include "common/status_macros.h"
 
 namespace kvsync::redis {
@@ -443,6 +445,22 @@ absl::Status ValidateOptions(const Options& options) {
   return absl::OkStatus();
 }
 
+absl::Status ReplyError(const std::string& command, const Reply& reply) {
+  std::string message = absl::StrCat("redis ", command, ": ", reply.str);
+  const std::string prefix = reply.str.substr(0, reply.str.find(' '));
+  for (const char* transient :
+       {"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "READONLY", "CLUSTERDOWN", "MISCONF"}) {
+    if (prefix == transient) return absl::UnavailableError(message);
+  }
+  for (const char* refused : {"NOAUTH", "WRONGPASS", "NOPERM"}) {
+    if (prefix == refused) return absl::PermissionDeniedError(message);
+  }
+  if (absl::StartsWith(reply.str, "ERR unknown command")) return absl::UnimplementedError(message);
+  return absl::FailedPreconditionError(message);
+}
+
+bool IsTransient(const absl::Status& status) { return common::IsTransient(status); }
+
 void EncodeCommand(const std::vector<std::string>& args, std::string* out) {
   absl::StrAppend(out, "*", args.size(), "\r\n");
   for (const std::string& arg : args) absl::StrAppend(out, "$", arg.size(), "\r\n", arg, "\r\n");
@@ -541,10 +559,8 @@ absl::StatusOr<Reply> Client::Command(const std::vector<std::string>& args) {
   EncodeCommand(args, &out);
   RETURN_IF_ERROR(Send(out));
   ASSIGN_OR_RETURN(Reply reply, ReadReply());
-  if (reply.type == Reply::Type::kError) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("redis ", args.empty() ? std::string() : args[0], ": ", reply.str));
-  }
+  if (reply.type == Reply::Type::kError)
+    return ReplyError(args.empty() ? std::string() : args[0], reply);
   return reply;
 }
 

@@ -10,9 +10,9 @@
 // destructor.
 //
 // Errors: InvalidArgument for bad options, Unavailable for network/TLS failures (the message
-// names the address), PermissionDenied when AUTH (or SELECT without AUTH) is refused,
-// FailedPrecondition for other server error replies to Command(). The password never appears
-// in a message.
+// names the address), PermissionDenied when AUTH (or SELECT without AUTH) is refused, and for
+// error replies to Command() the classification of ReplyError. The password never appears in
+// a message.
 #pragma once
 
 #include <chrono>
@@ -66,7 +66,7 @@ class Client {
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
-  // Sends one command and reads its reply. An error reply becomes FailedPrecondition carrying
+  // Sends one command and reads its reply. An error reply becomes ReplyError's status carrying
   // the server's message (the connection stays usable); an IO error or a malformed reply
   // becomes Unavailable and marks the connection broken.
   absl::StatusOr<Reply> Command(const std::vector<std::string>& args);
@@ -99,6 +99,18 @@ void EncodeCommand(const std::vector<std::string>& args, std::string* out);
 // Parses one RESP2 reply from the front of `data`. Returns the number of bytes consumed and
 // fills `reply`; 0 when `data` holds only part of a reply; InvalidArgument when it is malformed
 // (unknown type byte, bad length, nesting deeper than 32). Exposed for tests.
+// The one place Redis error replies are classified (by their error prefix):
+//   transient (Unavailable, IsTransient): LOADING, BUSY, TRYAGAIN, MASTERDOWN, READONLY (a
+//     replica during failover), CLUSTERDOWN, MISCONF (writes refused until a save succeeds);
+//   refused (PermissionDenied): NOAUTH, WRONGPASS, NOPERM;
+//   Unimplemented: "ERR unknown command" (an older server);
+//   FailedPrecondition: every other error reply (WRONGTYPE...): the data or the server needs
+//     an operator; never retried as transient.
+// `reply` must be a kError reply; the message names `command` and carries the server's text.
+absl::Status ReplyError(const std::string& command, const Reply& reply);
+// Worth retrying after a reconnect or a pause: common::IsTransient's rule.
+bool IsTransient(const absl::Status& status);
+
 absl::StatusOr<size_t> ParseReply(std::string_view data, Reply* reply);
 
 }  // namespace kvsync::redis

@@ -102,5 +102,34 @@ TEST(Client, ConnectRejectsBadOptions) {
   EXPECT_EQ(Client::Connect(o).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// Error replies are classified by their prefix: transient server states, credentials,
+// an unknown command (older servers), and everything else a refusal an operator resolves.
+TEST(Reply, ErrorsAreClassifiedByPrefix) {
+  auto error = [](const std::string& text) {
+    Reply r;
+    r.type = Reply::Type::kError;
+    r.str = text;
+    return ReplyError("SADD", r);
+  };
+  for (const char* text : {"LOADING Redis is loading the dataset in memory",
+                           "READONLY You can't write against a read only replica.",
+                           "BUSY Redis is busy running a script", "MASTERDOWN Link is down",
+                           "TRYAGAIN Multiple keys request during rehashing of slot",
+                           "CLUSTERDOWN The cluster is down", "MISCONF Redis is configured"}) {
+    absl::Status s = error(text);
+    EXPECT_TRUE(absl::IsUnavailable(s)) << text;
+    EXPECT_TRUE(IsTransient(s)) << text;
+  }
+  for (const char* text : {"NOAUTH Authentication required.", "WRONGPASS invalid username",
+                           "NOPERM this user has no permissions"}) {
+    EXPECT_TRUE(absl::IsPermissionDenied(error(text))) << text;
+  }
+  EXPECT_TRUE(absl::IsUnimplemented(error("ERR unknown command 'SMISMEMBER'")));
+  absl::Status other = error("WRONGTYPE Operation against a key holding the wrong kind of value");
+  EXPECT_TRUE(absl::IsFailedPrecondition(other));
+  EXPECT_FALSE(IsTransient(other));
+  EXPECT_NE(other.message().find("redis SADD: WRONGTYPE"), absl::string_view::npos) << other;
+}
+
 }  // namespace
 }  // namespace kvsync::redis

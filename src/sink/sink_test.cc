@@ -27,11 +27,11 @@ class FakeDestination : public etcd::TxnApi {
       return s;
     }
     if (request.success.size() > max_ops) {
-      return absl::InvalidArgumentError("etcdserver: too many operations in txn request");
+      return etcd::RequestTooLargeError("etcdserver: too many operations in txn request");
     }
     for (const etcd::Op& op : request.success) {
       if (op.value.size() > max_value) {
-        return absl::InvalidArgumentError("etcdserver: request is too large");
+        return etcd::RequestTooLargeError("etcdserver: request is too large");
       }
     }
     etcd::TxnResponse resp;

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
+#include "common/errors.h"
 #include "common/status_macros.h"
 #include "log/log.h"
 #include "runtime/thread.h"
@@ -226,14 +227,19 @@ absl::Status FromZooError(int rc, const std::string& path) {
     case ZCONNECTIONLOSS:
     case ZOPERATIONTIMEOUT:
     case ZCLOSING:
+    case ZSESSIONMOVED:
+    case ZNOTREADONLY:
+    case ZTHROTTLEDOP:
       return absl::UnavailableError(message);
     case ZSESSIONEXPIRED:
     case ZINVALIDSTATE:
-      return absl::AbortedError(message);
+      return common::WithKind(absl::AbortedError(message), common::ErrorKind::kSessionExpired);
     case ZNOAUTH:
     case ZAUTHFAILED:
+    case ZSESSIONCLOSEDREQUIRESASLAUTH:
       return absl::PermissionDeniedError(message);
     case ZBADARGUMENTS:
+    case ZINVALIDACL:
       return absl::InvalidArgumentError(message);
     default:
       return absl::InternalError(message);
@@ -241,8 +247,10 @@ absl::Status FromZooError(int rc, const std::string& path) {
 }
 
 bool IsSessionExpired(const absl::Status& status) {
-  return status.code() == absl::StatusCode::kAborted;
+  return common::KindOf(status) == common::ErrorKind::kSessionExpired;
 }
+
+bool IsTransient(const absl::Status& status) { return common::IsTransient(status); }
 
 std::string JoinPath(std::string_view parent, std::string_view child) {
   if (parent == "/") parent = "";

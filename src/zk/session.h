@@ -186,13 +186,24 @@ class Session {
   std::atomic<int> negotiated_timeout_ms_{0};
 };
 
-// Maps a ZooKeeper return code to a status: ZOK → OK, ZNONODE → NotFound, ZNODEEXISTS →
-// AlreadyExists, ZCONNECTIONLOSS/ZOPERATIONTIMEOUT/ZCLOSING → Unavailable,
-// ZSESSIONEXPIRED/ZINVALIDSTATE → Aborted, ZNOAUTH/ZAUTHFAILED → PermissionDenied,
-// ZBADARGUMENTS → InvalidArgument, others → Internal. Messages include the path and zerror().
+// The one place ZooKeeper return codes are classified (they never leave src/zk):
+//   ZOK → OK; ZNONODE → NotFound; ZNODEEXISTS → AlreadyExists;
+//   transient (Unavailable, IsTransient): ZCONNECTIONLOSS, ZOPERATIONTIMEOUT, ZCLOSING,
+//     ZSESSIONMOVED, ZNOTREADONLY, ZTHROTTLEDOP: the client reconnects by itself;
+//   session expired (Aborted, IsSessionExpired, never transient): ZSESSIONEXPIRED,
+//     ZINVALIDSTATE: the handle is dead; open a new Session and resync;
+//   refused (PermissionDenied): ZNOAUTH (a node's ACL), ZAUTHFAILED,
+//     ZSESSIONCLOSEDREQUIRESASLAUTH (credentials);
+//   InvalidArgument: ZBADARGUMENTS, ZINVALIDACL;
+//   every other code (ZSYSTEMERROR, ZMARSHALLINGERROR, an unknown code...) → Internal: not
+//     transient, so it is never retried forever.
+// Messages include the path and zerror().
 absl::Status FromZooError(int rc, const std::string& path);
-// True for the status of a dead session (expired, or closed after auth failure).
+// The status of a dead session (expired, or closed after auth failure).
 bool IsSessionExpired(const absl::Status& status);
+// A failure the session may recover from by itself (connection loss, timeout): retry once it
+// is connected again. The shared rule of common::IsTransient.
+bool IsTransient(const absl::Status& status);
 
 // Path helpers (paths are absolute, no trailing slash except "/" itself).
 // JoinPath("/a", "b") == "/a/b", JoinPath("/", "b") == "/b".

@@ -60,6 +60,37 @@ TEST(ZkErrorTest, IsSessionExpired) {
   EXPECT_FALSE(IsSessionExpired(absl::OkStatus()));
 }
 
+// Each code is classified once: transient codes are retried, an expired session is its own
+// case, credentials are refusals, and every other code (an unknown one included) is neither
+// transient nor an expiry, so nothing retries it forever.
+TEST(ZkErrorTest, ClassifiesEveryCode) {
+  for (int rc :
+       {ZCONNECTIONLOSS, ZOPERATIONTIMEOUT, ZCLOSING, ZSESSIONMOVED, ZNOTREADONLY, ZTHROTTLEDOP}) {
+    absl::Status s = FromZooError(rc, "/a");
+    EXPECT_TRUE(IsTransient(s)) << rc;
+    EXPECT_FALSE(IsSessionExpired(s)) << rc;
+  }
+  for (int rc : {ZSESSIONEXPIRED, ZINVALIDSTATE}) {
+    EXPECT_TRUE(IsSessionExpired(FromZooError(rc, "/a"))) << rc;
+    EXPECT_FALSE(IsTransient(FromZooError(rc, "/a"))) << rc;
+  }
+  for (int rc : {ZNOAUTH, ZAUTHFAILED, ZSESSIONCLOSEDREQUIRESASLAUTH}) {
+    EXPECT_TRUE(absl::IsPermissionDenied(FromZooError(rc, "/a"))) << rc;
+  }
+  for (int rc : std::initializer_list<int>{ZSYSTEMERROR, ZRUNTIMEINCONSISTENCY, ZDATAINCONSISTENCY,
+                                           ZMARSHALLINGERROR, ZUNIMPLEMENTED, ZAPIERROR, ZNOTEMPTY,
+                                           ZBADVERSION, ZNEWCONFIGNOQUORUM, ZRECONFIGINPROGRESS,
+                                           ZNOWATCHER, -999}) {
+    absl::Status s = FromZooError(rc, "/a");
+    EXPECT_TRUE(absl::IsInternal(s)) << rc << " " << s;
+    EXPECT_FALSE(IsTransient(s)) << rc;
+    EXPECT_FALSE(IsSessionExpired(s)) << rc;
+  }
+  for (int rc : {ZNONODE, ZNODEEXISTS, ZBADARGUMENTS, ZINVALIDACL}) {
+    EXPECT_FALSE(IsTransient(FromZooError(rc, "/a"))) << rc;
+  }
+}
+
 // Server strings are host:port lists with an optional chroot.
 TEST(ZkOptionsTest, ValidateServers) {
   EXPECT_TRUE(ValidateServers("127.0.0.1:2181").ok());

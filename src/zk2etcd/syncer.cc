@@ -707,7 +707,7 @@ absl::Status Syncer::Run() {
       log::Warn("zk2etcd", "zookeeper session expired, opening a new one", {});
       absl::Status opened = OpenSession();
       if (!opened.ok()) {
-        if (absl::IsPermissionDenied(opened)) return finish(opened);
+        if (!zk::IsTransient(opened)) return finish(opened);
         log::Warn("zk2etcd", "zookeeper unreachable, retrying", {{"error", opened}});
         absl::MutexLock lock(&control_mu_);
         expired_ = true;  // try again
@@ -760,12 +760,13 @@ absl::Status Syncer::Run() {
       continue;
     }
     if (stop_->stopped()) break;
-    if (!writer_->status().ok() || absl::IsFailedPrecondition(s) || absl::IsPermissionDenied(s) ||
-        absl::IsInvalidArgument(s)) {
+    if (!writer_->status().ok() ||
+        !(zk::IsTransient(s) || zk::IsSessionExpired(s) || etcd::IsTransient(s))) {
       return finish(s);
     }
-    // ZooKeeper unreachable or the session expired mid-walk: nothing was deleted from the
-    // incomplete walk; run a fixing full sync once the session is back.
+    // ZooKeeper or etcd unreachable, or the session expired mid-walk: nothing was deleted from
+    // the incomplete walk; run a fixing full sync once the session is back. Anything else (a
+    // refusal, an error nobody classified) ends the run: never retried forever.
     log::Warn("zk2etcd", "full sync incomplete, will retry", {{"error", s}});
     need_sync = true;
     retry_at = Clock::now() + backoff.Next();

@@ -286,8 +286,8 @@ TEST_F(ConfigErrorsTest, TlsHandshakeFailuresNameTheirCause) {
     }
     Result r = Kvsync(Etcd2Etcd(c.flags, plain_ep));
     // A TLS answer to a plaintext client is named but not proof (an intercepting proxy in
-    // front of an unreachable server answers the same): exit 1, retried by a supervisor.
-    EXPECT_EQ(r.code, c.name == "plaintext client, TLS server" ? 1 : 2) << c.name << "\n"
+    // front of an unreachable server answers the same): exit 3, retried by a supervisor.
+    EXPECT_EQ(r.code, c.name == "plaintext client, TLS server" ? 3 : 2) << c.name << "\n"
                                                                         << r.output;
     std::string line = ErrorLine(r.output);
     EXPECT_FALSE(absl::StrContains(line, "no answer within")) << c.name << "\n" << r.output;
@@ -301,9 +301,9 @@ TEST_F(ConfigErrorsTest, TlsHandshakeFailuresNameTheirCause) {
                         (*tls)->client_cert_file(), "--src-key", (*tls)->client_key_file()},
                        plain_ep));
   EXPECT_EQ(ok.code, 0) << ok.output;
-  // A port nobody listens on stays "unreachable" (exit 1).
+  // A port nobody listens on stays "unreachable": a runtime failure (exit 3).
   Result down = Kvsync(Etcd2Etcd({"--src-endpoints", "127.0.0.1:1"}, plain_ep));
-  EXPECT_EQ(down.code, 1) << down.output;
+  EXPECT_EQ(down.code, 3) << down.output;
 }
 
 // etcdwatch whose writer is on another cluster than its watchers is a configuration error

@@ -563,7 +563,7 @@ TEST_F(Etcd2EtcdTest, BadFlagsAndUnreachableEndpointsGiveClearErrors) {
       {{"etcd2etcd", "--src-endpoints", absl::StrCat("127.0.0.1:", dead), "--dst-endpoints",
         "127.0.0.1:2", "--prefix", "/a/", "--src-dial-timeout", "500ms", "--admin-addr",
         "127.0.0.1:0"},
-       1,
+       3,
        absl::StrCat("cannot reach source etcd at 127.0.0.1:", dead)},
   };
   cases.push_back({{"etcd2etcd", "--src-endpoints", "127.0.0.1:1", "--dst-endpoints", "127.0.0.1:2",

@@ -1,6 +1,7 @@
 // `kvsync etcdwatch` against a real etcd: passes on a healthy cluster (with forced re-watches),
 // names the exact property when a response is dropped (test hook) or the watch path is cut
-// for good, resumes every watcher after a cut that heals, and rejects bad flags with exit 2.
+// for good, resumes every watcher after a cut that heals, and rejects bad flags with exit 2
+// (an unreachable cluster: exit 3).
 #include <string>
 #include <vector>
 
@@ -175,7 +176,7 @@ TEST_F(EtcdwatchTest, CutThatHealsResumesEveryWatcher) {
   EXPECT_EQ(j["not_synced"], 0);
 }
 
-// Bad flags and an unreachable cluster: one clear line, exit 2.
+// Bad flags: one clear line, exit 2; an unreachable cluster: one line, exit 3.
 TEST_F(EtcdwatchTest, BadFlagsExitTwoWithOneLine) {
   struct Case {
     std::vector<std::string> args;
@@ -202,7 +203,7 @@ TEST_F(EtcdwatchTest, BadFlagsExitTwoWithOneLine) {
     EXPECT_NE(out.find("error"), std::string::npos) << out;
   }
   std::string out;
-  EXPECT_EQ(Run({"-endpoint", "127.0.0.1:1", "--dial-timeout", "500ms"}, &out), 2) << out;
+  EXPECT_EQ(Run({"-endpoint", "127.0.0.1:1", "--dial-timeout", "500ms"}, &out), 3) << out;
   EXPECT_NE(out.find("kvsync etcdwatch: error:"), std::string::npos) << out;
 }
 

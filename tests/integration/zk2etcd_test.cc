@@ -562,7 +562,7 @@ TEST_F(Zk2EtcdTest, OnceAndCheck) {
   EXPECT_EQ(EtcdDump("/dubbo").count("/dubbo/svc1/providers/foreign"), 1u);
 }
 
-// Bad flags exit 2 with one line; unreachable servers exit 1 naming them.
+// Bad flags exit 2 with one line; unreachable servers exit 3 (runtime failure) naming them.
 TEST_F(Zk2EtcdTest, BadInputFailsClearly) {
   auto run = [&](std::vector<std::string> args) {
     std::vector<std::string> argv = {testing::KvsyncBinary(), "zk2etcd"};
@@ -604,12 +604,12 @@ TEST_F(Zk2EtcdTest, BadInputFailsClearly) {
   int dead = testing::FreePort();
   auto no_zk = run({"--zk-servers", absl::StrCat("127.0.0.1:", dead), "--zk-prefix", "/dubbo",
                     "--etcd-endpoints", etcd, "--zk-session-timeout", "2s", "--admin-addr", ""});
-  EXPECT_EQ(no_zk.exit_code, 1) << no_zk.err;
+  EXPECT_EQ(no_zk.exit_code, 3) << no_zk.err;
   EXPECT_NE(no_zk.err.find(absl::StrCat("127.0.0.1:", dead)), std::string::npos) << no_zk.err;
   auto no_etcd =
       run({"--zk-servers", zk, "--zk-prefix", "/dubbo", "--etcd-endpoints",
            absl::StrCat("127.0.0.1:", dead), "--etcd-dial-timeout", "1s", "--admin-addr", ""});
-  EXPECT_EQ(no_etcd.exit_code, 1) << no_etcd.err;
+  EXPECT_EQ(no_etcd.exit_code, 3) << no_etcd.err;
   EXPECT_EQ(no_etcd.err.find("etcd etcd"), std::string::npos) << no_etcd.err;
   EXPECT_NE(no_etcd.err.find(absl::StrCat("127.0.0.1:", dead)), std::string::npos) << no_etcd.err;
 }
@@ -777,7 +777,8 @@ TEST_F(Zk2EtcdTest, UnknownOwnershipNeverLeadsToADelete) {
       {"--ownership", "redis", "--redis-addr", redis_server->addr(), "--fix", "--output", "json"});
   auto fixed = testing::RunCommand(check, seconds(60));
   ASSERT_TRUE(fixed.ok());
-  EXPECT_NE(fixed->exit_code, 0) << fixed->out << fixed->err;
+  // Inconclusive (ownership unknown) is a finding, exit 1: the report says what to look at.
+  EXPECT_EQ(fixed->exit_code, 1) << fixed->out << fixed->err;
   EXPECT_EQ(EtcdDump("/dubbo").count("/dubbo/persistent/a"), 1u) << fixed->out;
   auto j = nlohmann::json::parse(fixed->out, nullptr, false);
   ASSERT_FALSE(j.is_discarded()) << fixed->out;
