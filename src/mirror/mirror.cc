@@ -21,6 +21,7 @@
 #include "mirror/continuous_check.h"
 #include "mirror/head_monitor.h"
 #include "mirror/txn_batcher.h"
+#include "runtime/bounded_queue.h"
 #include "runtime/thread.h"
 
 namespace kvsync::mirror {
@@ -121,18 +122,9 @@ struct Mirror::WatchQueue {
   struct Item {
     absl::StatusOr<etcd::WatchResponse> response;
     int64_t received_ms;
-    int64_t bytes;
   };
 
-  WatchQueue(int64_t max_bytes, std::atomic<int64_t>* gauge) : max_bytes(max_bytes), gauge(gauge) {}
-  ~WatchQueue() { gauge->fetch_sub(bytes_unlocked()); }
-
-  const int64_t max_bytes;
-  std::atomic<int64_t>* const gauge;
-  absl::Mutex mu;
-  std::deque<Item> items ABSL_GUARDED_BY(mu);
-  int64_t bytes ABSL_GUARDED_BY(mu) = 0;
-  bool closed ABSL_GUARDED_BY(mu) = false;
+  WatchQueue(int64_t max_bytes, std::atomic<int64_t>* gauge) : queue(max_bytes, gauge) {}
 
   static int64_t SizeOf(const std::string& s) {
     // Short strings live inside the object; longer ones are one heap block (plus its header).
@@ -149,48 +141,21 @@ struct Mirror::WatchQueue {
     return size;
   }
 
-  int64_t bytes_unlocked() {
-    absl::MutexLock lock(&mu);
-    return bytes;
-  }
-
   // Blocks while the buffer is full; returns false when the queue was closed by the consumer.
+  // One response always fits, however large, so that a big revision cannot wedge the stream.
   bool Push(absl::StatusOr<etcd::WatchResponse> response) {
     int64_t size = SizeOf(response);
-    absl::MutexLock lock(&mu);
-    // One response always fits, however large, so that a big revision cannot wedge the stream.
-    auto room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-      return bytes < max_bytes || items.empty() || closed;
-    };
-    mu.Await(absl::Condition(&room));
-    if (closed) return false;
-    items.push_back(Item{std::move(response), common::WallMs(), size});
-    bytes += size;
-    gauge->fetch_add(size);
-    return true;
+    return queue.Push(Item{std::move(response), common::WallMs()}, size);
   }
 
   // Waits up to `timeout` for items; takes items worth at most `max_take` bytes (at least one).
-  std::deque<Item> Take(std::chrono::milliseconds timeout, int64_t max_take) {
-    absl::MutexLock lock(&mu);
-    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return !items.empty(); };
-    mu.AwaitWithTimeout(absl::Condition(&ready), absl::FromChrono(timeout));
-    std::deque<Item> out;
-    int64_t taken = 0;
-    while (!items.empty() && (out.empty() || taken + items.front().bytes <= max_take)) {
-      taken += items.front().bytes;
-      out.push_back(std::move(items.front()));
-      items.pop_front();
-    }
-    bytes -= taken;
-    gauge->fetch_sub(taken);
-    return out;
+  std::vector<Item> Take(std::chrono::milliseconds timeout, int64_t max_take) {
+    return queue.PopUpTo(std::chrono::steady_clock::now() + timeout, max_take);
   }
 
-  void Close() {
-    absl::MutexLock lock(&mu);
-    closed = true;
-  }
+  void Close() { queue.Close(); }
+
+  runtime::BoundedQueue<Item> queue;
 };
 
 absl::Status CheckRenamedTask(const config::MirrorConfig& config, etcd::KvApi* election_cluster) {
@@ -729,7 +694,7 @@ absl::Status Mirror::WatchOnce() {
   };
 
   while (!stop_->stopped()) {
-    std::deque<WatchQueue::Item> items =
+    std::vector<WatchQueue::Item> items =
         queue.Take(std::min(idle_poll, std::chrono::milliseconds(500)), take_bytes);
     auto now = std::chrono::steady_clock::now();
     if (items.empty()) {

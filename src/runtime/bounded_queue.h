@@ -9,11 +9,13 @@
 // after it pushes fail and pops drain what is left.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
 #include <optional>
 #include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -24,8 +26,13 @@ namespace kvsync::runtime {
 template <typename T>
 class BoundedQueue {
  public:
-  // max_bytes <= 0: unbounded (Push never blocks).
-  explicit BoundedQueue(int64_t max_bytes) : max_bytes_(max_bytes) {}
+  // max_bytes <= 0: unbounded (Push never blocks). `gauge` (optional, not owned, must outlive
+  // the queue) follows the queued bytes, for a metric.
+  explicit BoundedQueue(int64_t max_bytes, std::atomic<int64_t>* gauge = nullptr)
+      : max_bytes_(max_bytes), gauge_(gauge) {}
+  ~BoundedQueue() {
+    if (gauge_ != nullptr) gauge_->fetch_sub(bytes_unlocked_for_destruction());
+  }
   BoundedQueue(const BoundedQueue&) = delete;
   BoundedQueue& operator=(const BoundedQueue&) = delete;
 
@@ -70,6 +77,27 @@ class BoundedQueue {
     return PopLocked();
   }
 
+  // As PopUntil, but takes several items: at least one, then more while they total at most
+  // `max_take` bytes (a consumer that takes a slice at a time leaves room for the producer).
+  std::vector<T> PopUpTo(std::chrono::steady_clock::time_point deadline, int64_t max_take) {
+    absl::MutexLock lock(&mu_);
+    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !items_.empty() || closed_ || woken_;
+    };
+    auto left = deadline - std::chrono::steady_clock::now();
+    if (left > std::chrono::nanoseconds::zero()) {
+      mu_.AwaitWithTimeout(absl::Condition(&ready), absl::FromChrono(left));
+    }
+    woken_ = false;
+    std::vector<T> out;
+    int64_t taken = 0;
+    while (!items_.empty() && (out.empty() || taken + items_.front().second <= max_take)) {
+      taken += items_.front().second;
+      out.push_back(PopLocked());
+    }
+    return out;
+  }
+
   // Returns an item at once if there is one.
   std::optional<T> TryPop() {
     absl::MutexLock lock(&mu_);
@@ -111,16 +139,23 @@ class BoundedQueue {
     if (closed_) return false;
     items_.emplace_back(std::move(item), bytes);
     bytes_ += bytes;
+    if (gauge_ != nullptr) gauge_->fetch_add(bytes);
     return true;
   }
   T PopLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     auto [item, bytes] = std::move(items_.front());
     items_.pop_front();
     bytes_ -= bytes;
+    if (gauge_ != nullptr) gauge_->fetch_sub(bytes);
     return std::move(item);
+  }
+  int64_t bytes_unlocked_for_destruction() {
+    absl::MutexLock lock(&mu_);
+    return bytes_;
   }
 
   const int64_t max_bytes_;
+  std::atomic<int64_t>* const gauge_;
   mutable absl::Mutex mu_;
   std::deque<std::pair<T, int64_t>> items_ ABSL_GUARDED_BY(mu_);
   int64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;

@@ -64,6 +64,20 @@ TEST(BoundedQueueTest, CloseReleasesBlockedProducersAndDrains) {
   EXPECT_FALSE(q.PopUntil(std::chrono::steady_clock::now() + seconds(30)).has_value());
 }
 
+TEST(BoundedQueueTest, PopUpToTakesASliceAndTheGaugeFollows) {
+  std::atomic<int64_t> gauge{0};
+  {
+    BoundedQueue<int> q(100, &gauge);
+    for (int i = 0; i < 5; ++i) ASSERT_TRUE(q.TryPush(i, 20));
+    EXPECT_EQ(gauge, 100);
+    auto far = std::chrono::steady_clock::now() + seconds(30);
+    EXPECT_EQ(q.PopUpTo(far, 45), (std::vector<int>{0, 1}));  // a third would exceed 45
+    EXPECT_EQ(q.PopUpTo(far, 5), (std::vector<int>{2}));      // at least one, whatever its size
+    EXPECT_EQ(gauge, 40);
+  }
+  EXPECT_EQ(gauge, 0);  // what was left counted out on destruction
+}
+
 TEST(BoundedQueueTest, WakeEndsAWait) {
   BoundedQueue<int> q(0);
   q.Wake();
