@@ -47,66 +47,55 @@ std::atomic<int64_t>& WatchesToStall() {
   return count;
 }
 
-// Runs full-sync txns on `threads` workers; Submit blocks while the queue is full so that
-// reading never runs far ahead of writing. The first error stops further work.
+// Runs full-sync txns on `threads` workers; Submit blocks while `threads` × 2 txns are queued
+// so that reading never runs far ahead of writing. The first error stops further work.
 class WriterPool {
  public:
-  WriterPool(int threads, sink::TxnWriter* writer) : writer_(writer) {
+  WriterPool(int threads, sink::TxnWriter* writer) : writer_(writer), queue_(threads * 2) {
     for (int i = 0; i < threads; ++i) workers_.emplace_back("mirror-write", [this] { Work(); });
-    capacity_ = static_cast<size_t>(threads) * 2;
   }
   ~WriterPool() { Finish().IgnoreError(); }
 
   absl::Status Submit(std::vector<etcd::Op> ops) {
-    absl::MutexLock lock(&mu_);
-    auto room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return queue_.size() < capacity_ || !error_.ok();
-    };
-    mu_.Await(absl::Condition(&room));
-    if (!error_.ok()) return error_;
-    queue_.push_back(std::move(ops));
-    return absl::OkStatus();
+    // Each txn counts 1 against the bound: the pool bounds txns in flight, not bytes (a txn is
+    // at most --max-request-bytes anyway).
+    // False only once the pool was closed by a failure: error() then names it.
+    queue_.Push(std::move(ops), 1);
+    return error();
   }
 
   // Waits for every submitted txn; returns the first error.
   absl::Status Finish() {
-    {
-      absl::MutexLock lock(&mu_);
-      closed_ = true;
-    }
+    queue_.Close();
     for (auto& t : workers_) t.Join();
     workers_.clear();
+    return error();
+  }
+
+ private:
+  absl::Status error() {
     absl::MutexLock lock(&mu_);
     return error_;
   }
 
- private:
   void Work() {
-    while (true) {
-      std::vector<etcd::Op> ops;
-      {
-        absl::MutexLock lock(&mu_);
-        auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-          return !queue_.empty() || closed_ || !error_.ok();
-        };
-        mu_.Await(absl::Condition(&ready));
-        if (!error_.ok() || queue_.empty()) return;
-        ops = std::move(queue_.front());
-        queue_.pop_front();
-      }
-      absl::Status s = writer_->Commit(std::move(ops), std::nullopt);
+    // After Close() the queue still hands out what was queued, then nullopt.
+    while (auto ops = queue_.PopUntil(std::chrono::steady_clock::time_point::max())) {
+      if (!error().ok()) continue;  // drain without writing after a failure
+      absl::Status s = writer_->Commit(std::move(*ops), std::nullopt);
       if (!s.ok()) {
-        absl::MutexLock lock(&mu_);
-        if (error_.ok()) error_ = s;
+        {
+          absl::MutexLock lock(&mu_);
+          if (error_.ok()) error_ = s;
+        }
+        queue_.Close();  // a producer waiting for room returns at once with the error
       }
     }
   }
 
   sink::TxnWriter* writer_;
+  runtime::BoundedQueue<std::vector<etcd::Op>> queue_;
   absl::Mutex mu_;
-  std::deque<std::vector<etcd::Op>> queue_ ABSL_GUARDED_BY(mu_);
-  size_t capacity_ = 0;
-  bool closed_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status error_ ABSL_GUARDED_BY(mu_);
   std::vector<runtime::Thread> workers_;
 };
