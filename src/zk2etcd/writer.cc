@@ -30,8 +30,7 @@ int64_t WallMsOf(std::chrono::steady_clock::time_point t) {
 
 Writer::Writer(etcd::Client* etcd, ownership::Store* owners, NodeTable* nodes, Options options,
                const common::StopToken* stop, sink::WriteStats* stats, metrics::Histogram* lag)
-    : etcd_(etcd),
-      owners_(owners),
+    : owners_(owners),
       nodes_(nodes),
       options_(options),
       stop_(stop),

@@ -71,7 +71,6 @@ class Writer {
   void Work();
   void UpdatePendingAge() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  etcd::Client* etcd_;
   ownership::Store* owners_;
   NodeTable* nodes_;
   Options options_;
