@@ -56,9 +56,19 @@ stage_tsan() {
   cmake --build "$TSAN_BUILD_DIR" -j2 --target kvsync "${targets[@]}"
   echo "== guardrails: unit tests and concurrency integration tests under ThreadSanitizer"
   # Every report fails the test (and a kvsync started by an integration test exits non-zero).
-  export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$ROOT/tests/sanitizers/tsan.supp"
-  ctest --test-dir "$TSAN_BUILD_DIR" --output-on-failure -j2 -LE 'integration|deploy'
-  ctest --test-dir "$TSAN_BUILD_DIR" --output-on-failure -L concurrency
+  # Reports go to files: the harness shows only the tail of a kvsync's stderr.
+  local reports=$TSAN_BUILD_DIR/tsan-reports rc=0
+  rm -rf "$reports" && mkdir -p "$reports"
+  export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 log_path=$reports/report
+    suppressions=$ROOT/tests/sanitizers/tsan.supp"
+  ctest --test-dir "$TSAN_BUILD_DIR" --output-on-failure -j2 -LE 'integration|deploy' || rc=1
+  ctest --test-dir "$TSAN_BUILD_DIR" --output-on-failure -L concurrency || rc=1
+  if [ -n "$(ls -A "$reports")" ]; then
+    echo "== guardrails: ThreadSanitizer reports"
+    cat "$reports"/*
+    rc=1
+  fi
+  return $rc
 }
 
 stage_asan() {
