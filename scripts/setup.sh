@@ -11,6 +11,9 @@ PACKAGES=(
   golang-etcd-server-dev etcd-server etcd-client
   procps time openssl clang-format prometheus
   zookeeper libzookeeper-st-dev redis-server libssl-dev default-jre-headless
+  # The guardrails (scripts/guardrails.sh): clang's ThreadSanitizer runtime and -Wthread-safety,
+  # clang-tidy, llvm-symbolizer for sanitizer stack traces. gcc's ASan/UBSan come with g++.
+  clang libclang-rt-14-dev clang-tidy llvm
 )
 
 missing=()

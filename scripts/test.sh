@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh Debian 12 machine: installs packages, checks formatting,
 # builds, runs unit tests and the integration tests (real etcd servers on loopback), then a
-# short non-interactive run of the sandbox quick start.
-#   BUILD_DIR=build (cached between runs)   KVSYNC_SANITIZE=ON for ASan/UBSan
+# short non-interactive run of the sandbox quick start, then the guardrails (scripts/guardrails.sh:
+# clang-tidy, a ThreadSanitizer run, an ASan/UBSan run).
+#   BUILD_DIR=build (cached between runs)   KVSYNC_SANITIZE=address|thread for a sanitizer build
+#   KVSYNC_GUARDRAILS=0 skips the guardrails (they are on by default, and always on in CI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -32,3 +34,7 @@ BUILD_DIR="$BUILD_DIR" bash scripts/sandbox.sh --duration 8 --no-setup
 
 echo "== unit and integration tests (integration tests start real etcd servers, one at a time)"
 ctest --test-dir "$BUILD_DIR" --output-on-failure -j2
+
+if [ "${KVSYNC_GUARDRAILS:-1}" != 0 ]; then
+  BUILD_DIR="$BUILD_DIR" bash scripts/guardrails.sh
+fi

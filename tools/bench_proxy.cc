@@ -56,6 +56,7 @@ int RunKvLatency(const KvLatencyFlags& f) {
   std::vector<std::vector<int32_t>> lat(static_cast<size_t>(f.clients));
   Clock::time_point start = Clock::now();
   std::vector<std::thread> threads;
+  threads.reserve(f.clients);
   for (int t = 0; t < f.clients; ++t) {
     threads.emplace_back([&, t] {
       std::vector<int32_t>& mine = lat[static_cast<size_t>(t)];

@@ -137,8 +137,9 @@ std::string RandomValue(uint64_t seed, size_t size) {
   uint64_t state = seed;
   for (size_t i = 0; i < size; i += 8) {
     state = SplitMix64(state);
-    for (size_t j = 0; j < 8 && i + j < size; ++j)
+    for (size_t j = 0; j < 8 && i + j < size; ++j) {
       value[i + j] = kAlphabet[(state >> (j * 6)) & 63];
+    }
   }
   return value;
 }

@@ -28,8 +28,9 @@ sigset_t HandledSignals() {
 }
 
 // Held by the signal thread while it acts on a signal, and by EndStartup, so that a stop
-// during start-up either exits before the engine runs or is left to the engine.
-absl::Mutex g_startup_mu;
+// during start-up either exits before the engine runs or is left to the engine. Never destroyed:
+// the detached signal thread may still use it while exit runs static destructors.
+absl::Mutex& g_startup_mu = *new absl::Mutex;
 bool g_starting ABSL_GUARDED_BY(g_startup_mu) = true;
 
 }  // namespace

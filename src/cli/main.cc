@@ -14,7 +14,9 @@
 #include "cli/zk2etcd.h"
 #include "etcd/grpc_log.h"
 
-int main(int argc, char** argv) {
+// What escapes main is std::bad_alloc or a library bug: std::terminate, a loud crash, is the
+// policy for both (CLI11's parse errors are caught below).
+int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   kvsync::cli::BlockStopSignals();
   kvsync::etcd::InstallGrpcLogging();
   CLI::App app("kvsync " KVSYNC_VERSION
@@ -36,6 +38,7 @@ int main(int argc, char** argv) {
     // etcdwatch keeps the article tool's single-dash flags (-num 100).
     std::vector<std::string> args = kvsync::cli::RewriteSingleDashFlags(argc, argv);
     std::vector<char*> arg_ptrs;
+    arg_ptrs.reserve(args.size());
     for (std::string& a : args) arg_ptrs.push_back(a.data());
     app.parse(static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
   } catch (const CLI::CallForHelp& e) {

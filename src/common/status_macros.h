@@ -15,10 +15,14 @@
     if (!kvsync_status_.ok()) return kvsync_status_; \
   } while (0)
 
+// bugprone-macro-parentheses cannot apply: `tmp` is a declared name and `lhs` may be a
+// declaration (`auto x`), neither of which may be parenthesised.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define KVSYNC_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
   auto tmp = (expr);                                 \
   if (!tmp.ok()) return tmp.status();                \
   lhs = std::move(*tmp)
+// NOLINTEND(bugprone-macro-parentheses)
 
 #define ASSIGN_OR_RETURN(lhs, expr) \
   KVSYNC_ASSIGN_OR_RETURN_IMPL(KVSYNC_CONCAT(kvsync_statusor_, __LINE__), lhs, expr)

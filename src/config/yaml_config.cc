@@ -7,6 +7,7 @@
 #include <map>
 #include <sstream>
 
+#include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "yaml-cpp/yaml.h"
 
@@ -31,9 +32,9 @@ absl::Status Flatten(const YAML::Node& node, const std::string& prefix, const st
                      std::map<std::string, std::string>* seen, std::vector<YamlFlag>* out) {
   for (const auto& entry : node) {
     std::string raw = entry.first.as<std::string>();
-    std::string spelled = path.empty() ? raw : path + "." + raw;
+    std::string spelled = path.empty() ? raw : absl::StrCat(path, ".", raw);
     std::string key = NormaliseKey(raw);
-    std::string name = prefix.empty() ? key : prefix + "-" + key;
+    std::string name = prefix.empty() ? key : absl::StrCat(prefix, "-", key);
     const YAML::Node& value = entry.second;
     // A nested map's own name is recorded too: "election: {...}" twice is a duplicate.
     auto [it, fresh] = seen->emplace(name, spelled);

@@ -77,7 +77,7 @@ class Client : public ClusterApi {
  public:
   // Builds channels; does not connect. Fails on invalid options or unreadable TLS files.
   static absl::StatusOr<std::unique_ptr<Client>> Create(ClientOptions options);
-  ~Client();
+  ~Client() override;
 
   // Waits up to dial_timeout for any endpoint to answer a status request (and, with a user,
   // to authenticate). When none answers, a TLS handshake is tried against the first endpoint:

@@ -143,7 +143,7 @@ absl::StatusOr<std::string> ReadFile(const std::string& path, const std::string&
   }
   std::string data;
   char buf[65536];
-  ssize_t n;
+  ssize_t n = 0;
   while (static_cast<int64_t>(data.size()) <= kMaxFileBytes &&
          (n = read(fd, buf, sizeof(buf))) > 0) {
     data.append(buf, static_cast<size_t>(n));

@@ -173,6 +173,7 @@ int WaitForServerClose(const std::vector<int>& fds, int want, std::chrono::milli
                        size_t* bytes) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   std::vector<pollfd> open;
+  open.reserve(fds.size());
   for (int fd : fds) open.push_back({fd, POLLIN, 0});
   int closed = 0;
   *bytes = 0;
@@ -368,6 +369,7 @@ TEST_F(AdminServerTest, OversizedHeadersAreRefused) {
 TEST_F(AdminServerTest, ConcurrentClientsAreAllServed) {
   std::atomic<int> ok{0};
   std::vector<std::thread> threads;
+  threads.reserve(4);
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&] {
       for (int i = 0; i < 25; ++i) ok += Get(port_, "/healthz").status == 200;

@@ -166,7 +166,8 @@ const char* Registry::TypeName(Type type) {
 Registry::Registry() = default;
 Registry::~Registry() = default;
 
-Registry::Metric* Registry::Insert(Type type, std::string name, std::string help, Labels labels) {
+Registry::Metric* Registry::Insert(Type type, std::string name, const std::string& help,
+                                   Labels labels) {
   if (!IsMetricName(name)) Fatal(absl::StrCat("invalid metric name \"", name, "\""));
   if (help.empty()) Fatal(absl::StrCat(name, ": help text is empty"));
   if (type == Type::kCounter && !EndsWith(name, "_total")) {
@@ -234,22 +235,22 @@ Registry::Metric* Registry::Insert(Type type, std::string name, std::string help
   return family.metrics.insert(pos, std::move(metric))->get();
 }
 
-Counter* Registry::AddCounter(std::string name, std::string help, Labels labels) {
+Counter* Registry::AddCounter(std::string name, const std::string& help, Labels labels) {
   absl::MutexLock lock(&mu_);
-  Metric* m = Insert(Type::kCounter, std::move(name), std::move(help), std::move(labels));
+  Metric* m = Insert(Type::kCounter, std::move(name), help, std::move(labels));
   m->counter.reset(new Counter());
   return m->counter.get();
 }
 
-Gauge* Registry::AddGauge(std::string name, std::string help, Labels labels) {
+Gauge* Registry::AddGauge(std::string name, const std::string& help, Labels labels) {
   absl::MutexLock lock(&mu_);
-  Metric* m = Insert(Type::kGauge, std::move(name), std::move(help), std::move(labels));
+  Metric* m = Insert(Type::kGauge, std::move(name), help, std::move(labels));
   m->gauge.reset(new Gauge());
   return m->gauge.get();
 }
 
-Histogram* Registry::AddHistogram(std::string name, std::string help, std::vector<double> buckets,
-                                  Labels labels) {
+Histogram* Registry::AddHistogram(std::string name, const std::string& help,
+                                  std::vector<double> buckets, Labels labels) {
   if (!buckets.empty() && buckets.back() == std::numeric_limits<double>::infinity()) {
     buckets.pop_back();
   }
@@ -259,23 +260,23 @@ Histogram* Registry::AddHistogram(std::string name, std::string help, std::vecto
     }
   }
   absl::MutexLock lock(&mu_);
-  Metric* m = Insert(Type::kHistogram, std::move(name), std::move(help), std::move(labels));
+  Metric* m = Insert(Type::kHistogram, std::move(name), help, std::move(labels));
   m->histogram.reset(new Histogram(std::move(buckets)));
   return m->histogram.get();
 }
 
-void Registry::AddGaugeCallback(std::string name, std::string help, Labels labels,
+void Registry::AddGaugeCallback(std::string name, const std::string& help, Labels labels,
                                 std::function<double()> fn) {
   if (!fn) Fatal(absl::StrCat(name, ": empty gauge callback"));
   absl::MutexLock lock(&mu_);
-  Insert(Type::kGauge, std::move(name), std::move(help), std::move(labels))->fn = std::move(fn);
+  Insert(Type::kGauge, std::move(name), help, std::move(labels))->fn = std::move(fn);
 }
 
-void Registry::AddCounterCallback(std::string name, std::string help, Labels labels,
+void Registry::AddCounterCallback(std::string name, const std::string& help, Labels labels,
                                   std::function<double()> fn) {
   if (!fn) Fatal(absl::StrCat(name, ": empty counter callback"));
   absl::MutexLock lock(&mu_);
-  Insert(Type::kCounter, std::move(name), std::move(help), std::move(labels))->fn = std::move(fn);
+  Insert(Type::kCounter, std::move(name), help, std::move(labels))->fn = std::move(fn);
 }
 
 std::string Registry::Render() const {

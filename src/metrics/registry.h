@@ -96,16 +96,16 @@ class Registry {
   // Each Add* registers one metric (one name + label values). Registering a name again with other
   // label values adds to the same family (one # HELP / # TYPE block); help and type must match.
   // Counter names must end in `_total`.
-  Counter* AddCounter(std::string name, std::string help, Labels labels = {});
-  Gauge* AddGauge(std::string name, std::string help, Labels labels = {});
+  Counter* AddCounter(std::string name, const std::string& help, Labels labels = {});
+  Gauge* AddGauge(std::string name, const std::string& help, Labels labels = {});
   // `buckets` are upper bounds, strictly increasing; a trailing +Inf is optional (always added).
   // Label name `le` is reserved.
-  Histogram* AddHistogram(std::string name, std::string help, std::vector<double> buckets,
+  Histogram* AddHistogram(std::string name, const std::string& help, std::vector<double> buckets,
                           Labels labels = {});
   // Metrics whose value is computed at scrape time by `fn` (see the threading note above).
-  void AddGaugeCallback(std::string name, std::string help, Labels labels,
+  void AddGaugeCallback(std::string name, const std::string& help, Labels labels,
                         std::function<double()> fn);
-  void AddCounterCallback(std::string name, std::string help, Labels labels,
+  void AddCounterCallback(std::string name, const std::string& help, Labels labels,
                           std::function<double()> fn);
 
   // The full text exposition (format 0.0.4): families sorted by name, metrics of a family sorted
@@ -120,7 +120,7 @@ class Registry {
   static const char* TypeName(Type type);
 
   // Validates and inserts; aborts on misuse. Returns the new metric, owned by the family.
-  Metric* Insert(Type type, std::string name, std::string help, Labels labels)
+  Metric* Insert(Type type, std::string name, const std::string& help, Labels labels)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   mutable absl::Mutex mu_;

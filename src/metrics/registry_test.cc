@@ -153,6 +153,7 @@ TEST(Registry, ConcurrentUpdatesAreNotLost) {
   Gauge* g = r.AddGauge("g", "G.");
   Histogram* h = r.AddHistogram("h", "H.", LatencyBuckets());
   std::vector<std::thread> threads;
+  threads.reserve(4);
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&] {
       for (int i = 0; i < 10000; ++i) {

@@ -759,7 +759,9 @@ absl::Status Mirror::WatchOnce() {
         batch_anchor_live = false;
       }
       group.clear();
-      group_anchor.reset();
+      // reset() re-initialises the optional moved from above; clang-tidy 14 knows this only
+      // for smart pointers.
+      group_anchor.reset();  // NOLINT(bugprone-use-after-move)
       group_deletes.clear();
       group_bytes = group_events = group_revision = 0;
       return absl::OkStatus();

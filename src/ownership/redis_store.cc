@@ -335,7 +335,7 @@ class RedisStore : public Store {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Store>> NewRedisStore(redis::Options options, std::string task,
-                                                     std::string ns) {
+                                                     const std::string& ns) {
   RETURN_IF_ERROR(redis::ValidateOptions(options));
   if (task.empty()) return absl::InvalidArgumentError("ownership task name is empty");
   std::string set = absl::StrCat(ns, ":", task, ":owned");

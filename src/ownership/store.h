@@ -92,6 +92,6 @@ std::unique_ptr<Store> NewEtcdStore(std::string mark_prefix);
 // recorded. The queue lives in memory only: a crash while Redis is down loses it (keys then
 // read as not owned, so they are never deleted: the safe side).
 absl::StatusOr<std::unique_ptr<Store>> NewRedisStore(redis::Options options, std::string task,
-                                                     std::string ns = "kvsync");
+                                                     const std::string& ns = "kvsync");
 
 }  // namespace kvsync::ownership

@@ -319,8 +319,9 @@ absl::Status Client::Conn::SslRetry(int result, Clock::time_point deadline,
 absl::Status Client::Conn::Handshake(const HostPort& hp, const Options& options,
                                      Clock::time_point deadline) {
   ctx_ = SSL_CTX_new(TLS_client_method());
-  if (ctx_ == nullptr)
+  if (ctx_ == nullptr) {
     return absl::InternalError("cannot create a TLS context: " + OpensslErrors());
+  }
   SSL_CTX_set_min_proto_version(ctx_, TLS1_2_VERSION);
   if (options.insecure_skip_verify) {
     SSL_CTX_set_verify(ctx_, SSL_VERIFY_NONE, nullptr);

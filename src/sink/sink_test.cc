@@ -55,6 +55,7 @@ class FakeDestination : public etcd::TxnApi {
 
 std::vector<etcd::Op> Puts(int n) {
   std::vector<etcd::Op> ops;
+  ops.reserve(n);
   for (int i = 0; i < n; ++i) ops.push_back(etcd::Op::Put("k" + std::to_string(i), "v"));
   return ops;
 }

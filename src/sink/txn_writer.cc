@@ -44,7 +44,7 @@ absl::Status TxnWriter::CommitOnce(const std::vector<etcd::Op>& ops,
   return absl::OkStatus();
 }
 
-absl::Status TxnWriter::Commit(std::vector<etcd::Op> ops, std::optional<etcd::Op> marker,
+absl::Status TxnWriter::Commit(std::vector<etcd::Op> ops, const std::optional<etcd::Op>& marker,
                                int64_t* revision) {
   absl::Status s = CommitOnce(ops, marker, revision);
   if (s.ok() || !etcd::IsRequestTooLarge(s)) return s;

@@ -31,7 +31,7 @@ class TxnWriter {
   // Errors: Cancelled (stop requested), FailedPrecondition (fenced, or a single op the
   // destination refuses as too large), other non-transient etcd errors.
   // `revision` (optional) receives the revision of the (last) committed txn.
-  absl::Status Commit(std::vector<etcd::Op> ops, std::optional<etcd::Op> marker,
+  absl::Status Commit(std::vector<etcd::Op> ops, const std::optional<etcd::Op>& marker,
                       int64_t* revision = nullptr);
 
  private:

@@ -50,8 +50,9 @@
 #include "log/log.h"
 #include "runtime/thread.h"
 
-// The C client's handle type (zookeeper.h), opaque outside session.cc and walk.cc.
-typedef struct _zhandle zhandle_t;
+// The C client's handle type (zookeeper.h), opaque outside session.cc and walk.cc; the name is
+// the C library's.
+typedef struct _zhandle zhandle_t;  // NOLINT(bugprone-reserved-identifier)
 
 namespace kvsync::zk {
 

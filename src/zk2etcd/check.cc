@@ -91,6 +91,7 @@ absl::StatusOr<RoundResult> Round(const config::Zk2EtcdConfig& config, const Sco
       etcd, scope, config.page_size, stop, retries,
       [&](const std::string& key, Snapshot::Entry& e) { unvisited.emplace_back(key, e); }));
   std::vector<std::string> keys;
+  keys.reserve(unvisited.size());
   for (const auto& u : unvisited) keys.push_back(u.first);
   std::vector<ownership::Owner> owned = owners->Lookup(keys);
   // The deletion guard's denominator, as the syncer counts it.

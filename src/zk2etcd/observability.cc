@@ -1,5 +1,7 @@
 #include "zk2etcd/observability.h"
 
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 
@@ -80,11 +82,14 @@ void RegisterMetrics(metrics::Registry* r, const std::string& task, Stats* s,
           [s] { return static_cast<double>(s->full_sync_walked.load()); });
   f.Counter("kvsync_zk2etcd_unowned_skipped_total",
             "etcd keys left alone because kvsync does not own them", s->unowned_skipped, t);
-  f.Gauge("kvsync_zk2etcd_ownership_available",
-          "1 while the ownership store answers (always 1 for etcd/none)", t,
-          [owners_available] { return owners_available() ? 1.0 : 0.0; });
+  f.Gauge(
+      "kvsync_zk2etcd_ownership_available",
+      "1 while the ownership store answers (always 1 for etcd/none)", t,
+      [owners_available = std::move(owners_available)] { return owners_available() ? 1.0 : 0.0; });
   f.Gauge("kvsync_zk2etcd_ownership_pending", "Ownership records waiting for the store to return",
-          t, [owners_pending] { return static_cast<double>(owners_pending()); });
+          t, [owners_pending = std::move(owners_pending)] {
+            return static_cast<double>(owners_pending());
+          });
   f.Gauge("kvsync_zk2etcd_deletes_deferred",
           "Deletes waiting because ownership is unknown (store down)", t,
           [s] { return static_cast<double>(s->deletes_deferred.load()); });

@@ -509,6 +509,7 @@ absl::Status Syncer::RunRound(Round* r) {
   std::vector<ownership::Owner> owners;
   if (!candidates.empty()) {
     std::vector<std::string> keys;
+    keys.reserve(candidates.size());
     for (const auto& c : candidates) keys.push_back(c.first);
     owners = owners_->Lookup(keys);
   }

@@ -40,8 +40,7 @@ constexpr size_t kMaxBatchChanges = 1000;
 
 Writer::Writer(etcd::Client* etcd, ownership::Store* owners, NodeTable* nodes, Options options,
                const common::StopToken* stop, sink::WriteStats* stats, metrics::Histogram* lag)
-    : etcd_(etcd),
-      owners_(owners),
+    : owners_(owners),
       nodes_(nodes),
       options_(std::move(options)),
       stop_(stop),

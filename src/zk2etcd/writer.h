@@ -89,7 +89,6 @@ class Writer {
   // Moves the deletes of `batch` kvsync may not apply (not owned, owner unknown) to `skipped`.
   void CheckOwners(std::vector<Change>* batch, std::vector<Change>* skipped);
 
-  etcd::Client* etcd_;
   ownership::Store* owners_;
   NodeTable* nodes_;
   Options options_;

@@ -429,7 +429,12 @@ TEST_F(TrustTest, FrozenDestinationWithLargeBacklogHealsWithinMemoryBound) {
   std::printf("kvsync peak RSS with a frozen destination and a 160,000-key backlog: %lld MiB\n",
               static_cast<long long>(peak >> 20));
   EXPECT_GT(peak, 0);
+#ifdef KVSYNC_SANITIZER_BUILD
+  // Sanitizer shadow memory and quarantines multiply RSS: the bound is for release builds.
+  std::printf("memory bound not checked in a sanitizer build (KVSYNC_SANITIZER_BUILD)\n");
+#else
   EXPECT_LT(peak, int64_t{128} << 20) << "peak RSS " << (peak >> 20) << " MiB";
+#endif
 }
 
 // Observation 8: two --ha replicas; the destination etcd (which holds the election) is killed
