@@ -244,7 +244,9 @@ absl::Status FakeZk::ReadCheckLocked(Session* s, Op op, const std::string& path)
 }
 
 void FakeZk::ReplyLocked(const std::string& path, Reply reply) {
-  if (holding_.contains(path)) {
+  auto hold = holding_.find(path);
+  if (hold != holding_.end()) {
+    if (--hold->second == 0) holding_.erase(hold);
     held_.push_back(std::move(reply));
     return;
   }
@@ -493,9 +495,9 @@ void FakeZk::Deny(const std::string& path, bool denied) {
   }
 }
 
-void FakeZk::HoldReplies(const std::string& path) {
+void FakeZk::HoldNextReply(const std::string& path) {
   absl::MutexLock lock(&mu_);
-  holding_.insert(path);
+  ++holding_[path];
 }
 
 int FakeZk::ReleaseReplies() {

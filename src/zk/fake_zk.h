@@ -21,8 +21,8 @@
 //
 // Faults: FailNext() fails the next read of a kind (and path) with a status, walks included;
 // Deny() makes a znode unreadable (PermissionDenied, as a ZooKeeper ACL does: a walk with
-// skip_unreadable skips it with its subtree); HoldReplies() answers reads of a path at once
-// but sets the replies aside until ReleaseReplies(), which delivers them after everything
+// skip_unreadable skips it with its subtree); HoldNextReply() answers the next read of a path
+// at once but sets the reply aside until ReleaseReplies(), which delivers it after everything
 // delivered meanwhile (a late read overtaken by a later change); DropWatches() forgets the
 // watches on a path without firing them (a lost notification); PauseDelivery() stops every
 // loop (queued deliveries keep their order); FailNextOpen() fails the next Open.
@@ -102,8 +102,9 @@ class FakeZk : public SessionFactory {
   // The next read of `op` on `path` ("" = any path) fails with `status` (no watch is armed).
   void FailNext(Op op, const std::string& path, absl::Status status);
   void Deny(const std::string& path, bool denied = true);
-  void HoldReplies(const std::string& path);
-  // Stops holding and delivers the held replies in the order they were made; returns how many.
+  // Sets aside the next reply to a read of `path` (each call one more).
+  void HoldNextReply(const std::string& path);
+  // Delivers the held replies in the order they were made, stops holding; returns how many.
   int ReleaseReplies();
   int held_replies() const;
   void DropWatches(const std::string& path);
@@ -161,7 +162,7 @@ class FakeZk : public SessionFactory {
   std::deque<absl::Status> open_faults_ ABSL_GUARDED_BY(mu_);
   std::deque<Fault> faults_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> denied_ ABSL_GUARDED_BY(mu_);
-  std::set<std::string> holding_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int> holding_ ABSL_GUARDED_BY(mu_);  // path → replies to hold
   std::vector<Reply> held_ ABSL_GUARDED_BY(mu_);
   bool paused_ ABSL_GUARDED_BY(mu_) = false;
   bool disconnected_ ABSL_GUARDED_BY(mu_) = false;

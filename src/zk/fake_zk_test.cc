@@ -184,7 +184,7 @@ TEST(FakeZkTest, FaultsAndHeldReplies) {
 
   Stat before;
   zk.Data("/app/a", &before);
-  zk.HoldReplies("/app/a");
+  zk.HoldNextReply("/app/a");
   s->GetData("/app/a", true, r.OnData("a"));
   ASSERT_TRUE(zk.Delete("/app/a").ok());
   ASSERT_TRUE(zk.WaitDelivered(kDeadline));
@@ -251,7 +251,7 @@ TEST(FakeZkTest, CloseCompletesReadsInFlight) {
   ASSERT_TRUE(zk.CreateAll("/app/a", "1").ok());
   Recorder r;
   auto s = Open(&zk, &r);
-  zk.HoldReplies("/app/a");
+  zk.HoldNextReply("/app/a");
   s->GetData("/app/a", false, r.OnData("a"));
   ASSERT_TRUE(zk.WaitDelivered(kDeadline));
   s.reset();
