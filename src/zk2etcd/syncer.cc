@@ -669,6 +669,8 @@ absl::Status Syncer::Run() {
   auto next_periodic = Clock::now() + config_.fullsync_interval;
   common::Backoff backoff(std::chrono::milliseconds(200), std::chrono::seconds(10));
   auto retry_at = Clock::now();
+  // An expiry is being handled: a failed open is retried, not counted as another expiry.
+  bool reopening = false;
   while (!stop_->stopped()) {
     // Sleeps until the session, the writer, the inbox or a stop reports something, or the
     // next full sync (a retry or a periodic one) is due.
@@ -699,9 +701,12 @@ absl::Status Syncer::Run() {
       return finish(absl::PermissionDeniedError("ZooKeeper refused the credentials (--zk-auth)"));
     }
     if (expired) {
-      stats_->session_expirations.fetch_add(1);
-      log::Warn("zk2etcd", "zookeeper session expired, opening a new one", {});
+      if (!reopening) {
+        stats_->session_expirations.fetch_add(1);
+        log::Warn("zk2etcd", "zookeeper session expired, opening a new one", {});
+      }
       absl::Status opened = OpenSession();
+      reopening = !opened.ok();
       if (!opened.ok()) {
         if (!zk::IsTransient(opened)) return finish(opened);
         log::Warn("zk2etcd", "zookeeper unreachable, retrying", {{"error", opened}});
