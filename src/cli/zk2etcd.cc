@@ -162,13 +162,17 @@ absl::StatusOr<std::unique_ptr<ownership::Store>> OpenOwnership(const config::Zk
       c.name);
 }
 
-absl::StatusOr<std::unique_ptr<zk::Session>> OpenZk(const config::Zk2EtcdConfig& c) {
+zk::SessionOptions ZkOptions(const config::Zk2EtcdConfig& c) {
   zk::SessionOptions options;
   options.servers = c.zk_servers;
   options.session_timeout = c.zk_session_timeout;
   options.connect_timeout = std::max(c.zk_session_timeout, std::chrono::milliseconds(5000));
   options.digest_auth = c.zk_auth;
-  return zk::Session::Open(options, [](const zk::WatchEvent&) {});
+  return options;
+}
+
+absl::StatusOr<std::unique_ptr<zk::Session>> OpenZk(const config::Zk2EtcdConfig& c) {
+  return zk::Session::Open(ZkOptions(c), [](const zk::WatchEvent&) {});
 }
 
 int LoadAndValidate(const char* what, Flags* f, CLI::App* cmd) {
@@ -267,8 +271,10 @@ int RunSync(Flags* f, CLI::App* cmd) {
   };
   spec.log_progress = [&stats, task = c.name] { LogProgress(stats, task); };
   spec.connect = [] { return absl::OkStatus(); };  // etcd was connected above
+  std::unique_ptr<zk::SessionFactory> zk_sessions = zk::NewSessionFactory(ZkOptions(c));
   spec.run = [&](const common::StopToken& term_stop, std::vector<etcd::Compare> fence) {
-    zk2etcd::Syncer engine(c, etcd_client->get(), store, &term_stop, &stats);
+    zk2etcd::Syncer engine(c, zk_sessions.get(), etcd_client->get(), etcd_client->get(), store,
+                           &term_stop, &stats);
     engine.set_fence(std::move(fence));
     return engine.Run();
   };
@@ -318,8 +324,8 @@ int RunCheck(Flags* f, CLI::App* cmd) {
     });
   }
   etcd::RetryCounters retries;
-  auto report =
-      zk2etcd::Check(c, session->get(), etcd_client->get(), owners->get(), options, stop, &retries);
+  auto report = zk2etcd::Check(c, session->get(), etcd_client->get(), etcd_client->get(),
+                               owners->get(), options, stop, &retries);
   progress_done.RequestStop();
   progress.Join();
   if (!report.ok()) return ReportAndExit("check", report.status());

@@ -649,10 +649,11 @@ absl::Status Session::DeleteAll(const std::string& path) {
     walk.roots = {path};
     walk.excludes = {"/zookeeper"};  // the server's own subtree cannot be deleted
     walk.read_data = false;
-    RETURN_IF_ERROR(Walk(this, walk, [&](const std::string& node, const std::string&, const Stat&) {
-                      absl::MutexLock lock(&nodes_mu);
-                      nodes.push_back(node);
-                    }).status());
+    RETURN_IF_ERROR(
+        zk::Walk(this, walk, [&](const std::string& node, const std::string&, const Stat&) {
+          absl::MutexLock lock(&nodes_mu);
+          nodes.push_back(node);
+        }).status());
     auto depth = [](const std::string& p) { return std::count(p.begin(), p.end(), '/'); };
     std::stable_sort(nodes.begin(), nodes.end(), [&](const std::string& a, const std::string& b) {
       return depth(a) > depth(b);
@@ -714,6 +715,27 @@ absl::StatusOr<std::vector<std::string>> Session::Children(const std::string& pa
   result.done.WaitForNotification();
   RETURN_IF_ERROR(result.status);
   return std::move(result.children);
+}
+
+namespace {
+
+class SessionOpener final : public SessionFactory {
+ public:
+  explicit SessionOpener(SessionOptions options) : options_(std::move(options)) {}
+  absl::StatusOr<std::unique_ptr<Reader>> Open(EventFn on_event) override {
+    ASSIGN_OR_RETURN(std::unique_ptr<Session> session,
+                     Session::Open(options_, std::move(on_event)));
+    return std::unique_ptr<Reader>(std::move(session));
+  }
+
+ private:
+  const SessionOptions options_;
+};
+
+}  // namespace
+
+std::unique_ptr<SessionFactory> NewSessionFactory(SessionOptions options) {
+  return std::make_unique<SessionOpener>(std::move(options));
 }
 
 }  // namespace kvsync::zk

@@ -1,5 +1,6 @@
 // A ZooKeeper session over the official single-threaded C client (libzookeeper_st), used by the
-// zk2etcd engine, the zk walk and the benchmark tools.
+// zk2etcd engine (through the zk::Reader seam of zk/api.h, which it implements), the zk walk
+// and the benchmark tools.
 //
 // One Session is one zhandle_t: one ZooKeeper session and one event-loop thread ("zk-loop")
 // owned by the Session. The loop polls the client's socket and an eventfd (zookeeper_interest →
@@ -49,6 +50,8 @@
 #include "absl/synchronization/mutex.h"
 #include "log/log.h"
 #include "runtime/thread.h"
+#include "zk/api.h"
+#include "zk/types.h"
 
 // The C client's handle type (zookeeper.h), opaque outside session.cc and walk.cc; the name is
 // the C library's.
@@ -63,30 +66,6 @@ struct SessionOptions {
   std::string digest_auth;  // "user:password" → zoo_add_auth("digest", ...); empty: none
 };
 
-struct Stat {
-  int64_t czxid = 0, mzxid = 0, pzxid = 0, ephemeral_owner = 0;
-  int32_t version = 0, cversion = 0, num_children = 0, data_length = 0;
-};
-
-enum class SessionState { kConnecting, kConnected, kExpired, kAuthFailed, kClosed };
-const char* SessionStateName(SessionState state);
-
-struct WatchEvent {
-  // kSession: a connection state change (`path` empty, `state` the new state). kNotWatching:
-  // the server removed a watch. The others name the znode in `path`.
-  enum class Type { kCreated, kDeleted, kDataChanged, kChildrenChanged, kSession, kNotWatching };
-  Type type;
-  std::string path;
-  SessionState state;
-};
-
-using EventFn = std::function<void(const WatchEvent&)>;
-using DataFn = std::function<void(const absl::Status&, std::string data, const Stat&)>;
-using ChildrenFn =
-    std::function<void(const absl::Status&, std::vector<std::string> children, const Stat&)>;
-using ExistsFn = std::function<void(const absl::Status&, const Stat&)>;  // NotFound when absent
-using DoneFn = std::function<void(const absl::Status&)>;
-
 struct CreateOptions {
   bool ephemeral = false;
   // ACL: creator-only (ZOO_CREATOR_ALL_ACL: only the session's authenticated identities may
@@ -94,7 +73,7 @@ struct CreateOptions {
   bool creator_only_acl = false;
 };
 
-class Session {
+class Session final : public Reader {
  public:
   // Opens a session and waits up to connect_timeout for it to connect (and for digest auth to be
   // accepted). Errors: InvalidArgument (bad servers string / auth format), Unavailable (no server
@@ -104,7 +83,7 @@ class Session {
 
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
-  ~Session();
+  ~Session() override;
 
   // Asynchronous reads. `watch` sets a ZooKeeper watch: a data watch for GetData, a child watch
   // for GetChildren, an exists watch for Exists (also on a missing node, where it fires
@@ -115,8 +94,8 @@ class Session {
   // completion (or on the calling thread once the Session is being destroyed). Errors: NotFound
   // (node absent), Unavailable (connection lost while the read was in flight; the session may still
   // recover), Aborted (session expired), PermissionDenied (ACL).
-  void GetData(const std::string& path, bool watch, DataFn done);
-  void GetChildren(const std::string& path, bool watch, ChildrenFn done);
+  void GetData(const std::string& path, bool watch, DataFn done) override;
+  void GetChildren(const std::string& path, bool watch, ChildrenFn done) override;
   void Exists(const std::string& path, bool watch, ExistsFn done);
   // Asynchronous create (used for bulk loads); `done` as for the reads. AlreadyExists when the
   // node exists, NotFound when the parent is missing.
@@ -135,17 +114,21 @@ class Session {
   absl::Status Delete(const std::string& path);  // one node; NotFound when absent
   // Recursive (pipelined, deepest first; "/zookeeper" is never touched); OK when absent.
   absl::Status DeleteAll(const std::string& path);
-  absl::StatusOr<std::string> Get(const std::string& path, Stat* stat = nullptr);
+  absl::StatusOr<std::string> Get(const std::string& path, Stat* stat = nullptr) override;
   absl::StatusOr<std::vector<std::string>> Children(const std::string& path);
 
   // The last state reported by the client (updated on the loop thread before on_event sees the
   // session event).
-  SessionState state() const { return state_.load(); }
+  SessionState state() const override { return state_.load(); }
   // The server-assigned session id (0 before the first connection).
-  int64_t session_id() const;
+  int64_t session_id() const override;
   // The session timeout the server granted (0 before the first connection).
   std::chrono::milliseconds negotiated_timeout() const;
   const SessionOptions& options() const { return options_; }
+
+  // Reader: zk::Walk (walk.h) on this session.
+  absl::StatusOr<WalkResult> Walk(const WalkOptions& options, const VisitFn& visit,
+                                  const common::StopToken* stop) override;
 
  private:
   friend class Walker;  // walk.cc drives the C client directly, without per-read std::functions
@@ -187,6 +170,9 @@ class Session {
   std::atomic<int> negotiated_timeout_ms_{0};
 };
 
+// Opens real Sessions with `options` (Session::Open): the factory the zk2etcd binary uses.
+std::unique_ptr<SessionFactory> NewSessionFactory(SessionOptions options);
+
 // The one place ZooKeeper return codes are classified (they never leave src/zk):
 //   ZOK → OK; ZNONODE → NotFound; ZNODEEXISTS → AlreadyExists;
 //   transient (Unavailable, IsTransient): ZCONNECTIONLOSS, ZOPERATIONTIMEOUT, ZCLOSING,
@@ -200,11 +186,6 @@ class Session {
 //     transient, so it is never retried forever.
 // Messages include the path and zerror().
 absl::Status FromZooError(int rc, const std::string& path);
-// The status of a dead session (expired, or closed after auth failure).
-bool IsSessionExpired(const absl::Status& status);
-// A failure the session may recover from by itself (connection loss, timeout): retry once it
-// is connected again. The shared rule of common::IsTransient.
-bool IsTransient(const absl::Status& status);
 
 // Path helpers (paths are absolute, no trailing slash except "/" itself).
 // JoinPath("/a", "b") == "/a/b", JoinPath("/", "b") == "/b".

@@ -304,8 +304,7 @@ absl::StatusOr<WalkResult> Walker::Run(std::vector<std::string> roots,
   return result_;
 }
 
-absl::StatusOr<WalkResult> Walk(Session* session, const WalkOptions& options, const VisitFn& visit,
-                                const common::StopToken* stop) {
+absl::StatusOr<std::vector<std::string>> WalkRoots(const WalkOptions& options) {
   if (options.concurrency < 1) {
     return absl::InvalidArgumentError("zookeeper walk concurrency must be at least 1");
   }
@@ -329,8 +328,20 @@ absl::StatusOr<WalkResult> Walk(Session* session, const WalkOptions& options, co
     }
     if (!drop) kept.push_back(roots[i]);
   }
+  return kept;
+}
+
+absl::StatusOr<WalkResult> Walk(Session* session, const WalkOptions& options, const VisitFn& visit,
+                                const common::StopToken* stop) {
+  absl::StatusOr<std::vector<std::string>> roots = WalkRoots(options);
+  if (!roots.ok()) return roots.status();
   auto walker = std::make_shared<Walker>(session, options, visit);
-  return walker->Run(std::move(kept), stop);
+  return walker->Run(*std::move(roots), stop);
+}
+
+absl::StatusOr<WalkResult> Session::Walk(const WalkOptions& options, const VisitFn& visit,
+                                         const common::StopToken* stop) {
+  return zk::Walk(this, options, visit, stop);
 }
 
 }  // namespace kvsync::zk

@@ -7,7 +7,6 @@
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "log/log.h"
-#include "zk/walk.h"
 #include "zk2etcd/guards.h"
 #include "zk2etcd/node_table.h"
 #include "zk2etcd/scope.h"
@@ -41,9 +40,9 @@ struct RoundResult {
 };
 
 absl::StatusOr<RoundResult> Round(const config::Zk2EtcdConfig& config, const Scope& scope,
-                                  zk::Session* session, etcd::Client* etcd,
-                                  ownership::Store* owners, const CheckOptions& options,
-                                  const common::StopToken& stop, etcd::RetryCounters* retries) {
+                                  zk::Reader* session, etcd::KvApi* etcd, ownership::Store* owners,
+                                  const CheckOptions& options, const common::StopToken& stop,
+                                  etcd::RetryCounters* retries) {
   RoundResult out;
   ASSIGN_OR_RETURN(Snapshot snap, Snapshot::Load(etcd, scope, owners->MarkPrefix(),
                                                  config.page_size, stop, retries));
@@ -57,8 +56,8 @@ absl::StatusOr<RoundResult> Round(const config::Zk2EtcdConfig& config, const Sco
   walk.concurrency = config.concurrency;
   walk.watch = false;
   walk.skip_unreadable = true;
-  auto walked = zk::Walk(
-      session, walk,
+  auto walked = session->Walk(
+      walk,
       [&](const std::string& path, const std::string& data, const zk::Stat&) {
         if (!scope.Covers(path)) return;
         std::lock_guard<std::mutex> lock(mu);
@@ -124,8 +123,8 @@ absl::StatusOr<RoundResult> Round(const config::Zk2EtcdConfig& config, const Sco
 
 }  // namespace
 
-absl::StatusOr<checker::CheckReport> Check(const config::Zk2EtcdConfig& config,
-                                           zk::Session* session, etcd::Client* etcd,
+absl::StatusOr<checker::CheckReport> Check(const config::Zk2EtcdConfig& config, zk::Reader* session,
+                                           etcd::KvApi* etcd, etcd::TxnApi* etcd_txn,
                                            ownership::Store* owners, const CheckOptions& options,
                                            const common::StopToken& stop,
                                            etcd::RetryCounters* retries) {
@@ -216,7 +215,8 @@ absl::StatusOr<checker::CheckReport> Check(const config::Zk2EtcdConfig& config,
         owners->AppendPut(f->key, f->data, &txn.success);
       }
       if (f->kind != DiffKind::kSrcMiss) owners->RecordWrites({f->key});
-      auto resp = etcd::RetryTransient(stop, "fix txn", retries, [&] { return etcd->Txn(txn); });
+      auto resp =
+          etcd::RetryTransient(stop, "fix txn", retries, [&] { return etcd_txn->Txn(txn); });
       if (!resp.ok()) return resp.status();
       if (resp->succeeded) {
         report.fixed++;

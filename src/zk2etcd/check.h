@@ -5,7 +5,8 @@
 // as not owned, never as src miss. With `confirm`, a second round runs and only differences
 // seen in both count. Fix writes each confirmed difference in its own txn, with a compare on
 // what the check read (key absent, or its mod revision), so a key the syncer changed meanwhile
-// is skipped. One thread.
+// is skipped. One thread. ZooKeeper and etcd are reached through their seams (zk/api.h,
+// etcd/api.h).
 #pragma once
 
 #include <atomic>
@@ -14,10 +15,10 @@
 #include "checker/etcd_check.h"
 #include "common/stop_token.h"
 #include "config/config.h"
-#include "etcd/client.h"
+#include "etcd/api.h"
 #include "etcd/retry.h"
 #include "ownership/store.h"
-#include "zk/session.h"
+#include "zk/api.h"
 
 namespace kvsync::zk2etcd {
 
@@ -28,8 +29,8 @@ struct CheckOptions {
   std::atomic<int64_t>* progress = nullptr;  // znodes walked (optional)
 };
 
-absl::StatusOr<checker::CheckReport> Check(const config::Zk2EtcdConfig& config,
-                                           zk::Session* session, etcd::Client* etcd,
+absl::StatusOr<checker::CheckReport> Check(const config::Zk2EtcdConfig& config, zk::Reader* session,
+                                           etcd::KvApi* etcd, etcd::TxnApi* etcd_txn,
                                            ownership::Store* owners, const CheckOptions& options,
                                            const common::StopToken& stop,
                                            etcd::RetryCounters* retries);

@@ -6,14 +6,14 @@
 
 namespace kvsync::zk2etcd {
 
-absl::Status CheckRootsExist(zk::Session* session, const config::Zk2EtcdConfig& config) {
+absl::Status CheckRootsExist(zk::Reader* session, const config::Zk2EtcdConfig& config) {
   if (config.allow_missing_prefix) return absl::OkStatus();
   const std::string& servers = config.zk_servers;
   size_t slash = servers.find('/');
   std::string hosts = servers.substr(0, slash);
   // With a chroot every path is relative to it: "/" is the chroot itself.
   if (slash != std::string::npos && servers.size() > slash + 1) {
-    absl::Status s = session->Get("/").status();
+    absl::Status s = session->Get("/", nullptr).status();
     if (absl::IsNotFound(s)) {
       return absl::FailedPreconditionError(absl::StrCat(
           "ZooKeeper chroot \"", servers.substr(slash), "\" (in --zk-servers) does not exist on ",
@@ -23,7 +23,7 @@ absl::Status CheckRootsExist(zk::Session* session, const config::Zk2EtcdConfig& 
     if (!s.ok() && !absl::IsPermissionDenied(s)) return s;
   }
   for (const std::string& root : config.zk_prefixes) {
-    absl::Status s = session->Get(root).status();
+    absl::Status s = session->Get(root, nullptr).status();
     if (absl::IsNotFound(s)) {
       return absl::FailedPreconditionError(absl::StrCat(
           "--zk-prefix \"", root, "\" does not exist in ZooKeeper ", servers,

@@ -18,14 +18,14 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "config/config.h"
-#include "zk/session.h"
+#include "zk/api.h"
 
 namespace kvsync::zk2etcd {
 
 // OK when the chroot and every root exist, or when config.allow_missing_prefix is set.
 // FailedPrecondition naming the missing chroot or root, the servers and the flag that allows it;
 // other ZooKeeper errors as the session reports them.
-absl::Status CheckRootsExist(zk::Session* session, const config::Zk2EtcdConfig& config);
+absl::Status CheckRootsExist(zk::Reader* session, const config::Zk2EtcdConfig& config);
 
 // The deletes one full-sync round inferred, before any is submitted.
 struct DeletePlan {

@@ -5,7 +5,7 @@
 
 namespace kvsync::zk2etcd {
 
-absl::Status ReadRange(etcd::Client* etcd, const std::string& key, const std::string& range_end,
+absl::Status ReadRange(etcd::KvApi* etcd, const std::string& key, const std::string& range_end,
                        int64_t revision, bool keys_only, int page_size,
                        const common::StopToken& stop, etcd::RetryCounters* retries,
                        const std::function<void(const etcd::KeyValue&)>& fn,
@@ -30,7 +30,7 @@ absl::Status ReadRange(etcd::Client* etcd, const std::string& key, const std::st
   }
 }
 
-absl::StatusOr<Snapshot> Snapshot::Load(etcd::Client* etcd, const Scope& scope,
+absl::StatusOr<Snapshot> Snapshot::Load(etcd::KvApi* etcd, const Scope& scope,
                                         const std::string& mark_prefix, int page_size,
                                         const common::StopToken& stop,
                                         etcd::RetryCounters* retries) {
@@ -75,7 +75,7 @@ Snapshot::Entry* Snapshot::Find(const KeyHash& key) {
   return it == entries_.end() ? nullptr : &it->second;
 }
 
-absl::Status Snapshot::ForEachUnvisited(etcd::Client* etcd, const Scope& scope, int page_size,
+absl::Status Snapshot::ForEachUnvisited(etcd::KvApi* etcd, const Scope& scope, int page_size,
                                         const common::StopToken& stop, etcd::RetryCounters* retries,
                                         const std::function<void(const std::string&, Entry&)>& fn) {
   for (const auto& range : scope.EtcdRanges()) {

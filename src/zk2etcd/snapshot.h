@@ -3,7 +3,7 @@
 // keys of ~1 KB cost a few MB instead of the keys themselves. The walk marks entries it
 // visits; a second, keys-only pass then names the keys no znode visited (src miss candidates).
 // Owned by one thread at a time (the full sync hands it from the loader to the applier and
-// back).
+// back). It reads etcd through the KvApi seam (etcd/api.h), so tests can load it from FakeEtcd.
 #pragma once
 
 #include <cstdint>
@@ -14,7 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/stop_token.h"
-#include "etcd/client.h"
+#include "etcd/api.h"
 #include "etcd/retry.h"
 #include "zk2etcd/node_table.h"
 #include "zk2etcd/scope.h"
@@ -33,7 +33,7 @@ class Snapshot {
   // Reads the covered keys (and, with a non-empty `mark_prefix`, the ownership marks
   // mark_prefix + hex digest of the key). Errors: etcd errors after transient ones were retried;
   // Cancelled.
-  static absl::StatusOr<Snapshot> Load(etcd::Client* etcd, const Scope& scope,
+  static absl::StatusOr<Snapshot> Load(etcd::KvApi* etcd, const Scope& scope,
                                        const std::string& mark_prefix, int page_size,
                                        const common::StopToken& stop, etcd::RetryCounters* retries);
 
@@ -48,7 +48,7 @@ class Snapshot {
 
   // Second pass: calls `fn(key, entry)` for every covered key present now and in the snapshot
   // that no znode visited.
-  absl::Status ForEachUnvisited(etcd::Client* etcd, const Scope& scope, int page_size,
+  absl::Status ForEachUnvisited(etcd::KvApi* etcd, const Scope& scope, int page_size,
                                 const common::StopToken& stop, etcd::RetryCounters* retries,
                                 const std::function<void(const std::string& key, Entry&)>& fn);
 
@@ -60,7 +60,7 @@ class Snapshot {
 };
 
 // Reads [key, range_end) in pages (at `revision` when non-zero), calling `fn` per key-value.
-absl::Status ReadRange(etcd::Client* etcd, const std::string& key, const std::string& range_end,
+absl::Status ReadRange(etcd::KvApi* etcd, const std::string& key, const std::string& range_end,
                        int64_t revision, bool keys_only, int page_size,
                        const common::StopToken& stop, etcd::RetryCounters* retries,
                        const std::function<void(const etcd::KeyValue&)>& fn,

@@ -9,7 +9,6 @@
 #include "common/strings.h"
 #include "log/log.h"
 #include "metrics/registry.h"
-#include "zk/walk.h"
 #include "zk2etcd/guards.h"
 
 namespace kvsync::zk2etcd {
@@ -75,10 +74,13 @@ struct Syncer::Round {
   }
 };
 
-Syncer::Syncer(const config::Zk2EtcdConfig& config, etcd::Client* etcd, ownership::Store* owners,
-               const common::StopToken* stop, Stats* stats)
+Syncer::Syncer(const config::Zk2EtcdConfig& config, zk::SessionFactory* zk, etcd::KvApi* etcd_kv,
+               etcd::TxnApi* etcd_txn, ownership::Store* owners, const common::StopToken* stop,
+               Stats* stats)
     : config_(config),
-      etcd_(etcd),
+      zk_(zk),
+      etcd_(etcd_kv),
+      etcd_txn_(etcd_txn),
       owners_(owners),
       stop_(stop),
       stats_(stats),
@@ -88,26 +90,20 @@ Syncer::Syncer(const config::Zk2EtcdConfig& config, etcd::Client* etcd, ownershi
 Syncer::~Syncer() = default;
 
 absl::Status Syncer::OpenSession() {
-  zk::SessionOptions options;
-  options.servers = config_.zk_servers;
-  options.session_timeout = config_.zk_session_timeout;
-  options.connect_timeout = std::max(config_.zk_session_timeout, std::chrono::milliseconds(5000));
-  options.digest_auth = config_.zk_auth;
   uint64_t gen = ++gen_;
   {
     absl::MutexLock lock(&control_mu_);
     disconnected_ = reconnected_ = expired_ = false;
   }
-  auto opened =
-      zk::Session::Open(options, [this, gen](const zk::WatchEvent& e) { OnZkEvent(gen, e); });
+  auto opened = zk_->Open([this, gen](const zk::WatchEvent& e) { OnZkEvent(gen, e); });
   if (!opened.ok()) return opened.status();
-  std::shared_ptr<zk::Session> s(std::move(*opened));
+  std::shared_ptr<zk::Reader> s(std::move(*opened));
   stats_->session_state.store(static_cast<int>(s->state()));
   stats_->session_id.store(s->session_id());
   log::Info(
       "zk2etcd", "zookeeper session open",
       {{"servers", config_.zk_servers}, {"session_id", absl::StrCat(absl::Hex(s->session_id()))}});
-  std::shared_ptr<zk::Session> old;
+  std::shared_ptr<zk::Reader> old;
   {
     absl::MutexLock lock(&control_mu_);
     old = std::exchange(session_, std::move(s));
@@ -118,7 +114,7 @@ absl::Status Syncer::OpenSession() {
   return absl::OkStatus();
 }
 
-std::shared_ptr<zk::Session> Syncer::session() {
+std::shared_ptr<zk::Reader> Syncer::session() {
   absl::MutexLock lock(&control_mu_);
   return session_;
 }
@@ -479,8 +475,8 @@ absl::Status Syncer::RunRound(Round* r) {
   // A znode kvsync may not read is skipped (and its etcd keys kept), never fatal.
   walk.skip_unreadable = true;
   uint64_t gen = gen_.load();
-  auto walked = zk::Walk(
-      session().get(), walk,
+  auto walked = session()->Walk(
+      walk,
       [this, gen](const std::string& path, const std::string& data, const zk::Stat& stat) {
         Item item;
         item.kind = Item::Kind::kWalkNode;
@@ -649,7 +645,7 @@ absl::Status Syncer::Run() {
   options.on_failure = [this] {
     SignalControl([this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(control_mu_) { writer_failed_ = true; });
   };
-  writer_ = std::make_unique<Writer>(etcd_, owners_, &nodes_, std::move(options), stop_,
+  writer_ = std::make_unique<Writer>(etcd_txn_, owners_, &nodes_, std::move(options), stop_,
                                      &stats_->common, stats_->event_lag);
   writer_->set_fence(fence_);
   applier_.Start();
@@ -660,7 +656,7 @@ absl::Status Syncer::Run() {
     applier_.Shutdown();  // runs what is queued, which may still submit writes
     writer_.reset();
     ++gen_;
-    std::shared_ptr<zk::Session> closing;
+    std::shared_ptr<zk::Reader> closing;
     {
       absl::MutexLock lock(&control_mu_);
       closing = std::move(session_);
@@ -674,6 +670,8 @@ absl::Status Syncer::Run() {
   auto next_periodic = Clock::now() + config_.fullsync_interval;
   common::Backoff backoff(std::chrono::milliseconds(200), std::chrono::seconds(10));
   auto retry_at = Clock::now();
+  // An expiry is being handled: a failed open is retried, not counted as another expiry.
+  bool reopening = false;
   while (!stop_->stopped()) {
     // Sleeps until the session, the writer, the inbox or a stop reports something, or the
     // next full sync (a retry or a periodic one) is due.
@@ -704,9 +702,12 @@ absl::Status Syncer::Run() {
       return finish(absl::PermissionDeniedError("ZooKeeper refused the credentials (--zk-auth)"));
     }
     if (expired) {
-      stats_->session_expirations.fetch_add(1);
-      log::Warn("zk2etcd", "zookeeper session expired, opening a new one", {});
+      if (!reopening) {
+        stats_->session_expirations.fetch_add(1);
+        log::Warn("zk2etcd", "zookeeper session expired, opening a new one", {});
+      }
       absl::Status opened = OpenSession();
+      reopening = !opened.ok();
       if (!opened.ok()) {
         if (!zk::IsTransient(opened)) return finish(opened);
         log::Warn("zk2etcd", "zookeeper unreachable, retrying", {{"error", opened}});

@@ -31,8 +31,8 @@
 //   - "zk2etcd-apply", an runtime::Executor owning every piece of applier state below
 //     (NodeTable decisions, coalescing timers, rounds, unreadable paths): ZooKeeper callbacks
 //     and the walk post to it, nothing else touches that state;
-//   - the ZooKeeper session's loop thread ("zk-loop", see zk/session.h): copies results and
-//     posts them, never blocks except on a full inbox during a walk;
+//   - the ZooKeeper session's loop thread ("zk-loop", see zk/api.h and zk/session.h): copies
+//     results and posts them, never blocks except on a full inbox during a walk;
 //   - the Writer's "zk2etcd-write" workers (writer.h), which also ask the ownership store
 //     (Redis) who owns a key before deleting it, so the applier never waits on Redis.
 // Memory: the applier's inbox is bounded (--queue-bytes, counted from the items' paths, data
@@ -58,10 +58,10 @@
 #include "checker/merge.h"
 #include "common/stop_token.h"
 #include "config/config.h"
-#include "etcd/client.h"
+#include "etcd/api.h"
 #include "ownership/store.h"
 #include "runtime/executor.h"
-#include "zk/session.h"
+#include "zk/api.h"
 #include "zk2etcd/node_table.h"
 #include "zk2etcd/scope.h"
 #include "zk2etcd/snapshot.h"
@@ -72,8 +72,12 @@ namespace kvsync::zk2etcd {
 
 class Syncer {
  public:
-  Syncer(const config::Zk2EtcdConfig& config, etcd::Client* etcd, ownership::Store* owners,
-         const common::StopToken* stop, Stats* stats);
+  // `zk` opens the sessions (one at a time; a new one after each expiry); `etcd_kv` reads and
+  // `etcd_txn` writes the destination (the same etcd::Client in the binary). None is owned;
+  // all must outlive the Syncer.
+  Syncer(const config::Zk2EtcdConfig& config, zk::SessionFactory* zk, etcd::KvApi* etcd_kv,
+         etcd::TxnApi* etcd_txn, ownership::Store* owners, const common::StopToken* stop,
+         Stats* stats);
   ~Syncer();
 
   void set_fence(std::vector<etcd::Compare> fence) { fence_ = std::move(fence); }
@@ -89,7 +93,7 @@ class Syncer {
   enum class Mode { kFixNow, kFirstRound, kConfirmRound };
 
   absl::Status OpenSession();
-  std::shared_ptr<zk::Session> session();
+  std::shared_ptr<zk::Reader> session();
   void OnZkEvent(uint64_t gen, const zk::WatchEvent& event);
   // From the session's loop thread: queues `item` for the applier, or drops it (inbox full)
   // and asks the control thread for a fixing full sync.
@@ -129,7 +133,9 @@ class Syncer {
   absl::Status Flush();
 
   const config::Zk2EtcdConfig& config_;
-  etcd::Client* etcd_;
+  zk::SessionFactory* zk_;
+  etcd::KvApi* etcd_;
+  etcd::TxnApi* etcd_txn_;
   ownership::Store* owners_;
   const common::StopToken* stop_;
   Stats* stats_;
@@ -144,7 +150,7 @@ class Syncer {
 
   // What the session callback, the writer, the inbox and a stop report to the control thread.
   absl::Mutex control_mu_;
-  std::shared_ptr<zk::Session> session_ ABSL_GUARDED_BY(control_mu_);
+  std::shared_ptr<zk::Reader> session_ ABSL_GUARDED_BY(control_mu_);
   bool disconnected_ ABSL_GUARDED_BY(control_mu_) = false;
   bool reconnected_ ABSL_GUARDED_BY(control_mu_) = false;
   bool expired_ ABSL_GUARDED_BY(control_mu_) = false;

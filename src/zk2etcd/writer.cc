@@ -38,7 +38,7 @@ constexpr size_t kMaxBatchChanges = 1000;
 
 }  // namespace
 
-Writer::Writer(etcd::Client* etcd, ownership::Store* owners, NodeTable* nodes, Options options,
+Writer::Writer(etcd::TxnApi* etcd, ownership::Store* owners, NodeTable* nodes, Options options,
                const common::StopToken* stop, sink::WriteStats* stats, metrics::Histogram* lag)
     : owners_(owners),
       nodes_(nodes),

@@ -31,7 +31,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "common/stop_token.h"
-#include "etcd/client.h"
+#include "etcd/api.h"
 #include "metrics/registry.h"
 #include "ownership/store.h"
 #include "runtime/thread.h"
@@ -70,7 +70,7 @@ class Writer {
     // Called on a worker once, when the writer stops on a failure.
     std::function<void()> on_failure;
   };
-  Writer(etcd::Client* etcd, ownership::Store* owners, NodeTable* nodes, Options options,
+  Writer(etcd::TxnApi* etcd, ownership::Store* owners, NodeTable* nodes, Options options,
          const common::StopToken* stop, sink::WriteStats* stats, metrics::Histogram* lag);
   ~Writer();
   Writer(const Writer&) = delete;
