@@ -48,6 +48,7 @@ struct Voidify {
 }  // namespace internal
 }  // namespace kvsync::common
 
+// NOLINTNEXTLINE(bugprone-macro-parentheses): `<< "why"` must attach to the failure's stream.
 #define KVSYNC_CHECK(condition)                       \
   (__builtin_expect(static_cast<bool>(condition), 1)) \
       ? (void)0                                       \

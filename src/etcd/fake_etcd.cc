@@ -443,7 +443,7 @@ int64_t FakeEtcd::watches_opened() const {
   return watches_opened_;
 }
 
-void FakeEtcd::FailNext(Call call, int n, absl::Status status) {
+void FakeEtcd::FailNext(Call call, int n, const absl::Status& status) {
   absl::MutexLock lock(&mu_);
   for (int i = 0; i < n; ++i) faults_[call].push_back(status);
 }
@@ -460,7 +460,7 @@ void FakeEtcd::HoldWatches(bool hold) {
   ++changes_;
 }
 
-void FakeEtcd::CancelWatches(absl::Status status) {
+void FakeEtcd::CancelWatches(const absl::Status& status) {
   absl::MutexLock lock(&mu_);
   for (Stream* s : streams_) s->Fail(status);
   ++changes_;

@@ -100,11 +100,11 @@ class FakeEtcd : public ClusterApi {
   int64_t watches_opened() const;
 
   // Faults.
-  void FailNext(Call call, int n, absl::Status status);
+  void FailNext(Call call, int n, const absl::Status& status);
   // Until called again (nullptr: never), ranges for which `pick` is true fail with `status`.
   void FailRangesIf(std::function<bool(const RangeRequest&)> pick, absl::Status status);
   void HoldWatches(bool hold);
-  void CancelWatches(absl::Status status);
+  void CancelWatches(const absl::Status& status);
   // etcd's own progress notification on every open stream, after its pending events.
   void SendProgress();
 

@@ -257,9 +257,9 @@ TEST_F(MirrorEngineTest, RevisionsArePackedWholeIntoTxnsWithinMaxTxnOps) {
   config_.max_txn_ops = 4;  // 3 data ops + the checkpoint
   // Every value names its source revision (r1...), so ops can be traced back.
   std::map<std::string, int64_t> revision_of;
-  auto txn = [&](const std::string& tag, std::vector<std::string> keys) {
+  auto txn = [&](const std::string& tag, const std::vector<std::string>& keys) {
     etcd::TxnRequest t;
-    for (auto& k : keys) t.success.push_back(etcd::Op::Put(k, tag));
+    for (const auto& k : keys) t.success.push_back(etcd::Op::Put(k, tag));
     revision_of[tag] = src_->Txn(t)->header.revision;
   };
   txn("r1", {"/app/a1", "/app/a2"});             // 2 ops
@@ -307,8 +307,9 @@ TEST_F(MirrorEngineTest, ARevisionLargerThanOneTxnIsSplitWithThePreviousCheckpoi
   const size_t first = dst_.txns().size();
   config_.max_txn_ops = 4;
   etcd::TxnRequest big;
-  for (int i = 0; i < 7; ++i)
+  for (int i = 0; i < 7; ++i) {
     big.success.push_back(etcd::Op::Put("/app/big" + std::to_string(i), "v"));
+  }
   const int64_t rev = src_->Txn(big)->header.revision;
   ASSERT_TRUE(RunOnce().ok());
   ExpectDestinationMatchesSource();

@@ -560,8 +560,9 @@ absl::StatusOr<Reply> Client::Command(const std::vector<std::string>& args) {
   EncodeCommand(args, &out);
   RETURN_IF_ERROR(Send(out));
   ASSIGN_OR_RETURN(Reply reply, ReadReply());
-  if (reply.type == Reply::Type::kError)
+  if (reply.type == Reply::Type::kError) {
     return ReplyError(args.empty() ? std::string() : args[0], reply);
+  }
   return reply;
 }
 

@@ -156,6 +156,9 @@ void Syncer::Offer(Item item) {
   int64_t bytes = item.Bytes();
   auto shared = std::make_shared<Item>(std::move(item));
   if (applier_.TryPost([this, shared] { Handle(*shared); }, bytes)) return;
+  // Refused because the task is stopping, or the item belongs to a replaced session: nothing
+  // to repair.
+  if (shutting_down_.load() || shared->gen != gen_.load()) return;
   // Dropped: the watch it carried (or re-armed) is lost for this session, so only a full sync
   // that re-arms every watch can make up for it.
   stats_->inbox_overflows.fetch_add(1);
@@ -653,6 +656,7 @@ absl::Status Syncer::Run() {
     SignalControl([this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(control_mu_) { stopping_ = true; });
   });
   auto finish = [&](absl::Status s) {
+    shutting_down_.store(true);
     applier_.Shutdown();  // runs what is queued, which may still submit writes
     writer_.reset();
     ++gen_;

@@ -147,6 +147,8 @@ class Syncer {
 
   // The session's generation: events and results of an older session are dropped.
   std::atomic<uint64_t> gen_{0};
+  // Set when Run() ends: results refused by the shut-down applier are not overflows.
+  std::atomic<bool> shutting_down_{false};
 
   // What the session callback, the writer, the inbox and a stop report to the control thread.
   absl::Mutex control_mu_;
