@@ -48,9 +48,11 @@ struct Voidify {
 }  // namespace internal
 }  // namespace kvsync::common
 
-// NOLINTNEXTLINE(bugprone-macro-parentheses): `<< "why"` must attach to the failure's stream.
+// Not parenthesised on purpose: `<< "why"` must attach to the failure's stream.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define KVSYNC_CHECK(condition)                       \
   (__builtin_expect(static_cast<bool>(condition), 1)) \
       ? (void)0                                       \
       : ::kvsync::common::internal::Voidify() &       \
             ::kvsync::common::internal::CheckFailure(__FILE__, __LINE__, #condition).stream()
+// NOLINTEND(bugprone-macro-parentheses)

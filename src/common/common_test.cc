@@ -29,8 +29,9 @@ TEST(CheckDeathTest, FailedCheckAbortsNamingConditionAndMessage) {
 // The kind survives copies, can be replaced or cleared, and is ignored on OK.
 TEST(ErrorKindTest, TravelsWithTheStatus) {
   absl::Status s = WithKind(absl::AbortedError("x"), ErrorKind::kFenced);
-  absl::Status copy =
-      s;  // NOLINT(performance-unnecessary-copy-initialization): the copy is the test
+  // The copy is what is tested.
+  // NOLINTNEXTLINE(performance-unnecessary-copy-initialization)
+  absl::Status copy = s;
   EXPECT_EQ(KindOf(copy), ErrorKind::kFenced);
   EXPECT_EQ(KindOf(WithKind(s, ErrorKind::kSessionExpired)), ErrorKind::kSessionExpired);
   EXPECT_EQ(KindOf(WithKind(s, ErrorKind::kNone)), ErrorKind::kNone);

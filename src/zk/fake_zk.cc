@@ -120,7 +120,7 @@ class FakeZk::Session final : public Reader {
     queue_.push_back(std::move(delivery));
     ++queued_;
   }
-  void EventLocked(WatchEvent event) {
+  void EventLocked(const WatchEvent& event) {
     PushLocked({[this, event] { on_event_(event); }, nullptr});
   }
 
@@ -598,7 +598,9 @@ absl::StatusOr<WalkResult> FakeZk::Walk(Session* s, const WalkOptions& options,
       cancelled = true;
       break;
     }
-    auto [path, root] = std::move(stack.back());
+    // Plain variables, not a structured binding: the lambdas below capture `path`.
+    std::string path = std::move(stack.back().first);
+    bool root = stack.back().second;
     stack.pop_back();
     ++result.reads;
     absl::Status st = ReadCheckLocked(s, options.read_data ? Op::kGetData : Op::kGetChildren, path);

@@ -25,7 +25,7 @@ class Recorder {
     return [this](const WatchEvent& e) { Add(EventName(e)); };
   }
   DataFn OnData(const std::string& tag) {
-    return [this, tag](const absl::Status& st, std::string data, const Stat& stat) {
+    return [this, tag](const absl::Status& st, const std::string& data, const Stat& stat) {
       Add(st.ok() ? "read " + tag + "=" + data + "@" + std::to_string(stat.mzxid)
                   : "read " + tag + " " + absl::StatusCodeToString(st.code()));
     };
@@ -77,7 +77,8 @@ TEST(FakeZkTest, WatchesFireOnceInServerOrder) {
   Recorder r;
   auto s = Open(&zk, &r);
   s->GetData("/app/a", true, r.OnData("a"));
-  s->GetChildren("/app", true, [](const absl::Status&, std::vector<std::string>, const Stat&) {});
+  s->GetChildren("/app", true,
+                 [](const absl::Status&, const std::vector<std::string>&, const Stat&) {});
   ASSERT_TRUE(zk.Set("/app/a", "2").ok());
   ASSERT_TRUE(zk.Set("/app/a", "3").ok());  // the watch has fired: nothing
   ASSERT_TRUE(zk.Create("/app/b", "").ok());
@@ -89,7 +90,8 @@ TEST(FakeZkTest, WatchesFireOnceInServerOrder) {
                               "changed /app/a", "children /app"}));
 
   s->GetData("/app/a", true, r.OnData("a"));
-  s->GetChildren("/app", true, [](const absl::Status&, std::vector<std::string>, const Stat&) {});
+  s->GetChildren("/app", true,
+                 [](const absl::Status&, const std::vector<std::string>&, const Stat&) {});
   ASSERT_TRUE(zk.Delete("/app/a").ok());
   ASSERT_TRUE(zk.WaitDelivered(kDeadline));
   EXPECT_EQ(r.Take(),

@@ -434,8 +434,9 @@ TEST_F(SyncerTest, InboxOverflowIsFollowedByAFixingFullSync) {
   ASSERT_EQ(stats_.common.full_syncs.load(), 1);
   none.HoldWrites(true);
   int calls = none.record_calls();
-  for (int i = 0; i < kNodes; ++i)
+  for (int i = 0; i < kNodes; ++i) {
     ASSERT_TRUE(zk_.Set("/app/n" + std::to_string(i), value(1)).ok());
+  }
   // The burst alone may overflow the inbox before the writer takes a batch; either way the
   // writer ends up held and the fixing full sync cannot finish until it is released.
   ASSERT_TRUE(Eventually([&] {
@@ -446,8 +447,9 @@ TEST_F(SyncerTest, InboxOverflowIsFollowedByAFixingFullSync) {
   ASSERT_TRUE(Eventually([&] { return Mirrored() && stats_.resync_pending.load() == 0; }));
   EXPECT_GE(stats_.common.full_syncs.load(), 2);
   // Every watch is armed again: later changes of every znode arrive.
-  for (int i = 0; i < kNodes; ++i)
+  for (int i = 0; i < kNodes; ++i) {
     ASSERT_TRUE(zk_.Set("/app/n" + std::to_string(i), value(2)).ok());
+  }
   ASSERT_TRUE(Eventually([&] { return Mirrored(); }));
 }
 
