@@ -265,7 +265,7 @@ void FakeZk::FireLocked(const std::string& path, WatchEvent::Type type, bool dat
     if (s->state_.load() == SessionState::kConnecting) {
       s->buffered_.push_back(std::move(event));
     } else {
-      s->EventLocked(std::move(event));
+      s->EventLocked(event);
     }
   }
 }
@@ -437,7 +437,7 @@ void FakeZk::Reconnect() {
     if (s->state_.load() != SessionState::kConnecting) continue;
     s->state_.store(SessionState::kConnected);
     s->EventLocked({WatchEvent::Type::kSession, "", SessionState::kConnected});
-    for (WatchEvent& event : s->buffered_) s->EventLocked(std::move(event));
+    for (const WatchEvent& event : s->buffered_) s->EventLocked(event);
     s->buffered_.clear();
   }
 }
