@@ -59,8 +59,7 @@ int Run(Flags* f, CLI::App* cmd) {
   }
   if (absl::Status valid = Finalise(f); !valid.ok()) return ReportAndExit("check", valid);
   const config::MirrorConfig& c = f->config;
-  common::StopToken stop;
-  StartSignalThread(&stop);
+  common::StopToken& stop = StartSignalThread();
   auto src = ConnectClient(c.src, "source");
   if (!src.ok()) return ReportAndExit("check", src.status());
   auto dst = ConnectClient(c.dst, "destination");

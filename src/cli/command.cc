@@ -41,9 +41,12 @@ void BlockStopSignals() {
   signal(SIGPIPE, SIG_IGN);
 }
 
-void StartSignalThread(common::StopToken* stop) {
+common::StopToken& StartSignalThread() {
+  // Never destroyed (see command.h): ThreadSanitizer saw main() destroy a stack token while the
+  // signal thread still held its mutex.
+  static common::StopToken* const stop = new common::StopToken();
   sigset_t set = HandledSignals();
-  runtime::Thread("signals", [set, stop] {
+  runtime::Thread("signals", [set] {
     int count = 0;
     while (true) {
       int sig = 0;
@@ -69,6 +72,7 @@ void StartSignalThread(common::StopToken* stop) {
       stop->RequestStop();
     }
   }).Detach();
+  return *stop;
 }
 
 void EndStartup() {

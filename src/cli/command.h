@@ -51,7 +51,9 @@ void BlockStopSignals();
 // connects block for up to a dial timeout and nothing has been written yet). After it, the
 // first one becomes stop->RequestStop() and a second exits at once with kExitSecondSignal. SIGHUP
 // is logged at warn and ignored: kvsync does not reload its configuration.
-void StartSignalThread(common::StopToken* stop);
+// Returns the process's stop token: it lives as long as the process (never destroyed), because
+// the detached signal thread may still be inside RequestStop() while main() returns.
+common::StopToken& StartSignalThread();
 // Ends start-up: called once the clients are connected, just before the engine runs.
 void EndStartup();
 

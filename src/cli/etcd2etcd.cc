@@ -147,8 +147,7 @@ std::function<int()> AddEtcd2EtcdCommand(CLI::App* app) {
     absl::Status valid = Finalise(flags.get());
     if (!valid.ok()) return ReportAndExit("etcd2etcd", valid);
     const config::MirrorConfig& c = flags->config;
-    common::StopToken stop;
-    StartSignalThread(&stop);
+    common::StopToken& stop = StartSignalThread();
 
     auto src = etcd::Client::Create(c.src.ToClientOptions("source"));
     if (!src.ok()) return ReportAndExit("etcd2etcd", src.status());

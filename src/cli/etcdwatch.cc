@@ -78,8 +78,7 @@ int Run(Flags* f) {
   if (f->connections < 1 || f->connections > 64) {
     return Fail(absl::InvalidArgumentError("--connections must be 1..64"));
   }
-  common::StopToken stop;
-  StartSignalThread(&stop);
+  common::StopToken& stop = StartSignalThread();
   config::EtcdConnection write_conn = f->conn;
   if (!f->write_endpoints.empty()) write_conn.endpoints = f->write_endpoints;
   etcd::ClientOptions write_options = write_conn.ToClientOptions("writer");

@@ -207,8 +207,7 @@ void LogProgress(const zk2etcd::Stats& s, const std::string& task) {
 int RunSync(Flags* f, CLI::App* cmd) {
   if (int rc = LoadAndValidate("zk2etcd", f, cmd); rc >= 0) return rc;
   const config::Zk2EtcdConfig& c = f->config;
-  common::StopToken stop;
-  StartSignalThread(&stop);
+  common::StopToken& stop = StartSignalThread();
   auto etcd_client = etcd::Client::Create(c.etcd.ToClientOptions("etcd"));
   if (!etcd_client.ok()) return ReportAndExit("zk2etcd", etcd_client.status());
   log::Info("main", "connecting", {{"command", "zk2etcd"}, {"task", c.name}});
@@ -291,8 +290,7 @@ int RunCheck(Flags* f, CLI::App* cmd) {
   }
   if (int rc = LoadAndValidate("check", f, cmd); rc >= 0) return rc;
   const config::Zk2EtcdConfig& c = f->config;
-  common::StopToken stop;
-  StartSignalThread(&stop);
+  common::StopToken& stop = StartSignalThread();
   auto etcd_client = etcd::Client::Create(c.etcd.ToClientOptions("etcd"));
   if (!etcd_client.ok()) return ReportAndExit("check", etcd_client.status());
   if (auto connected = (*etcd_client)->Connect(); !connected.ok()) {
