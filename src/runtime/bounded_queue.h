@@ -65,14 +65,7 @@ class BoundedQueue {
   // queue is closed and empty (nullopt).
   std::optional<T> PopUntil(std::chrono::steady_clock::time_point deadline) {
     absl::MutexLock lock(&mu_);
-    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return !items_.empty() || closed_ || woken_;
-    };
-    auto left = deadline - std::chrono::steady_clock::now();
-    if (left > std::chrono::nanoseconds::zero()) {
-      mu_.AwaitWithTimeout(absl::Condition(&ready), absl::FromChrono(left));
-    }
-    woken_ = false;
+    WaitLocked(deadline);
     if (items_.empty()) return std::nullopt;
     return PopLocked();
   }
@@ -81,14 +74,7 @@ class BoundedQueue {
   // `max_take` bytes (a consumer that takes a slice at a time leaves room for the producer).
   std::vector<T> PopUpTo(std::chrono::steady_clock::time_point deadline, int64_t max_take) {
     absl::MutexLock lock(&mu_);
-    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return !items_.empty() || closed_ || woken_;
-    };
-    auto left = deadline - std::chrono::steady_clock::now();
-    if (left > std::chrono::nanoseconds::zero()) {
-      mu_.AwaitWithTimeout(absl::Condition(&ready), absl::FromChrono(left));
-    }
-    woken_ = false;
+    WaitLocked(deadline);
     std::vector<T> out;
     int64_t taken = 0;
     while (!items_.empty() && (out.empty() || taken + items_.front().second <= max_take)) {
@@ -131,6 +117,19 @@ class BoundedQueue {
   int64_t max_bytes() const { return max_bytes_; }
 
  private:
+  // Waits until an item is there, the queue is closed, Wake() was called or the deadline passed;
+  // consumes a Wake().
+  void WaitLocked(std::chrono::steady_clock::time_point deadline)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !items_.empty() || closed_ || woken_;
+    };
+    auto left = deadline - std::chrono::steady_clock::now();
+    if (left > std::chrono::nanoseconds::zero()) {
+      mu_.AwaitWithTimeout(absl::Condition(&ready), absl::FromChrono(left));
+    }
+    woken_ = false;
+  }
   bool FitsLocked(int64_t bytes, int64_t limit = 0) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (limit <= 0) limit = max_bytes_;
     return max_bytes_ <= 0 || items_.empty() || bytes_ + bytes <= limit;
