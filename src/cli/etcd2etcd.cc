@@ -87,8 +87,16 @@ std::function<int()> AddEtcd2EtcdCommand(CLI::App* app) {
                   "bytes per destination txn (etcd's --max-request-bytes, default 1.5 MiB)")
       ->default_val(c.max_request_bytes)
       ->group("Throughput");
-  cmd->add_option("--inflight", c.inflight, "concurrent txns during a full sync")
+  cmd->add_option("--inflight", c.inflight,
+                  "destination txns in flight: concurrent txns of a full sync, and the depth of "
+                  "the incremental pipeline (chained, so they still apply in source order); "
+                  "raise it for a distant destination")
       ->default_val(c.inflight)
+      ->group("Throughput");
+  cmd->add_option("--dst-connections", c.dst.connections,
+                  "TCP connections to each destination endpoint, txns spread over them (for a "
+                  "link that limits each flow)")
+      ->default_val(c.dst.connections)
       ->group("Throughput");
   cmd->add_option("--page-size", c.page_size,
                   "keys per range page in a full sync (large pages are much faster on etcd 3.4)")

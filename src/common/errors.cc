@@ -12,6 +12,7 @@ constexpr ErrorKind kAllKinds[] = {
     ErrorKind::kCompacted,     ErrorKind::kRequestTooLarge,
     ErrorKind::kWatchCanceled, ErrorKind::kNoLeader,
     ErrorKind::kFenced,        ErrorKind::kSessionExpired,
+    ErrorKind::kOutOfOrder,
 };
 
 }  // namespace
@@ -34,6 +35,8 @@ const char* ErrorKindName(ErrorKind kind) {
       return "fenced";
     case ErrorKind::kSessionExpired:
       return "session_expired";
+    case ErrorKind::kOutOfOrder:
+      return "out_of_order";
   }
   return "none";
 }

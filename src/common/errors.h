@@ -33,6 +33,8 @@ enum class ErrorKind {
   kNoLeader,         // etcd election: nobody leads (not an error for a reader)
   kFenced,           // a write's fence compare failed: this replica no longer leads
   kSessionExpired,   // ZooKeeper: the session is dead for good; open a new one and resync
+  kOutOfOrder,       // a chained write (sink::CommitPipeline) reached the destination before
+                     // the write it follows: nothing was written, send it again in order
 };
 
 // `status` with `kind` attached (an OK status stays OK).

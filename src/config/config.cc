@@ -29,6 +29,7 @@ etcd::ClientOptions EtcdConnection::ToClientOptions(const std::string& side) con
   }
   o.dial_timeout = dial_timeout;
   o.request_timeout = command_timeout;
+  o.connections = connections;
   // Messages name the flags of cli::AddConnectionFlags (--src-*, --dst-*, --etcd-*, ...).
   if (side == "source") {
     o.flags = etcd::FlagNamesWithPrefix("src");
@@ -96,6 +97,9 @@ absl::Status CheckTaskName(const std::string& name) {
 absl::Status ValidateMirrorConfig(MirrorConfig* c) {
   if (c->src.endpoints.empty()) return absl::InvalidArgumentError("--src-endpoints is required");
   if (c->dst.endpoints.empty()) return absl::InvalidArgumentError("--dst-endpoints is required");
+  if (c->dst.connections < 1 || c->dst.connections > 16) {
+    return absl::InvalidArgumentError("--dst-connections must be between 1 and 16");
+  }
   RETURN_IF_ERROR(etcd::ValidateClientOptions(c->src.ToClientOptions("source")));
   RETURN_IF_ERROR(etcd::ValidateClientOptions(c->dst.ToClientOptions("destination")));
   if (c->prefix.empty()) {

@@ -23,6 +23,7 @@ struct EtcdConnection {
   std::string password;
   std::chrono::milliseconds dial_timeout{5000};
   std::chrono::milliseconds command_timeout{15000};
+  int connections = 1;  // TCP connections per endpoint (etcd::ClientOptions::connections)
 
   // `side` names the cluster in messages ("source", "destination").
   etcd::ClientOptions ToClientOptions(const std::string& side) const;

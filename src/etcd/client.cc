@@ -1,6 +1,7 @@
 #include "etcd/client.h"
 
 #include <algorithm>
+#include <atomic>
 #include <optional>
 #include <thread>
 
@@ -23,21 +24,33 @@ namespace kvsync::etcd {
 namespace pb = ::etcdserverpb;
 namespace epb = ::v3electionpb;
 
-// One member endpoint: its channel and the stubs over it.
+// One member endpoint: its channel and the stubs over it, plus the KV stubs of its extra
+// connections (ClientOptions::connections), over which txns are spread.
 class Endpoint {
  public:
-  Endpoint(std::string address, std::shared_ptr<grpc::Channel> channel)
+  Endpoint(std::string address, std::vector<std::shared_ptr<grpc::Channel>> channels)
       : address_(std::move(address)),
-        channel_(std::move(channel)),
+        channel_(channels.at(0)),
         kv_(pb::KV::NewStub(channel_)),
         watch_(pb::Watch::NewStub(channel_)),
         lease_(pb::Lease::NewStub(channel_)),
         auth_(pb::Auth::NewStub(channel_)),
         maintenance_(pb::Maintenance::NewStub(channel_)),
-        election_(epb::Election::NewStub(channel_)) {}
+        election_(epb::Election::NewStub(channel_)) {
+    for (size_t i = 1; i < channels.size(); ++i) {
+      extra_channels_.push_back(channels[i]);
+      txn_kv_.push_back(pb::KV::NewStub(channels[i]));
+    }
+  }
 
   const std::string& address() const { return address_; }
   pb::KV::Stub* kv() { return kv_.get(); }
+  // The KV stub for the next txn: round robin over every connection.
+  pb::KV::Stub* txn_kv() {
+    if (txn_kv_.empty()) return kv_.get();
+    size_t i = next_txn_.fetch_add(1, std::memory_order_relaxed) % (txn_kv_.size() + 1);
+    return i == 0 ? kv_.get() : txn_kv_[i - 1].get();
+  }
   pb::Watch::Stub* watch() { return watch_.get(); }
   pb::Lease::Stub* lease() { return lease_.get(); }
   pb::Auth::Stub* auth() { return auth_.get(); }
@@ -53,6 +66,9 @@ class Endpoint {
   std::unique_ptr<pb::Auth::Stub> auth_;
   std::unique_ptr<pb::Maintenance::Stub> maintenance_;
   std::unique_ptr<epb::Election::Stub> election_;
+  std::vector<std::shared_ptr<grpc::Channel>> extra_channels_;
+  std::vector<std::unique_ptr<pb::KV::Stub>> txn_kv_;
+  std::atomic<uint64_t> next_txn_{0};
 };
 
 namespace {
@@ -224,8 +240,12 @@ absl::Status Client::Init() {
     // Separate clients (source, destination) never share connections.
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     auto creds = tls ? grpc::SslCredentials(ssl) : grpc::InsecureChannelCredentials();
-    endpoints_.push_back(std::make_unique<Endpoint>(
-        std::string(host), grpc::CreateCustomChannel(std::string(host), creds, args)));
+    // Each channel has its own subchannel pool (above), hence its own TCP connection.
+    std::vector<std::shared_ptr<grpc::Channel>> channels;
+    for (int i = 0; i < std::max(options_.connections, 1); ++i) {
+      channels.push_back(grpc::CreateCustomChannel(std::string(host), creds, args));
+    }
+    endpoints_.push_back(std::make_unique<Endpoint>(std::string(host), std::move(channels)));
   }
   return absl::OkStatus();
 }
@@ -396,7 +416,7 @@ absl::StatusOr<TxnResponse> Client::Txn(const TxnRequest& request) {
   pb::TxnRequest req = ToPb(request);
   return Invoke(false, [&](Endpoint* e, grpc::ClientContext* ctx) -> absl::StatusOr<TxnResponse> {
     pb::TxnResponse resp;
-    absl::Status s = FromGrpc(e->kv()->Txn(ctx, req, &resp), options_.name + " txn");
+    absl::Status s = FromGrpc(e->txn_kv()->Txn(ctx, req, &resp), options_.name + " txn");
     if (!s.ok()) return s;
     return FromPb(resp);
   });

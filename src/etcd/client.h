@@ -45,6 +45,9 @@ struct ClientOptions {
   // server enforces its own --max-request-bytes on sends.
   int max_receive_bytes = 512 << 20;
   int max_send_bytes = 64 << 20;
+  // TCP connections per endpoint; txns are spread over them round robin (everything else uses
+  // the first). More than one helps a distant destination whose link limits each flow.
+  int connections = 1;
   // Label used in error messages and logs ("source", "destination").
   std::string name = "etcd";
   // The command-line flags the fields came from, named in error messages ("--src-cacert").

@@ -338,7 +338,7 @@ absl::StatusOr<TxnResponse> FakeEtcd::Txn(const TxnRequest& request) {
   }
   CommitLocked(std::move(events));
   resp.header = HeaderLocked();
-  txns_.push_back(TxnRecord{revision_, resp.succeeded, request});
+  txns_.push_back(TxnRecord{revision_, resp.succeeded, request, resp.nested_succeeded});
   ++changes_;
   return resp;
 }

@@ -69,6 +69,7 @@ class FakeEtcd : public ClusterApi {
     int64_t revision = 0;  // the store's revision after it
     bool succeeded = false;
     TxnRequest request;
+    std::vector<bool> nested_succeeded;  // as in TxnResponse
   };
   enum class Call { kRange, kTxn, kWatch, kConnect };
 

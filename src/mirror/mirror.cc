@@ -13,6 +13,7 @@
 #include "checker/merge.h"
 #include "checker/range_cursor.h"
 #include "common/backoff.h"
+#include "common/check.h"
 #include "common/clock.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
@@ -566,6 +567,96 @@ absl::Status Mirror::Incremental() {
 }
 
 absl::Status Mirror::WatchOnce() {
+  sink::CommitPipeline pipeline(&writer_, dst_, stop_, &stats_, checkpoint_key_, config_.inflight);
+  RETURN_IF_ERROR(pipeline.Start());
+  pipeline_ = &pipeline;
+  submitted_ = applied_;
+  applied_anchor_ = anchor_;
+  applied_anchor_live_ = anchor_live_;
+  absl::Status s = Stream();
+  // Whatever ended the stream, every txn submitted settles first, so that applied_ is exact
+  // and the next watch resumes right after it.
+  absl::Status drained = pipeline.Drain();
+  Settle();
+  pipeline_ = nullptr;
+  if (!pending_.empty()) {
+    // Submitted but never applied: the anchor goes back with applied_.
+    anchor_ = applied_anchor_;
+    anchor_live_ = applied_anchor_live_;
+    pending_.clear();
+  }
+  submitted_ = applied_;
+  batch_received_ms_ = 0;
+  if (!drained.ok() && !absl::IsCancelled(drained)) {
+    write_failed_ = true;
+    s = drained;
+  }
+  return s;
+}
+
+absl::Status Mirror::Submit(std::vector<etcd::Op> ops, int64_t revision, int64_t events,
+                            bool write) {
+  Pending p;
+  p.revision = revision;
+  p.events = events;
+  p.received_ms = batch_received_ms_;
+  p.persisted = write;
+  p.anchor = anchor_;
+  p.anchor_live = anchor_live_;
+  if (write) {
+    absl::StatusOr<int64_t> seq = pipeline_->Submit(
+        std::move(ops), checker::EncodeCheckpoint(MakeCheckpoint(revision, false)));
+    if (!seq.ok()) {
+      write_failed_ = true;
+      return seq.status();
+    }
+    p.seq = *seq;
+  } else {
+    KVSYNC_CHECK(ops.empty());
+    p.seq = pipeline_->submitted();
+  }
+  pending_.push_back(std::move(p));
+  submitted_ = std::max(submitted_, revision);
+  Settle();
+  return absl::OkStatus();
+}
+
+void Mirror::Settle() {
+  const int64_t committed = pipeline_->committed();
+  while (!pending_.empty() && pending_.front().seq <= committed) {
+    Pending& p = pending_.front();
+    applied_ = std::max(applied_, p.revision);
+    if (p.persisted) {
+      persisted_ = std::max(persisted_, p.revision);
+      ClearRefusal(/*write=*/true);
+      stats_.last_checkpoint_write_ms.store(common::WallMs(), std::memory_order_relaxed);
+    }
+    applied_anchor_ = std::move(p.anchor);
+    applied_anchor_live_ = p.anchor_live;
+    stats_.events_applied.fetch_add(p.events);
+    pending_.pop_front();
+  }
+  stats_.last_synced_revision.store(applied_);
+  // The oldest change received and not yet committed: of the first pending txn, else of the
+  // batch being built.
+  int64_t oldest = batch_received_ms_;
+  for (const Pending& p : pending_) {
+    if (p.received_ms != 0) {
+      oldest = oldest == 0 ? p.received_ms : std::min(oldest, p.received_ms);
+      break;
+    }
+  }
+  stats_.oldest_pending_ms.store(oldest);
+}
+
+absl::Status Mirror::DrainPipeline() {
+  absl::Status s = pipeline_->Drain();
+  Settle();
+  if (!s.ok()) write_failed_ = true;
+  return s;
+}
+
+absl::Status Mirror::Stream() {
   etcd::WatchOptions wo;
   wo.key = mapper_.src_prefix();
   wo.range_end = mapper_.src_range_end();
@@ -620,15 +711,14 @@ absl::Status Mirror::WatchOnce() {
   const auto stall_after = std::max(3 * config_.progress_interval, std::chrono::milliseconds(2000));
   const int64_t take_bytes = std::max<int64_t>(config_.watch_buffer_bytes / 4, 1);
 
-  auto advance_quietly = [&](int64_t revision) -> absl::Status {
-    applied_ = revision;
+  // Moves to `revision` with no data to write (filtered events, progress, a quiet proof): the
+  // checkpoint is written at most every --progress-interval unless --once waits for it.
+  auto advance_quietly = [&](int64_t revision, int64_t events) -> absl::Status {
     if (anchor_ && anchor_live_) anchor_->at = revision;
-    stats_.last_synced_revision.store(applied_);
-    if (config_.once ||
-        std::chrono::steady_clock::now() - last_checkpoint_write >= config_.progress_interval) {
-      RETURN_IF_ERROR(WriteCheckpoint(applied_));
-      last_checkpoint_write = std::chrono::steady_clock::now();
-    }
+    const bool write = config_.once || std::chrono::steady_clock::now() - last_checkpoint_write >=
+                                           config_.progress_interval;
+    RETURN_IF_ERROR(Submit({}, revision, events, write));
+    if (write) last_checkpoint_write = std::chrono::steady_clock::now();
     return absl::OkStatus();
   };
 
@@ -670,7 +760,7 @@ absl::Status Mirror::WatchOnce() {
     if (!*changed) {
       stats_.quiet_proofs.fetch_add(1);
       proven_through_ = head;
-      return advance_quietly(head);
+      return advance_quietly(head, 0);
     }
     if (now - last_delivery < stall_after) return absl::OkStatus();  // events on their way
     stats_.watch_stalls.fetch_add(1);
@@ -687,6 +777,8 @@ absl::Status Mirror::WatchOnce() {
         queue.Take(std::min(idle_poll, std::chrono::milliseconds(500)), take_bytes);
     auto now = std::chrono::steady_clock::now();
     if (items.empty()) {
+      // Idle: let what is in flight settle, so that the watchdog judges applied revisions.
+      RETURN_IF_ERROR(DrainPipeline());
       RETURN_IF_ERROR(watchdog(now));
       int64_t head = stats_.source_head_revision.load();
       // Ask for progress when idle for a while, or at once when the head monitor saw the
@@ -701,11 +793,12 @@ absl::Status Mirror::WatchOnce() {
       }
       continue;
     }
-    stats_.oldest_pending_ms.store(items.front().received_ms);
+    batch_received_ms_ = items.front().received_ms;
+    Settle();
 
     TxnBatcher batcher(config_.max_txn_ops, config_.max_request_bytes, kCheckpointOps,
                        kCheckpointBytes);
-    int64_t batch_revision = applied_;  // revision the batch brings the destination to
+    int64_t batch_revision = submitted_;  // revision the batch brings the destination to
     // The anchor as of the end of the batch (see anchor_).
     std::optional<checker::HistoryAnchor> batch_anchor = anchor_;
     bool batch_anchor_live = anchor_live_;
@@ -714,14 +807,7 @@ absl::Status Mirror::WatchOnce() {
       anchor_ = batch_anchor;
       anchor_live_ = batch_anchor_live;
       if (anchor_ && anchor_live_) anchor_->at = revision;
-      absl::Status committed =
-          CommitWithCheckpoint(batcher.Take(), MakeCheckpoint(revision, false));
-      write_failed_ = !committed.ok();
-      RETURN_IF_ERROR(committed);
-      ClearRefusal(/*write=*/true);
-      applied_ = persisted_ = revision;
-      stats_.last_synced_revision.store(revision);
-      stats_.events_applied.fetch_add(events);
+      RETURN_IF_ERROR(Submit(batcher.Take(), revision, events, /*write=*/true));
       events = 0;
       last_checkpoint_write = std::chrono::steady_clock::now();
       return absl::OkStatus();
@@ -822,15 +908,16 @@ absl::Status Mirror::WatchOnce() {
     }
     if (!batcher.empty()) {
       RETURN_IF_ERROR(flush(batch_revision));
-    } else if (batch_revision > applied_) {
-      // Only filtered events or progress: nothing to write but the checkpoint, which is
-      // rate-limited unless --once waits for it.
-      stats_.events_applied.fetch_add(events);
+    } else if (batch_revision > submitted_) {
+      // Only filtered events or progress: nothing to write but the checkpoint.
       anchor_ = batch_anchor;
       anchor_live_ = batch_anchor_live;
-      RETURN_IF_ERROR(advance_quietly(batch_revision));
+      RETURN_IF_ERROR(advance_quietly(batch_revision, events));
     }
-    stats_.oldest_pending_ms.store(0);
+    batch_received_ms_ = 0;
+    Settle();
+    // --once ends when the start revision is applied: wait for the pipeline to get there.
+    if (config_.once && submitted_ >= start_head_) RETURN_IF_ERROR(DrainPipeline());
     NoteProgress();
     if (!stream_error.ok()) return stream_error;
     if (OnceDone()) return absl::OkStatus();

@@ -29,6 +29,7 @@
 // finishes and Run() returns OK.
 #pragma once
 
+#include <deque>
 #include <memory>
 #include <optional>
 
@@ -41,6 +42,7 @@
 #include "config/config.h"
 #include "etcd/api.h"
 #include "mirror/stats.h"
+#include "sink/commit_pipeline.h"
 #include "sink/txn_writer.h"
 
 namespace kvsync::mirror {
@@ -105,7 +107,16 @@ class Mirror {
   absl::Status FullSync();
   // Returns OK when stopped or --once is done; IsCompacted when history is gone.
   absl::Status Incremental();
+  // One watch stream with its commit pipeline; returns once every txn it submitted settled.
   absl::Status WatchOnce();
+  absl::Status Stream();
+  // Hands `ops` (possibly none) bringing the destination to `revision` to the pipeline, with
+  // the checkpoint when `write`; without `write` (and without ops) the revision counts as
+  // applied once the txns before it committed.
+  absl::Status Submit(std::vector<etcd::Op> ops, int64_t revision, int64_t events, bool write);
+  // Takes what the pipeline committed: applied_, persisted_, the committed anchor, stats.
+  void Settle();
+  absl::Status DrainPipeline();
   absl::Status WriteCheckpoint(int64_t revision);
   checker::Checkpoint MakeCheckpoint(int64_t revision, bool pending) const;
   // Commits `ops` with `checkpoint` as the txn's marker (visible with or after them).
@@ -143,9 +154,28 @@ class Mirror {
   // period can still arrive, and skipping it leaves the destination as it is.
   int64_t proven_through_ = 0;
   // Everything up to applied_ has been written to the destination; persisted_ is the revision
-  // in the destination's checkpoint (persisted_ <= applied_).
+  // in the destination's checkpoint (persisted_ <= applied_); submitted_ (>= applied_) has
+  // been handed to the commit pipeline.
   int64_t applied_ = 0;
   int64_t persisted_ = 0;
+  int64_t submitted_ = 0;
+  // While a watch runs: its pipeline and what each submitted txn brings once committed.
+  struct Pending {
+    int64_t seq = 0;  // the pipeline's txn that must commit first
+    int64_t revision = 0;
+    int64_t events = 0;
+    int64_t received_ms = 0;
+    bool persisted = false;
+    std::optional<checker::HistoryAnchor> anchor;
+    bool anchor_live = false;
+  };
+  sink::CommitPipeline* pipeline_ = nullptr;
+  std::deque<Pending> pending_;
+  // Receive time of the batch being turned into txns (0 between batches).
+  int64_t batch_received_ms_ = 0;
+  // anchor_ / anchor_live_ as of applied_ (anchor_ runs ahead with what was submitted).
+  std::optional<checker::HistoryAnchor> applied_anchor_;
+  bool applied_anchor_live_ = false;
   // Source head revision at start-up: --once stops there, and reaching it is "caught up".
   int64_t start_head_ = 0;
   bool caught_up_logged_ = false;

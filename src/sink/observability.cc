@@ -21,6 +21,12 @@ void RegisterWriteMetrics(metrics::Registry* r, const std::string& task, WriteSt
   f.Counter("kvsync_puts_total", "Destination puts written", s->puts, t);
   f.Counter("kvsync_deletes_total", "Destination deletes written", s->deletes, t);
   f.Counter("kvsync_txns_total", "Destination txns committed", s->txns, t);
+  f.Gauge("kvsync_txns_inflight", "Chained incremental txns on their way to the destination",
+          [s] { return static_cast<double>(s->txns_inflight.load()); });
+  f.Counter("kvsync_txn_resends_total",
+            "Chained txns sent again because they reached the destination before the txn they "
+            "follow",
+            s->txn_resends, t);
   s->txn_latency =
       r->AddHistogram("kvsync_txn_duration_seconds", "Latency of destination txns (each attempt)",
                       metrics::LatencyBuckets(), t);

@@ -5,6 +5,9 @@
 // its own), a single op the destination will never accept stops the task (FailedPrecondition
 // naming the key, cut), and a fence (compares added to every txn, e.g. on a leader key) turns a
 // failed compare into FailedPrecondition. Counts go to a WriteStats.
+// A chain compare (optional, per call) orders txns sent concurrently: the txn's writes sit in a
+// nested txn guarded by it (etcd >= 3.3), so a txn whose chain compare fails writes nothing and
+// returns IsOutOfOrder, told apart from a failed fence (sink::CommitPipeline uses this).
 // Thread-safe: several writer threads may call Commit at once.
 #pragma once
 
@@ -17,6 +20,10 @@
 #include "sink/write_stats.h"
 
 namespace kvsync::sink {
+
+// A chained txn's compare did not hold: it was not written (kind kOutOfOrder, Aborted).
+absl::Status OutOfOrderError(const std::string& context);
+bool IsOutOfOrder(const absl::Status& status);
 
 class TxnWriter {
  public:
@@ -31,12 +38,14 @@ class TxnWriter {
   // Errors: Cancelled (stop requested), FailedPrecondition (fenced, or a single op the
   // destination refuses as too large), other non-transient etcd errors.
   // `revision` (optional) receives the revision of the (last) committed txn.
+  // With `chain`, every txn (each part of a split one too) writes only when `chain` holds, and
+  // returns IsOutOfOrder when it does not.
   absl::Status Commit(std::vector<etcd::Op> ops, const std::optional<etcd::Op>& marker,
-                      int64_t* revision = nullptr);
+                      int64_t* revision = nullptr, const etcd::Compare* chain = nullptr);
 
  private:
   absl::Status CommitOnce(const std::vector<etcd::Op>& ops, const std::optional<etcd::Op>& marker,
-                          int64_t* revision);
+                          int64_t* revision, const etcd::Compare* chain);
 
   etcd::TxnApi* dst_;
   const common::StopToken* stop_;

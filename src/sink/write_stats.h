@@ -32,6 +32,10 @@ struct WriteStats {
   std::atomic<int64_t> deletes{0};
   std::atomic<int64_t> txns{0};
   etcd::RetryCounters retries;
+  // Chained txns (CommitPipeline): in flight now, and sent again because they reached the
+  // destination before the txn they follow (or to settle an ambiguous attempt).
+  std::atomic<int64_t> txns_inflight{0};
+  std::atomic<int64_t> txn_resends{0};
   // Full syncs started and the duration of the last completed one.
   std::atomic<int64_t> full_syncs{0};
   std::atomic<int64_t> last_full_sync_ms{0};

@@ -65,6 +65,7 @@ struct FaultProxy::Conn {
   bool connecting = false;
   bool blackholed = false;
   bool closed = false;
+  int index = 0;   // accept order
   Direction up;    // client -> upstream
   Direction down;  // upstream -> client
 
@@ -167,6 +168,11 @@ void FaultProxy::SetMode(Mode mode) {
 
 void FaultProxy::SetDelay(std::chrono::milliseconds one_way) { delay_ms_ = one_way.count(); }
 
+void FaultProxy::SetConnectionDelay(int index, std::chrono::milliseconds one_way) {
+  delayed_index_ms_ = one_way.count();
+  delayed_index_ = index;
+}
+
 void FaultProxy::ApplyMode(Mode mode) {
   for (auto& conn : conns_) {
     switch (mode) {
@@ -202,6 +208,7 @@ void FaultProxy::Accept() {
     SetNoDelay(fd);
     auto conn = std::make_unique<Conn>();
     conn->client = fd;
+    conn->index = accepted_++;
     if (loop_mode_ == Mode::kBlackhole) {
       conn->blackholed = true;
       conns_.push_back(std::move(conn));
@@ -242,7 +249,8 @@ bool FaultProxy::Pump(Conn& c, short client_events, short upstream_events) {
     return true;
   }
 
-  auto delay = std::chrono::milliseconds(delay_ms_.load());
+  auto delay = std::chrono::milliseconds(
+      delay_ms_.load() + (c.index == delayed_index_.load() ? delayed_index_ms_.load() : 0));
   auto read = [&](int fd, Conn::Direction& d) {
     for (int i = 0; i < kReadsPerWake && d.queued < kMaxQueued; ++i) {
       ssize_t n = recv(fd, buffer_.data(), buffer_.size(), 0);

@@ -16,7 +16,8 @@
 //               connections are accepted and never connected upstream. Clients notice only
 //               through deadlines and keep-alives.
 // SetDelay(d) holds each chunk for d before forwarding it (in both directions, order kept,
-// chunks pipelined rather than throttled); it applies to bytes read after the call. At most
+// chunks pipelined rather than throttled); it applies to bytes read after the call, and
+// SetConnectionDelay adds to one connection's delay only. At most
 // 8 MiB wait per direction, so like a real link a delay d caps throughput at 8 MiB / d.
 //
 // Threading: all public methods are thread-safe. SetMode returns once the loop has applied
@@ -57,6 +58,9 @@ class FaultProxy {
 
   void SetMode(Mode mode);
   void SetDelay(std::chrono::milliseconds one_way);
+  // Adds `one_way` to the delay of the connection accepted `index`-th (0 the first): a client
+  // spreading requests over several connections then sees them overtake each other.
+  void SetConnectionDelay(int index, std::chrono::milliseconds one_way);
   // Bytes written towards either side so far.
   uint64_t bytes_forwarded() const { return bytes_forwarded_.load(); }
   // Connections currently open through the proxy.
@@ -77,6 +81,9 @@ class FaultProxy {
   const int port_;
   const std::vector<char> upstream_addr_;  // a sockaddr of the upstream
   std::atomic<int64_t> delay_ms_{0};
+  std::atomic<int> delayed_index_{-1};
+  std::atomic<int64_t> delayed_index_ms_{0};
+  int accepted_ = 0;  // loop thread only
   std::atomic<uint64_t> bytes_forwarded_{0};
   std::atomic<int> connections_{0};
 

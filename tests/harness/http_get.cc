@@ -8,8 +8,11 @@
 
 #include <cstdlib>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 
 namespace kvsync::testing {
 
@@ -54,6 +57,18 @@ absl::StatusOr<HttpResult> HttpGet(const std::string& address, const std::string
   out.status = std::atoi(resp.c_str() + sp + 1);
   out.body = resp.substr(body + 4);
   return out;
+}
+
+double MetricSample(const std::string& page, const std::string& sample) {
+  for (absl::string_view line : absl::StrSplit(page, '\n')) {
+    if (!absl::StartsWith(line, sample)) continue;
+    absl::string_view rest = line.substr(sample.size());
+    if (rest.empty() || (rest[0] != ' ' && rest[0] != '{')) continue;
+    if (rest[0] == '{') rest = rest.substr(rest.find('}') + 1);
+    double v = 0;
+    if (absl::SimpleAtod(absl::StripAsciiWhitespace(rest), &v)) return v;
+  }
+  return -1;
 }
 
 }  // namespace kvsync::testing

@@ -15,4 +15,8 @@ struct HttpResult {
 // GET http://<address><path> with a 5 s timeout; Unavailable when the connection fails.
 absl::StatusOr<HttpResult> HttpGet(const std::string& address, const std::string& path);
 
+// The value of the first sample `sample` (a metric name, optionally with its labels) in a
+// Prometheus text page; -1 when absent.
+double MetricSample(const std::string& page, const std::string& sample);
+
 }  // namespace kvsync::testing

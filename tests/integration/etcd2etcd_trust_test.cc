@@ -37,18 +37,8 @@ using testing::Subprocess;
 using testing::WaitFor;
 using KvMap = std::map<std::string, std::string>;
 
-// The value of the first sample of `name` (with labels, if given) in a Prometheus text page;
-// -1 when absent.
 double Metric(const std::string& page, const std::string& sample) {
-  for (absl::string_view line : absl::StrSplit(page, '\n')) {
-    if (!absl::StartsWith(line, sample)) continue;
-    absl::string_view rest = line.substr(sample.size());
-    if (rest.empty() || (rest[0] != ' ' && rest[0] != '{')) continue;
-    if (rest[0] == '{') rest = rest.substr(rest.find('}') + 1);
-    double v = 0;
-    if (absl::SimpleAtod(absl::StripAsciiWhitespace(rest), &v)) return v;
-  }
-  return -1;
+  return testing::MetricSample(page, sample);
 }
 
 // Peak resident memory (VmHWM) of a process in bytes; 0 when unknown.
