@@ -6,14 +6,19 @@
 #   (b) make-mirror full copy (capped; the rate is extrapolated to all keys)
 #   (c) the ceilings: kvsync-bench ideal-copy and the destination's raw ingest rate
 #   (d) live replication lag at 1,000 and 5,000 puts/s, kvsync vs make-mirror
-#   (e) full copy through a 30 ms RTT link (kvsync-bench delay-proxy, 15 ms each way)
+#   (e) full copy through a 30 ms RTT link (kvsync-bench delay-proxy, 15 ms each way), at
+#       --wan-keys (default --keys: large enough that a few fixed round trips do not dominate)
+#       and at 10,000 keys
 #   (f) restart catch-up: kill -9 kvsync, 1,000 source changes, restart, time to caught up
 #   (g) kvsync --once at --rss-keys (default 10 x --keys; 0 skips): keys/s and peak RSS
+#   (h) live lag through the 30 ms RTT link at 1,000 / 3,000 / 6,000 puts/s, kvsync vs
+#       make-mirror, each run beside the source (destination behind the link) and beside the
+#       destination (source behind the link)
 # and writes a markdown results section into --out (default docs/benchmarks.md), replacing
 # the previous one.
 #
 # Usage: bench/etcd2etcd.sh [--keys N] [--value-size 256] [--lag-seconds 20] [--out FILE]
-#                           [--rss-keys N] [--no-build] [--keep]
+#                           [--rss-keys N] [--wan-keys N] [--no-build] [--keep]
 # Environment: BUILD_DIR (default ./build-bench), ETCD (default etcd), ETCDCTL (etcdctl).
 set -euo pipefail
 
@@ -28,11 +33,14 @@ LAG_SECONDS=20
 RSS_KEYS=""
 MM_MAX_KEYS=20000      # make-mirror full copy: stop after this many keys...
 MM_MAX_SECONDS=60      # ...or this many seconds, and extrapolate
-WAN_KEYS=10000
+WAN_KEYS=""
+WAN_SMALL_KEYS=10000
 WAN_DELAY_MS=15
 RESTART_CHANGES=1000
 REPEAT=3               # runs of (a) and (c); medians reported (odd, so a median is one run's value)
 LAG_RATES=(1000 5000)
+WAN_LAG_RATES=(1000 3000 6000)
+WAN_LAG_GOAL_RATE=5000  # p99 <= 250 ms at this rate (or the nearest measured above it)
 
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -44,11 +52,14 @@ while [[ $# -gt 0 ]]; do
       LAG_SECONDS=$2; shift 2 ;;
     --rss-keys) is_uint "${2:-}" || die_usage "--rss-keys needs an integer"
       RSS_KEYS=$2; shift 2 ;;
+    --wan-keys) is_uint "${2:-}" && [[ $2 -gt 0 ]] || die_usage "--wan-keys needs a positive integer"
+      WAN_KEYS=$2; shift 2 ;;
     *) common_arg "$@"; shift "$ARG_SHIFT" ;;
   esac
 done
 
 RSS_KEYS=${RSS_KEYS:-$((10 * KEYS))}
+WAN_KEYS=${WAN_KEYS:-$KEYS}
 
 require_tools "$ETCD" "$ETCDCTL" /usr/bin/time awk
 build_binaries
@@ -190,32 +201,45 @@ for rate in "${LAG_RATES[@]}"; do
 done
 
 # (e) full copy through a 30 ms RTT link (delay proxy between the syncer and the destination).
-out=$("$BENCH" load --endpoints "$SRC_EP" --prefix /wan/ --keys "$WAN_KEYS" --value-size "$VALUE_SIZE")
-# start_proxy: a delay proxy in front of the current destination; sets PROXY_EP, PROXY_PID.
+# start_proxy [UPSTREAM]: a delay proxy in front of UPSTREAM (default: the current
+# destination); sets PROXY_EP, PROXY_PID.
 start_proxy() {
-  local port i
+  local port i upstream=${1:-$DST_EP}
   free_port port
-  start_bg PROXY_PID "$WORK/proxy-$ETCD_SEQ.log" "$BENCH" delay-proxy --listen "127.0.0.1:$port" \
-    --upstream "$DST_EP" --delay-ms "$WAN_DELAY_MS"
+  start_bg PROXY_PID "$WORK/proxy-$ETCD_SEQ-$port.log" "$BENCH" delay-proxy --listen "127.0.0.1:$port" \
+    --upstream "$upstream" --delay-ms "$WAN_DELAY_MS"
   for ((i = 0; i < 100; i++)); do
-    grep -q listen_port "$WORK/proxy-$ETCD_SEQ.log" 2>/dev/null && break
+    grep -q listen_port "$WORK/proxy-$ETCD_SEQ-$port.log" 2>/dev/null && break
     sleep 0.05
   done
   PROXY_EP=127.0.0.1:$port
 }
-fresh_dst
-start_proxy
-kvsync_once /wan/ "$SRC_EP" "$PROXY_EP" wan-kvsync
-compare_prefix /wan/ "$SRC_EP" "$DST_EP"
-E_KV_SECONDS=$KV_SECONDS
-E_KV_RATE=$(calc "$WAN_KEYS / $E_KV_SECONDS" 0)
-stop_pid "$PROXY_PID"
-fresh_dst
-start_proxy
-out=$("$BENCH" ideal-copy --src "$SRC_EP" --dst "$PROXY_EP" --prefix /wan/)
-record "$out"
-E_IDEAL_RATE=$(json keys_per_sec "$out")
-stop_pid "$PROXY_PID"
+# wan_copy PREFIX KEYS TAG: kvsync --once and the ideal copier through the link; sets
+# WAN_KV_RATE, WAN_KV_SYNC_SECONDS (the full sync itself, from kvsync's log), WAN_IDEAL_RATE.
+wan_copy() {
+  local prefix=$1 keys=$2 tag=$3 out
+  "$BENCH" load --endpoints "$SRC_EP" --prefix "$prefix" --keys "$keys" --value-size "$VALUE_SIZE" >/dev/null
+  fresh_dst
+  start_proxy
+  kvsync_once "$prefix" "$SRC_EP" "$PROXY_EP" "$tag"
+  compare_prefix "$prefix" "$SRC_EP" "$DST_EP"
+  WAN_KV_RATE=$(calc "$keys / $KV_SECONDS" 0)
+  WAN_KV_SYNC_SECONDS=$(grep 'full sync done' "$WORK/$tag.log" | grep -o '"seconds":[0-9.e+-]*' | cut -d: -f2 | head -1)
+  stop_pid "$PROXY_PID"
+  fresh_dst
+  start_proxy
+  out=$("$BENCH" ideal-copy --src "$SRC_EP" --dst "$PROXY_EP" --prefix "$prefix")
+  record "$out"
+  WAN_IDEAL_RATE=$(json keys_per_sec "$out")
+  stop_pid "$PROXY_PID"
+}
+wan_copy /wan/ "$WAN_KEYS" wan-kvsync
+E_KV_RATE=$WAN_KV_RATE
+E_KV_SYNC_SECONDS=$WAN_KV_SYNC_SECONDS
+E_IDEAL_RATE=$WAN_IDEAL_RATE
+wan_copy /wan-small/ "$WAN_SMALL_KEYS" wan-small-kvsync
+E2_KV_RATE=$WAN_KV_RATE
+E2_IDEAL_RATE=$WAN_IDEAL_RATE
 fresh_dst
 start_proxy
 make_mirror_copy /wan/ "$SRC_EP" "$PROXY_EP" "$WAN_KEYS" "$MM_MAX_SECONDS" "$DST_EP"
@@ -223,8 +247,46 @@ stop_pid "$PROXY_PID"
 E_MM_KEYS=$MM_KEYS
 E_MM_SECONDS=$MM_SECONDS
 E_MM_RATE=$(calc "$E_MM_KEYS / $E_MM_SECONDS" 1)
-record "{\"step\":\"e\",\"kvsync_keys_per_sec\":$E_KV_RATE,\"ideal_keys_per_sec\":$E_IDEAL_RATE,\"make_mirror_keys\":$E_MM_KEYS,\"make_mirror_seconds\":$E_MM_SECONDS}"
-log "(e) 30 ms RTT, $WAN_KEYS keys: kvsync $E_KV_RATE keys/s, ideal $E_IDEAL_RATE keys/s, make-mirror $E_MM_KEYS keys in $E_MM_SECONDS s = $E_MM_RATE keys/s"
+record "{\"step\":\"e\",\"kvsync_keys_per_sec\":$E_KV_RATE,\"ideal_keys_per_sec\":$E_IDEAL_RATE,\"small_kvsync_keys_per_sec\":$E2_KV_RATE,\"small_ideal_keys_per_sec\":$E2_IDEAL_RATE,\"make_mirror_keys\":$E_MM_KEYS,\"make_mirror_seconds\":$E_MM_SECONDS}"
+log "(e) 30 ms RTT, $WAN_KEYS keys: kvsync $E_KV_RATE keys/s (full sync ${E_KV_SYNC_SECONDS}s), ideal $E_IDEAL_RATE keys/s; $WAN_SMALL_KEYS keys: kvsync $E2_KV_RATE, ideal $E2_IDEAL_RATE; make-mirror $E_MM_KEYS keys in $E_MM_SECONDS s = $E_MM_RATE keys/s"
+
+# (h) live lag through the link, in both placements. Beside the source: the syncer reads the
+# source directly and writes through the link; beside the destination: it watches through
+# the link and writes directly. The load generator always talks to both clusters directly.
+declare -A WLAG
+for placement in source destination; do
+  for rate in "${WAN_LAG_RATES[@]}"; do
+    for tool in kvsync make-mirror; do
+      fresh_dst
+      prefix=/wlag-$tool-$placement-$rate/
+      if [[ $placement == source ]]; then
+        start_proxy "$DST_EP"
+        syncer_src=$SRC_EP syncer_dst=$PROXY_EP
+      else
+        start_proxy "$SRC_EP"
+        syncer_src=$PROXY_EP syncer_dst=$DST_EP
+      fi
+      log_file=$WORK/wlag-$tool-$placement-$rate.log
+      if [[ $tool == kvsync ]]; then
+        admin_addr admin
+        start_bg syncer "$log_file" "$KVSYNC" etcd2etcd --src-endpoints "$syncer_src" \
+          --dst-endpoints "$syncer_dst" --prefix "$prefix" --admin-addr "$admin"
+      else
+        start_bg syncer "$log_file" "$ETCDCTL" --endpoints "$syncer_src" make-mirror \
+          --prefix "$prefix" "$syncer_dst"
+      fi
+      out=$("$BENCH" lag --src "$SRC_EP" --dst "$DST_EP" --prefix "$prefix" --rate "$rate" \
+        --seconds "$LAG_SECONDS" --value-size "$VALUE_SIZE")
+      stop_pid "$syncer"
+      stop_pid "$PROXY_PID"
+      record "$(sed "s/^{/{\"step\":\"h\",\"placement\":\"$placement\",\"tool\":\"$tool\",/" <<<"$out")"
+      for f in p50_ms p99_ms max_ms missing sent send_rate lower_bound; do
+        WLAG[$tool,$placement,$rate,$f]=$(json "$f" "$out")
+      done
+      log "(h) $tool beside the $placement at $rate puts/s through ${WAN_DELAY_MS}x2 ms: $out"
+    done
+  done
+done
 
 # (f) restart catch-up.
 fresh_dst
@@ -284,6 +346,19 @@ lagcell() {  # lagcell TOOL RATE: "p50 / p99 / max ms", with missing events flag
   fi
   echo "$cell"
 }
+wlagcell() {  # wlagcell TOOL PLACEMENT RATE: as lagcell, for (h)
+  local t=$1 p=$2 r=$3 cell
+  cell="$(fmt "${WLAG[$t,$p,$r,p50_ms]}") / $(fmt "${WLAG[$t,$p,$r,p99_ms]}") / $(fmt "${WLAG[$t,$p,$r,max_ms]}")"
+  if [[ ${WLAG[$t,$p,$r,missing]} != 0 ]]; then
+    cell="≥ $cell ($(fmt "${WLAG[$t,$p,$r,missing]}") of $(fmt "${WLAG[$t,$p,$r,sent]}") never arrived)"
+  fi
+  echo "$cell"
+}
+# The measured rate the (h) goal is judged at: the lowest one at or above WAN_LAG_GOAL_RATE.
+WAN_GOAL_AT=${WAN_LAG_RATES[-1]}
+for r in "${WAN_LAG_RATES[@]}"; do
+  if [[ $r -ge $WAN_LAG_GOAL_RATE && $r -lt $WAN_GOAL_AT ]]; then WAN_GOAL_AT=$r; fi
+done
 
 MM_NOTE=""
 [[ $B_EXTRAPOLATED == 1 ]] && MM_NOTE=" (extrapolated from $(fmt "$B_KEYS") keys in ${B_SECONDS} s)"
@@ -293,6 +368,7 @@ A_VS_MM=$(ratio "$A_RATE" "$B_RATE")
 A_VS_IDEAL=$(awk "BEGIN { printf \"%.0f\", 100 * $A_RATE / $C_IDEAL_RATE }")
 E_VS_MM=$(ratio "$E_KV_RATE" "$E_MM_RATE" 0)
 E_VS_IDEAL=$(awk "BEGIN { printf \"%.0f\", 100 * $E_KV_RATE / $E_IDEAL_RATE }")
+E2_VS_IDEAL=$(awk "BEGIN { printf \"%.0f\", 100 * $E2_KV_RATE / $E2_IDEAL_RATE }")
 LAG_TOP=${LAG_RATES[-1]}
 host_facts
 
@@ -319,8 +395,14 @@ SECTION=$WORK/section.md
   for r in "${LAG_RATES[@]}"; do
     echo "| (d) Live lag at $(fmt "$r") puts/s for $LAG_SECONDS s, p50 / p99 / max ms | $(lagcell kvsync "$r") | $(lagcell make-mirror "$r") | | | |"
   done
-  echo "| (e) Full copy of $(fmt "$WAN_KEYS") keys through a $((2 * WAN_DELAY_MS)) ms RTT link, keys/s | $(fmt "$E_KV_RATE") | $(fmt "$E_MM_RATE" 1)$E_MM_NOTE | $(fmt "$E_IDEAL_RATE") (ideal copier) | ${E_VS_MM}× | ${E_VS_IDEAL}% |"
+  echo "| (e) Full copy of $(fmt "$WAN_KEYS") keys through a $((2 * WAN_DELAY_MS)) ms RTT link, keys/s (kvsync's full sync itself: $E_KV_SYNC_SECONDS s) | $(fmt "$E_KV_RATE") | $(fmt "$E_MM_RATE" 1)$E_MM_NOTE | $(fmt "$E_IDEAL_RATE") (ideal copier) | ${E_VS_MM}× | ${E_VS_IDEAL}% |"
+  echo "| (e) Full copy of $(fmt "$WAN_SMALL_KEYS") keys through the same link, keys/s | $(fmt "$E2_KV_RATE") | | $(fmt "$E2_IDEAL_RATE") (ideal copier) | | ${E2_VS_IDEAL}% |"
   echo "| (f) Catch-up after kill -9 + $(fmt "$RESTART_CHANGES") source changes, s | $F_SECONDS ($F_PATH) | | | | |"
+  for p in source destination; do
+    for r in "${WAN_LAG_RATES[@]}"; do
+      echo "| (h) Live lag through a $((2 * WAN_DELAY_MS)) ms RTT link, syncer beside the $p, $(fmt "$r") puts/s (achieved $(fmt "${WLAG[kvsync,$p,$r,send_rate]}")), p50 / p99 / max ms | $(wlagcell kvsync "$p" "$r") | $(wlagcell make-mirror "$p" "$r") | | | |"
+    done
+  done
   if [[ -n $G_RSS ]]; then
     echo "| (g) Full copy of $(fmt "$RSS_KEYS") keys: keys/s, peak RSS MB | $(fmt "$G_RATE") keys/s, $G_RSS MB | | | | |"
   fi
@@ -331,6 +413,10 @@ SECTION=$WORK/section.md
   echo "- Full copy ≥ 80% of the ideal copier: ${A_VS_IDEAL}% — $(verdict ge "$A_RATE" "0.8 * $C_IDEAL_RATE")"
   echo "- p99 lag ≤ 100 ms at $(fmt "$LAG_TOP") puts/s: $(fmt "${LAG[kvsync,$LAG_TOP,p99_ms]}") ms — $(verdict eval "le ${LAG[kvsync,$LAG_TOP,p99_ms]} 100 && [[ ${LAG[kvsync,$LAG_TOP,missing]} == 0 ]]")"
   echo "- Through a 30 ms RTT link ≥ 300× make-mirror: ${E_VS_MM}× — $(verdict ge "$E_KV_RATE" "300 * $E_MM_RATE")"
+  echo "- Full copy through the link ≥ 90% of the ideal copier ($(fmt "$WAN_KEYS") keys): ${E_VS_IDEAL}% — $(verdict ge "$E_KV_RATE" "0.9 * $E_IDEAL_RATE")"
+  for p in source destination; do
+    echo "- Through the link, beside the $p, p99 lag ≤ 250 ms at ≥ $(fmt "$WAN_LAG_GOAL_RATE") puts/s (measured at $(fmt "$WAN_GOAL_AT"), achieved $(fmt "${WLAG[kvsync,$p,$WAN_GOAL_AT,send_rate]}")): $(fmt "${WLAG[kvsync,$p,$WAN_GOAL_AT,p99_ms]}") ms — $(verdict eval "le ${WLAG[kvsync,$p,$WAN_GOAL_AT,p99_ms]} 250 && [[ ${WLAG[kvsync,$p,$WAN_GOAL_AT,missing]} == 0 ]]")"
+  done
   echo "- Restart catch-up < 2 s: $F_SECONDS s — $(verdict le "$F_SECONDS" 2)"
   if [[ -n $G_RSS ]]; then
     if [[ $RSS_KEYS -ge 1000000 ]]; then

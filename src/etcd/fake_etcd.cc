@@ -208,8 +208,16 @@ absl::Status FakeEtcd::CheckTxn(const TxnRequest& request) const {
   if (static_cast<int64_t>(request.ByteSize()) > options_.max_request_bytes) {
     return RequestTooLargeError(options_.label + " txn: etcdserver: request is too large");
   }
+  return CheckTxnOps(request, options_.max_txn_ops);
+}
+
+absl::Status FakeEtcd::CheckTxnOps(const TxnRequest& request, int64_t max_ops) const {
+  // As etcd: each level may have `max_ops` compares or ops per branch, and a nested txn gets
+  // what its parent level left (max_ops minus the larger of the parent's counts).
+  const int64_t used = static_cast<int64_t>(
+      std::max({request.compares.size(), request.success.size(), request.failure.size()}));
   for (const std::vector<Op>* branch : {&request.success, &request.failure}) {
-    if (branch->size() > static_cast<size_t>(options_.max_txn_ops)) {
+    if (used > max_ops) {
       return RequestTooLargeError(options_.label +
                                   " txn: etcdserver: too many operations in txn request");
     }
@@ -230,7 +238,7 @@ absl::Status FakeEtcd::CheckTxn(const TxnRequest& request) const {
       }
     }
     for (const Op& op : *branch) {
-      if (op.type == Op::Type::kTxn) RETURN_IF_ERROR(CheckTxn(*op.txn));
+      if (op.type == Op::Type::kTxn) RETURN_IF_ERROR(CheckTxnOps(*op.txn, max_ops - used));
     }
   }
   return absl::OkStatus();

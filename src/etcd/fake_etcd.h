@@ -130,6 +130,7 @@ class FakeEtcd : public ClusterApi {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool CompareHolds(const Compare& c) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CheckTxn(const TxnRequest& request) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CheckTxnOps(const TxnRequest& request, int64_t max_ops) const;
   // The ops of the branches the compares choose (all compares, nested ones too, see the
   // store before the txn, as in etcd); `nested` (optional) gets the top level's kTxn results.
   void PlanLocked(const TxnRequest& request, std::vector<const Op*>* ops, std::vector<bool>* nested,

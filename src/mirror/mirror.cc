@@ -31,6 +31,12 @@ namespace {
 constexpr char kLog[] = "mirror";
 // Room kept in every txn for the checkpoint put.
 constexpr int kCheckpointOps = 1;
+// A chained txn's writes sit in a nested txn, and etcd lets a nested txn have only
+// --max-txn-ops minus the ops of the level above (the larger of its compares, the fence, and
+// its one op): room kept for that too.
+int NestingOps(const std::vector<etcd::Compare>& fence) {
+  return std::max<int>(static_cast<int>(fence.size()), 1);
+}
 constexpr int64_t kCheckpointBytes = 512;
 
 std::string ClusterIdHex(uint64_t id) { return absl::StrFormat("%x", id); }
@@ -667,6 +673,12 @@ absl::Status Mirror::Stream() {
   ASSIGN_OR_RETURN(std::unique_ptr<etcd::WatchStream> stream, src_->Watch(wo));
 
   WatchQueue queue(config_.watch_buffer_bytes, &stats_.watch_buffer_bytes);
+  // A commit wakes the engine: a batch held for the pipeline may go out now.
+  pipeline_->SetOnCommit([&queue] { queue.queue.Wake(); });
+  struct OnCommitReset {
+    sink::CommitPipeline* pipeline;
+    ~OnCommitReset() { pipeline->SetOnCommit(nullptr); }
+  } on_commit_reset{pipeline_};
   const bool stall = WatchesToStall().fetch_sub(1) > 0;
   runtime::Thread reader("mirror-watch", [&] {
     bool created_seen = false;
@@ -772,11 +784,72 @@ absl::Status Mirror::Stream() {
     return absl::UnavailableError("source watch stalled: events in scope not delivered");
   };
 
+  // The batch being built: kept across takes while the pipeline is busy (see below).
+  TxnBatcher batcher(config_.max_txn_ops, config_.max_request_bytes,
+                     kCheckpointOps + NestingOps(fence_), kCheckpointBytes);
+  int64_t batch_revision = submitted_;  // revision the batch brings the destination to
+  // The anchor as of the end of the batch (see anchor_).
+  std::optional<checker::HistoryAnchor> batch_anchor = anchor_;
+  bool batch_anchor_live = anchor_live_;
+  int64_t events = 0;
+  auto flush = [&](int64_t revision) -> absl::Status {
+    anchor_ = batch_anchor;
+    anchor_live_ = batch_anchor_live;
+    if (anchor_ && anchor_live_) anchor_->at = revision;
+    RETURN_IF_ERROR(Submit(batcher.Take(), revision, events, /*write=*/true));
+    events = 0;
+    last_checkpoint_write = std::chrono::steady_clock::now();
+    return absl::OkStatus();
+  };
+
+  auto close_group = [&]() -> absl::Status {
+    if (group_revision == 0) return absl::OkStatus();
+    if (!batcher.Fits(group.size(), group_bytes) && !batcher.empty()) {
+      RETURN_IF_ERROR(flush(batch_revision));
+    }
+    if (!batcher.FitsEmpty(group.size(), group_bytes)) {
+      stats_.split_revisions.fetch_add(1);
+      log::Warn(kLog, "source revision larger than one txn, splitting",
+                {{"revision", group_revision},
+                 {"ops", static_cast<int64_t>(group.size())},
+                 {"bytes", group_bytes}});
+    }
+    for (auto& op : group) {
+      if (!batcher.Add(op)) {
+        // Only a split revision gets here: its parts carry the previous revision.
+        RETURN_IF_ERROR(flush(batch_revision));
+        batcher.Add(std::move(op));
+      }
+    }
+    events += group_events;
+    // A late event (below a revision already confirmed) is applied, but never moves the
+    // checkpoint back.
+    batch_revision = std::max(batch_revision, group_revision);
+    if (group_anchor) {
+      batch_anchor = std::move(group_anchor);
+      batch_anchor_live = true;
+    } else if (batch_anchor && std::find(group_deletes.begin(), group_deletes.end(),
+                                         batch_anchor->key) != group_deletes.end()) {
+      batch_anchor_live = false;
+    }
+    group.clear();
+    // reset() re-initialises the optional moved from above; clang-tidy 14 knows this only
+    // for smart pointers.
+    group_anchor.reset();  // NOLINT(bugprone-use-after-move)
+    group_deletes.clear();
+    group_bytes = group_events = group_revision = 0;
+    return absl::OkStatus();
+  };
+
   while (!stop_->stopped()) {
+    // A batch held for the pipeline waits for the next commit (the pipeline wakes the queue).
+    const bool holding = !batcher.empty();
     std::vector<WatchQueue::Item> items =
-        queue.Take(std::min(idle_poll, std::chrono::milliseconds(500)), take_bytes);
+        queue.Take(holding ? std::chrono::milliseconds(100)
+                           : std::min(idle_poll, std::chrono::milliseconds(500)),
+                   take_bytes);
     auto now = std::chrono::steady_clock::now();
-    if (items.empty()) {
+    if (items.empty() && !holding) {
       // Idle: let what is in flight settle, so that the watchdog judges applied revisions.
       RETURN_IF_ERROR(DrainPipeline());
       RETURN_IF_ERROR(watchdog(now));
@@ -793,65 +866,15 @@ absl::Status Mirror::Stream() {
       }
       continue;
     }
-    batch_received_ms_ = items.front().received_ms;
-    Settle();
-
-    TxnBatcher batcher(config_.max_txn_ops, config_.max_request_bytes, kCheckpointOps,
-                       kCheckpointBytes);
-    int64_t batch_revision = submitted_;  // revision the batch brings the destination to
-    // The anchor as of the end of the batch (see anchor_).
-    std::optional<checker::HistoryAnchor> batch_anchor = anchor_;
-    bool batch_anchor_live = anchor_live_;
-    int64_t events = 0;
-    auto flush = [&](int64_t revision) -> absl::Status {
-      anchor_ = batch_anchor;
-      anchor_live_ = batch_anchor_live;
-      if (anchor_ && anchor_live_) anchor_->at = revision;
-      RETURN_IF_ERROR(Submit(batcher.Take(), revision, events, /*write=*/true));
+    if (!holding) {
+      batch_revision = submitted_;
+      batch_anchor = anchor_;
+      batch_anchor_live = anchor_live_;
       events = 0;
-      last_checkpoint_write = std::chrono::steady_clock::now();
-      return absl::OkStatus();
-    };
-
+      if (!items.empty()) batch_received_ms_ = items.front().received_ms;
+    }
+    Settle();
     absl::Status stream_error;
-    auto close_group = [&]() -> absl::Status {
-      if (group_revision == 0) return absl::OkStatus();
-      if (!batcher.Fits(group.size(), group_bytes) && !batcher.empty()) {
-        RETURN_IF_ERROR(flush(batch_revision));
-      }
-      if (!batcher.FitsEmpty(group.size(), group_bytes)) {
-        stats_.split_revisions.fetch_add(1);
-        log::Warn(kLog, "source revision larger than one txn, splitting",
-                  {{"revision", group_revision},
-                   {"ops", static_cast<int64_t>(group.size())},
-                   {"bytes", group_bytes}});
-      }
-      for (auto& op : group) {
-        if (!batcher.Add(op)) {
-          // Only a split revision gets here: its parts carry the previous revision.
-          RETURN_IF_ERROR(flush(batch_revision));
-          batcher.Add(std::move(op));
-        }
-      }
-      events += group_events;
-      // A late event (below a revision already confirmed) is applied, but never moves the
-      // checkpoint back.
-      batch_revision = std::max(batch_revision, group_revision);
-      if (group_anchor) {
-        batch_anchor = std::move(group_anchor);
-        batch_anchor_live = true;
-      } else if (batch_anchor && std::find(group_deletes.begin(), group_deletes.end(),
-                                           batch_anchor->key) != group_deletes.end()) {
-        batch_anchor_live = false;
-      }
-      group.clear();
-      // reset() re-initialises the optional moved from above; clang-tidy 14 knows this only
-      // for smart pointers.
-      group_anchor.reset();  // NOLINT(bugprone-use-after-move)
-      group_deletes.clear();
-      group_bytes = group_events = group_revision = 0;
-      return absl::OkStatus();
-    };
 
     for (auto& item : items) {
       if (!item.response.ok()) {
@@ -906,15 +929,23 @@ absl::Status Mirror::Stream() {
       // A revision continues in the next response only when this one is a fragment.
       if (!resp.fragment) RETURN_IF_ERROR(close_group());
     }
+    // A full batch went out as it filled (close_group). What is left goes out now when the
+    // pipeline is idle; while txns are in flight it is held and grows until the next commit
+    // (or until it fills): over a long link that sends fewer, fuller txns instead of a stream
+    // of small ones that would mostly overtake each other and be sent again.
+    const bool pipeline_idle = pipeline_->committed() == pipeline_->submitted();
     if (!batcher.empty()) {
-      RETURN_IF_ERROR(flush(batch_revision));
+      if (pipeline_idle || config_.once || !stream_error.ok()) {
+        RETURN_IF_ERROR(flush(batch_revision));
+      }
     } else if (batch_revision > submitted_) {
       // Only filtered events or progress: nothing to write but the checkpoint.
       anchor_ = batch_anchor;
       anchor_live_ = batch_anchor_live;
       RETURN_IF_ERROR(advance_quietly(batch_revision, events));
+      events = 0;
     }
-    batch_received_ms_ = 0;
+    if (batcher.empty()) batch_received_ms_ = 0;
     Settle();
     // --once ends when the start revision is applied: wait for the pipeline to get there.
     if (config_.once && submitted_ >= start_head_) RETURN_IF_ERROR(DrainPipeline());

@@ -271,7 +271,7 @@ TEST_F(MirrorEngineTest, UnprovableOrPendingCheckpointTakesTheSlowPathMalformedI
 TEST_F(MirrorEngineTest, RevisionsArePackedWholeIntoTxnsWithinMaxTxnOps) {
   SyncOnce(1);
   const size_t first = dst_.txns().size();
-  config_.max_txn_ops = 4;  // 3 data ops + the checkpoint
+  config_.max_txn_ops = 5;  // 3 data ops + the checkpoint, nested one level down
   // Every value names its source revision (r1...), so ops can be traced back.
   std::map<std::string, int64_t> revision_of;
   auto txn = [&](const std::string& tag, const std::vector<std::string>& keys) {
@@ -321,7 +321,7 @@ TEST_F(MirrorEngineTest, ARevisionLargerThanOneTxnIsSplitWithThePreviousCheckpoi
   SyncOnce(1);
   const int64_t before = src_->revision();
   const size_t first = dst_.txns().size();
-  config_.max_txn_ops = 4;
+  config_.max_txn_ops = 5;
   etcd::TxnRequest big;
   for (int i = 0; i < 7; ++i) {
     big.success.push_back(etcd::Op::Put("/app/big" + std::to_string(i), "v"));
@@ -347,7 +347,7 @@ TEST_F(MirrorEngineTest, AFragmentedRevisionStaysInOneTxn) {
   SyncOnce(1);
   const size_t first = dst_.txns().size();
   config_.watch_buffer_bytes = 1;  // the engine takes one response at a time
-  config_.max_txn_ops = 6;         // 5 data ops + checkpoint: one revision of 5 fits, two do not
+  config_.max_txn_ops = 7;  // 5 data ops + checkpoint + nesting: one revision of 5 fits, two do not
   etcd::TxnRequest t;
   for (int i = 0; i < 5; ++i) t.success.push_back(etcd::Op::Put("/app/f" + std::to_string(i), "v"));
   const int64_t r1 = src_->Txn(t)->header.revision;

@@ -71,6 +71,11 @@ absl::Status CommitPipeline::Drain() {
   return error_;
 }
 
+void CommitPipeline::SetOnCommit(std::function<void()> on_commit) {
+  absl::MutexLock lock(&mu_);
+  on_commit_ = std::move(on_commit);
+}
+
 void CommitPipeline::Fail(const absl::Status& status) {
   if (error_.ok()) error_ = status;
 }
@@ -79,6 +84,7 @@ void CommitPipeline::MarkCommitted(int64_t seq) {
   committed_ = std::max(committed_, seq);
   while (!entries_.empty() && entries_.front()->seq <= committed_) entries_.pop_front();
   next_send_ = std::max(next_send_, committed_ + 1);
+  if (on_commit_) on_commit_();
 }
 
 bool CommitPipeline::Sendable(int64_t seq) const {

@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -56,6 +57,10 @@ class CommitPipeline {
   int64_t committed() const;
   // Sequence number of the last txn submitted (0 before the first).
   int64_t submitted() const;
+
+  // Called (under the pipeline's lock: it must be quick and must not call back) each time a
+  // txn commits; nullptr clears it, after which it is never called again.
+  void SetOnCommit(std::function<void()> on_commit);
 
   // Waits until every submitted txn committed or, after a failure, until no txn is in flight
   // any more (committed() is then final). Returns the first error.
@@ -96,6 +101,7 @@ class CommitPipeline {
   int busy_ ABSL_GUARDED_BY(mu_) = 0;  // workers with a txn on the wire
   absl::Status error_ ABSL_GUARDED_BY(mu_);
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  std::function<void()> on_commit_ ABSL_GUARDED_BY(mu_);
   std::vector<runtime::Thread> workers_;
 };
 
