@@ -36,6 +36,12 @@ void RangeCursor::StartPrefetch() {
   next_ = std::async(std::launch::async, [this, from = std::move(from)] { return Fetch(from); });
 }
 
+void RangeCursor::Prefetch() {
+  if (started_) return;
+  started_ = true;
+  next_ = std::async(std::launch::async, [this] { return Fetch(options_.key); });
+}
+
 absl::StatusOr<const etcd::KeyValue*> RangeCursor::Current() {
   while (pos_ >= page_.size()) {
     if (stop_->stopped()) return absl::CancelledError("stop requested");

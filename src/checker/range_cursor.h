@@ -48,6 +48,9 @@ class RangeCursor : public KvCursor {
 
   absl::StatusOr<const etcd::KeyValue*> Current() override;
   void Advance() override;
+  // Starts reading the first page in the background now (else the first Current() reads it):
+  // lets a caller overlap that round trip with other work.
+  void Prefetch();
 
   // Revision of the first page read (the pinned revision when one was given).
   int64_t revision() const { return revision_; }

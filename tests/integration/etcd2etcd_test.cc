@@ -12,7 +12,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "checker/checkpoint.h"
-#include "common/strings.h"
 #include "etcd/client.h"
 #include "gtest/gtest.h"
 #include "tests/harness/etcd_cluster.h"
@@ -290,12 +289,17 @@ TEST_F(Etcd2EtcdTest, KillAndRestartResumesWithoutFullCopy) {
   EXPECT_LT(Revision(dst_.get()) - before, 30);
 }
 
-// Writes `n` source txns, the i-th putting <prefix>a and <prefix>b to i (1..n), one by one.
+// Writes `n` source txns, one by one, the i-th putting <prefix>a and <prefix>b to i (1..n)
+// and 4 keys of its own (<prefix>k<i>-<j>), so that replaying many of them takes many
+// destination txns (a and b alone would coalesce into a few).
 void WriteCounterPairs(etcd::Client* src, const std::string& prefix, int n) {
   for (int i = 1; i <= n; ++i) {
     etcd::TxnRequest t;
     t.success = {etcd::Op::Put(prefix + "a", std::to_string(i)),
                  etcd::Op::Put(prefix + "b", std::to_string(i))};
+    for (int j = 0; j < 4; ++j) {
+      t.success.push_back(etcd::Op::Put(absl::StrCat(prefix, "k", i, "-", j), "v"));
+    }
     ASSERT_TRUE(WaitFor([&] { return src->Txn(t).ok(); }, seconds(20)));
   }
 }
@@ -331,12 +335,12 @@ std::vector<etcd::Event> History(etcd::Client* c, const std::string& key,
 }
 
 // The destination went through the source's states in source order only: every destination
-// revision that touched <prefix>a/b wrote both with one counter value, the values only grew,
+// revision that touched <prefix>a or b wrote both with one counter value, the values only grew,
 // and the last one is `n`. Its checkpoint never moved back either.
 void ExpectAppliedInSourceOrder(etcd::Client* dst, const std::string& prefix, int n,
                                 const std::string& task) {
   std::map<int64_t, std::map<std::string, std::string>> per_revision;
-  for (const auto& e : History(dst, prefix, common::PrefixEnd(prefix))) {
+  for (const auto& e : History(dst, prefix + "a", prefix + "c")) {  // <prefix>a and b
     per_revision[e.kv.mod_revision][e.kv.key] = e.kv.value;
   }
   int64_t last = 0;
@@ -363,25 +367,39 @@ void ExpectAppliedInSourceOrder(etcd::Client* dst, const std::string& prefix, in
 
 // Incremental txns are pipelined (--inflight) over two destination connections, one of them
 // 25 ms slower: txns overtake each other on the way. The compare chain makes each one that
-// arrives early write nothing, and it is sent again in order.
+// arrives early write nothing, and it is sent again in order. A backlog (written while kvsync
+// is stopped, replayed from its checkpoint) fills many txns at once, so several are in flight.
 TEST_F(Etcd2EtcdTest, PipelinedTxnsThatOvertakeEachOtherApplyInSourceOrder) {
   StartClusters();
+  const std::string admin = absl::StrCat("127.0.0.1:", testing::FreePort());
+  const std::vector<std::string> flags = {"--prefix",   "/o/", "--dst-connections", "2",
+                                          "--inflight", "8",   "--admin-addr",      admin};
+  // A key in scope, so that the first run's checkpoint has a history anchor to resume from.
+  ASSERT_TRUE(src_->Put("/o/seed", "x").ok());
+  auto first = StartKvsync(flags);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto cp = ReadCheckpoint(dst_.get(), "o");
+        return cp.has_value() && !cp->full_sync_pending;
+      },
+      seconds(30)))
+      << first->LogTail();
+  first->Stop();
+  WriteCounterPairs(src_.get(), "/o/", 1500);
+  // The second run's two destination connections, the second one (index 1) slower.
   auto proxy = FaultProxy::Start(dst_cluster_->endpoint(0));
   ASSERT_TRUE(proxy.ok()) << proxy.status();
   (*proxy)->SetConnectionDelay(1, milliseconds(25));
-  const std::string admin = absl::StrCat("127.0.0.1:", testing::FreePort());
-  auto kvsync = StartKvsync(
-      {"--prefix", "/o/", "--dst-connections", "2", "--inflight", "8", "--admin-addr", admin}, "",
-      (*proxy)->address());
-  ASSERT_TRUE(WaitFor([&] { return ReadCheckpoint(dst_.get(), "o").has_value(); }, seconds(30)))
-      << kvsync->LogTail();
-  WriteCounterPairs(src_.get(), "/o/", 1500);
+  auto kvsync = StartKvsync(flags, "", (*proxy)->address());
   ExpectSynced("/o/", kvsync.get());
   auto metrics = testing::HttpGet(admin, "/metrics");
   ASSERT_TRUE(metrics.ok()) << metrics.status();
   EXPECT_GT(testing::MetricSample(metrics->body, "kvsync_txn_resends_total{task=\"o\"}"), 0)
-      << "no txn overtook another: the test did not exercise reordering";
+      << "no txn overtook another: the test did not exercise reordering ("
+      << (*proxy)->connections() << " connections, "
+      << testing::MetricSample(metrics->body, "kvsync_txns_total{task=\"o\"}") << " txns)";
   kvsync->Stop();
+  EXPECT_NE(kvsync->LogTail(20000).find("fast path chosen"), std::string::npos);
   ExpectAppliedInSourceOrder(dst_.get(), "/o/", 1500, "o");
 }
 
@@ -404,9 +422,24 @@ TEST_F(Etcd2EtcdTest, CrashesMidPipelineNeverLoseOrReorderWrites) {
     int64_t v = 0;
     return kvs.count("/c/a") && absl::SimpleAtoi(kvs["/c/a"], &v) ? v : int64_t{0};
   };
+  auto source_counter = [&] {
+    auto kvs = testing::DumpPrefix(src_.get(), "/c/");
+    int64_t v = 0;
+    return kvs.count("/c/a") && absl::SimpleAtoi(kvs["/c/a"], &v) ? v : int64_t{0};
+  };
   for (int crash = 1; crash <= 3; ++crash) {
+    // A backlog builds while kvsync is paused; the crash comes while it is being replayed,
+    // with many txns in flight.
+    ASSERT_TRUE(WaitFor([&] { return destination_counter() > 0; }, seconds(60)))
+        << kvsync->LogTail();
+    kvsync->Signal(SIGSTOP);
+    const int64_t paused_at = source_counter();
+    ASSERT_TRUE(
+        WaitFor([&] { return source_counter() >= std::min<int64_t>(paused_at + 400, kTxns); },
+                seconds(60)));
     const int64_t reached = destination_counter();
-    ASSERT_TRUE(WaitFor([&] { return destination_counter() >= reached + 300; }, seconds(60)))
+    kvsync->Signal(SIGCONT);
+    ASSERT_TRUE(WaitFor([&] { return destination_counter() > reached; }, seconds(60)))
         << kvsync->LogTail();
     kvsync->Signal(SIGKILL);
     kvsync->Wait(seconds(10));
