@@ -175,23 +175,32 @@ B_FULL_SECONDS=$(calc "$KEYS / ($B_KEYS > 0 ? $B_KEYS / $B_SECONDS : 1e-9)" 1)
 record "{\"step\":\"b\",\"keys\":$B_KEYS,\"seconds\":$B_SECONDS,\"keys_per_sec\":$B_RATE,\"rss_mb\":$B_RSS}"
 log "(b) make-mirror: $B_KEYS keys in $B_SECONDS s = $B_RATE keys/s, peak RSS $B_RSS MB$([[ $B_EXTRAPOLATED == 1 ]] && echo " (capped; $KEYS keys would take ~$B_FULL_SECONDS s, extrapolated)")"
 
+# lag_run TOOL SYNCER_SRC SYNCER_DST PREFIX RATE LOG: runs the syncer under test (kvsync or
+# make-mirror) between the given endpoints and the lag load generator against the clusters
+# directly; sets LAG_OUT (the generator's JSON line).
+lag_run() {
+  local tool=$1 syncer_src=$2 syncer_dst=$3 prefix=$4 rate=$5 log_file=$6 admin
+  if [[ $tool == kvsync ]]; then
+    admin_addr admin
+    start_bg syncer "$log_file" "$KVSYNC" etcd2etcd --src-endpoints "$syncer_src" \
+      --dst-endpoints "$syncer_dst" --prefix "$prefix" --admin-addr "$admin"
+  else
+    start_bg syncer "$log_file" "$ETCDCTL" --endpoints "$syncer_src" make-mirror \
+      --prefix "$prefix" "$syncer_dst"
+  fi
+  LAG_OUT=$("$BENCH" lag --src "$SRC_EP" --dst "$DST_EP" --prefix "$prefix" --rate "$rate" \
+    --seconds "$LAG_SECONDS" --value-size "$VALUE_SIZE")
+  stop_pid "$syncer"
+}
+
 # (d) live lag.
 declare -A LAG
 for rate in "${LAG_RATES[@]}"; do
   for tool in kvsync make-mirror; do
     fresh_dst
     prefix=/lag-$tool-$rate/
-    if [[ $tool == kvsync ]]; then
-      admin_addr admin
-      start_bg syncer "$WORK/lag-$tool-$rate.log" "$KVSYNC" etcd2etcd --src-endpoints "$SRC_EP" \
-        --dst-endpoints "$DST_EP" --prefix "$prefix" --admin-addr "$admin"
-    else
-      start_bg syncer "$WORK/lag-$tool-$rate.log" "$ETCDCTL" --endpoints "$SRC_EP" make-mirror \
-        --prefix "$prefix" "$DST_EP"
-    fi
-    out=$("$BENCH" lag --src "$SRC_EP" --dst "$DST_EP" --prefix "$prefix" --rate "$rate" \
-      --seconds "$LAG_SECONDS" --value-size "$VALUE_SIZE")
-    stop_pid "$syncer"
+    lag_run "$tool" "$SRC_EP" "$DST_EP" "$prefix" "$rate" "$WORK/lag-$tool-$rate.log"
+    out=$LAG_OUT
     record "$out"
     for f in p50_ms p99_ms max_ms missing sent send_rate lower_bound; do
       LAG[$tool,$rate,$f]=$(json "$f" "$out")
@@ -266,18 +275,9 @@ for placement in source destination; do
         start_proxy "$SRC_EP"
         syncer_src=$PROXY_EP syncer_dst=$DST_EP
       fi
-      log_file=$WORK/wlag-$tool-$placement-$rate.log
-      if [[ $tool == kvsync ]]; then
-        admin_addr admin
-        start_bg syncer "$log_file" "$KVSYNC" etcd2etcd --src-endpoints "$syncer_src" \
-          --dst-endpoints "$syncer_dst" --prefix "$prefix" --admin-addr "$admin"
-      else
-        start_bg syncer "$log_file" "$ETCDCTL" --endpoints "$syncer_src" make-mirror \
-          --prefix "$prefix" "$syncer_dst"
-      fi
-      out=$("$BENCH" lag --src "$SRC_EP" --dst "$DST_EP" --prefix "$prefix" --rate "$rate" \
-        --seconds "$LAG_SECONDS" --value-size "$VALUE_SIZE")
-      stop_pid "$syncer"
+      lag_run "$tool" "$syncer_src" "$syncer_dst" "$prefix" "$rate" \
+        "$WORK/wlag-$tool-$placement-$rate.log"
+      out=$LAG_OUT
       stop_pid "$PROXY_PID"
       record "$(sed "s/^{/{\"step\":\"h\",\"placement\":\"$placement\",\"tool\":\"$tool\",/" <<<"$out")"
       for f in p50_ms p99_ms max_ms missing sent send_rate lower_bound; do
