@@ -100,7 +100,7 @@ TEST(MergeJoin, ReportsEveryKindOfDifference) {
     }
     return absl::OkStatus();
   };
-  ASSERT_TRUE(MergeJoin(&src, &dst, m, false, on_diff, &counts).ok());
+  ASSERT_TRUE(MergeJoin(&src, &dst, m, false, false, on_diff, &counts).ok());
   EXPECT_EQ(puts, (std::map<std::string, std::string>{{"/d/b", "2"}, {"/d/d", "4"}}));
   EXPECT_EQ(deletes, (std::vector<std::string>{"/d/c", "/d/z"}));
   EXPECT_EQ(counts.dst_miss, 1);
@@ -118,7 +118,8 @@ TEST(MergeJoin, KeysOnlyAgreesOnPresence) {
     DiffCounts counts;
     EXPECT_TRUE(
         MergeJoin(
-            &src, &dst, m, keys_only, [](const Difference&) { return absl::OkStatus(); }, &counts)
+            &src, &dst, m, keys_only, false, [](const Difference&) { return absl::OkStatus(); },
+            &counts)
             .ok());
     return counts;
   };
@@ -128,6 +129,41 @@ TEST(MergeJoin, KeysOnlyAgreesOnPresence) {
   EXPECT_EQ(full.src_miss, presence.src_miss);
   EXPECT_EQ(full.mismatch, 1);
   EXPECT_EQ(presence.mismatch, 0);
+}
+
+// Lease attachment is compared only when asked: the same value on another lease (or none) is a
+// lease mismatch; a different value is a mismatch whatever the leases.
+TEST(MergeJoin, LeaseMismatchOnlyWhenComparingLeases) {
+  KeyMapper m("/s/", "/s/", {}, "/kvsync/meta/");
+  auto kv = [](std::string k, std::string v, int64_t lease) {
+    etcd::KeyValue out = Kv(std::move(k), std::move(v));
+    out.lease = lease;
+    return out;
+  };
+  auto run = [&](bool compare_leases, std::vector<DiffKind>* kinds) {
+    VectorCursor src({kv("/s/a", "1", 5), kv("/s/b", "2", 0), kv("/s/c", "3", 7), kv("/s/d", "4", 8)});
+    VectorCursor dst({kv("/s/a", "1", 5), kv("/s/b", "2", 9), kv("/s/c", "x", 0), kv("/s/d", "4", 0)});
+    DiffCounts counts;
+    EXPECT_TRUE(MergeJoin(&src, &dst, m, false, compare_leases,
+                          [&](const Difference& d) {
+                            kinds->push_back(d.kind);
+                            return absl::OkStatus();
+                          },
+                          &counts)
+                    .ok());
+    return counts;
+  };
+  std::vector<DiffKind> kinds;
+  DiffCounts with = run(true, &kinds);
+  EXPECT_EQ(with.lease_mismatch, 2);  // b (9 instead of none), d (none instead of 8)
+  EXPECT_EQ(with.mismatch, 1);        // c
+  EXPECT_EQ(with.total(), 3);
+  EXPECT_EQ(kinds, (std::vector<DiffKind>{DiffKind::kLeaseMismatch, DiffKind::kMismatch,
+                                          DiffKind::kLeaseMismatch}));
+  kinds.clear();
+  DiffCounts without = run(false, &kinds);
+  EXPECT_EQ(without.lease_mismatch, 0);
+  EXPECT_EQ(without.total(), 1);
 }
 
 }  // namespace

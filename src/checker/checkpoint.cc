@@ -37,6 +37,14 @@ std::string CheckpointKey(const std::string& meta_prefix, const std::string& tas
   return absl::StrCat(meta_prefix, task_name, "/checkpoint");
 }
 
+std::string LeaseRecordPrefix(const std::string& meta_prefix, const std::string& task_name) {
+  return absl::StrCat(meta_prefix, task_name, "/leases/");
+}
+
+std::string LeaseRecordKey(const std::string& records_prefix, int64_t lease) {
+  return absl::StrCat(records_prefix, absl::StrFormat("%016x", static_cast<uint64_t>(lease)));
+}
+
 std::string EncodeCheckpoint(const Checkpoint& cp) {
   nlohmann::json j;
   j["format"] = cp.format;

@@ -54,6 +54,9 @@ std::string ScopeDigest(const std::string& src_prefix, const std::string& dst_pr
                         std::vector<std::string> excludes);
 
 std::string CheckpointKey(const std::string& meta_prefix, const std::string& task_name);
+// Lease records of a task (mirror::LeaseKeeper): <meta>/<task>/leases/<ID as 16 hex digits>.
+std::string LeaseRecordPrefix(const std::string& meta_prefix, const std::string& task_name);
+std::string LeaseRecordKey(const std::string& records_prefix, int64_t lease);
 std::string EncodeCheckpoint(const Checkpoint& cp);
 // InvalidArgument (DataLoss would overstate it) when the stored value is not a well-formed
 // kvsync checkpoint: not JSON, a negative or missing revision, a malformed field.

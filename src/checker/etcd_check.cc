@@ -44,7 +44,7 @@ absl::StatusOr<CheckReport> Round(etcd::KvApi* src, etcd::KvApi* dst, const KeyM
   CheckReport report;
   report.keys_only = options.keys_only;
   DiffCounts seen;
-  std::array<int, 3> kept = {0, 0, 0};
+  std::array<int, 4> kept = {0, 0, 0, 0};
   auto on_diff = [&](const Difference& d) {
     if (collect != nullptr) {
       if (collect->size() < options.max_tracked) {
@@ -60,10 +60,12 @@ absl::StatusOr<CheckReport> Round(etcd::KvApi* src, etcd::KvApi* dst, const KeyM
     DiffCounts& c = report.counts;
     (d.kind == DiffKind::kDstMiss   ? c.dst_miss
      : d.kind == DiffKind::kSrcMiss ? c.src_miss
-                                    : c.mismatch)++;
+     : d.kind == DiffKind::kMismatch ? c.mismatch
+                                     : c.lease_mismatch)++;
     if (options.collect_repairs) {
-      report.repairs.push_back(
-          {d.kind, d.dst_key, d.src ? d.src->value : "", d.dst ? d.dst->mod_revision : 0});
+      report.repairs.push_back({d.kind, d.dst_key, d.src ? d.src->value : "",
+                                d.src && options.compare_leases ? d.src->lease : 0,
+                                d.dst ? d.dst->mod_revision : 0});
     }
     int& n = kept[static_cast<int>(d.kind)];
     if (n < options.show) {
@@ -72,7 +74,8 @@ absl::StatusOr<CheckReport> Round(etcd::KvApi* src, etcd::KvApi* dst, const KeyM
     }
     return absl::OkStatus();
   };
-  RETURN_IF_ERROR(MergeJoin(&src_cursor, &dst_cursor, mapper, options.keys_only, on_diff, &seen));
+  RETURN_IF_ERROR(MergeJoin(&src_cursor, &dst_cursor, mapper, options.keys_only,
+                            options.compare_leases, on_diff, &seen));
   report.counts.source_keys = seen.source_keys;
   report.counts.destination_keys = seen.destination_keys;
   report.source_revision = src_cursor.revision();
@@ -138,9 +141,23 @@ absl::StatusOr<CheckReport> Check(etcd::KvApi* src, etcd::KvApi* dst, const KeyM
 }
 
 absl::Status RepairDifferences(etcd::TxnApi* dst, std::vector<etcd::Compare> fence,
-                               const common::StopToken* stop, etcd::RetryCounters* retries,
-                               CheckReport* report) {
+                               const LeaseUsable& lease_usable, const common::StopToken* stop,
+                               etcd::RetryCounters* retries, CheckReport* report) {
   constexpr size_t kBatch = 64;
+  // Leases the task does not manage at the destination: never attached. A lease mismatch
+  // cannot be repaired without one, so it is left to the task (its next full sync).
+  std::vector<Repair> repairs;
+  for (Repair& r : report->repairs) {
+    if (r.src_lease != 0 && !(lease_usable && lease_usable(r.src_lease))) {
+      r.src_lease = 0;
+      if (r.kind == DiffKind::kLeaseMismatch) {
+        ++report->fix_skipped;
+        continue;
+      }
+    }
+    repairs.push_back(std::move(r));
+  }
+  report->repairs = std::move(repairs);
   auto build = [&](size_t from, size_t to) {
     etcd::TxnRequest txn;
     txn.compares = fence;
@@ -156,8 +173,10 @@ absl::Status RepairDifferences(etcd::TxnApi* dst, std::vector<etcd::Compare> fen
         c.number = r.dst_mod_revision;
       }
       txn.compares.push_back(c);
-      txn.success.push_back(r.kind == DiffKind::kSrcMiss ? etcd::Op::Delete(r.dst_key)
-                                                         : etcd::Op::Put(r.dst_key, r.src_value));
+      etcd::Op op = r.kind == DiffKind::kSrcMiss ? etcd::Op::Delete(r.dst_key)
+                                                 : etcd::Op::Put(r.dst_key, r.src_value);
+      op.lease = r.kind == DiffKind::kSrcMiss ? 0 : r.src_lease;
+      txn.success.push_back(std::move(op));
     }
     return txn;
   };
@@ -187,6 +206,18 @@ absl::Status RepairDifferences(etcd::TxnApi* dst, std::vector<etcd::Compare> fen
   return absl::OkStatus();
 }
 
+LeaseUsable TaskLeases(etcd::ClusterApi* dst, std::string records_prefix) {
+  return [dst, prefix = std::move(records_prefix)](int64_t lease) {
+    etcd::RangeRequest req;
+    req.key = LeaseRecordKey(prefix, lease);
+    req.keys_only = true;
+    absl::StatusOr<etcd::RangeResponse> record = dst->Range(req);
+    if (!record.ok() || record->kvs.empty()) return false;
+    absl::StatusOr<etcd::LeaseInfo> info = dst->LeaseTimeToLive(lease);
+    return info.ok() && info->exists();
+  };
+}
+
 std::string RenderText(const CheckReport& r) {
   const char* verdict = r.consistent() ? "CONSISTENT" : "DIFFERENCES FOUND";
   std::string out =
@@ -204,6 +235,10 @@ std::string RenderText(const CheckReport& r) {
     absl::StrAppendFormat(&out, "  %-12s %12s\n", "mismatch", "n/a");
   } else {
     absl::StrAppendFormat(&out, "  %-12s %12d\n", "mismatch", r.counts.mismatch);
+  }
+  if (r.counts.lease_mismatch > 0) {
+    absl::StrAppendFormat(&out, "  %-12s %12d  (same value, not on the source's lease ID)\n",
+                          "lease mismatch", r.counts.lease_mismatch);
   }
   if (r.not_owned > 0) {
     absl::StrAppendFormat(&out, "  %-12s %12d  (etcd keys of other writers, left alone)\n",
@@ -244,6 +279,7 @@ std::string RenderJson(const CheckReport& r) {
   j["dst_miss"] = r.counts.dst_miss;
   j["src_miss"] = r.counts.src_miss;
   if (!r.keys_only) j["mismatch"] = r.counts.mismatch;
+  j["lease_mismatch"] = r.counts.lease_mismatch;
   j["source_bytes"] = r.source_bytes;
   j["destination_bytes"] = r.destination_bytes;
   j["seconds"] = r.seconds;

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,8 @@ struct CheckOptions {
   // Keep every confirmed difference (with the source value and the destination's observed
   // mod revision) in CheckReport::repairs, for Repair().
   bool collect_repairs = false;
+  // Compare lease attachment too (lease mismatch): the task mirrors leases (no --no-leases).
+  bool compare_leases = false;
   // Optional (not owned): source keys read so far, for a progress display.
   std::atomic<int64_t>* progress = nullptr;
 };
@@ -45,6 +48,7 @@ struct Repair {
   DiffKind kind;
   std::string dst_key;
   std::string src_value;         // dst miss and mismatch
+  int64_t src_lease = 0;         // the source key's lease (with CheckOptions::compare_leases)
   int64_t dst_mod_revision = 0;  // 0 for a dst miss (the key was absent)
 };
 
@@ -103,10 +107,19 @@ absl::StatusOr<CheckReport> Check(etcd::KvApi* src, etcd::KvApi* dst, const KeyM
 // saw (key absent, or its mod revision), so a key the syncer changed meanwhile is never
 // overwritten: it is skipped and counted. `fence` (the running leader's election compare, if
 // any) rides in every txn, so a fix never races a leadership change. Counts go to
-// report->fixed and report->fix_skipped.
+// report->fixed and report->fix_skipped. A source lease is attached at the destination only when
+// `lease_usable` says the destination lease with that ID is the task's (alive, granted by
+// kvsync); otherwise the value is repaired without a lease and a lease mismatch is left to the
+// running task (skipped).
+using LeaseUsable = std::function<bool(int64_t lease)>;
 absl::Status RepairDifferences(etcd::TxnApi* dst, std::vector<etcd::Compare> fence,
+                               const LeaseUsable& lease_usable,
                                const common::StopToken* stop, etcd::RetryCounters* retries,
                                CheckReport* report);
+
+// A LeaseUsable for a task's leases at the destination: its lease record exists (see
+// LeaseRecordPrefix) and the lease is alive there. Reads on each call.
+LeaseUsable TaskLeases(etcd::ClusterApi* dst, std::string records_prefix);
 
 // A human summary table with sample keys (keys rendered printable, never values).
 std::string RenderText(const CheckReport& report);

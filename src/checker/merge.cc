@@ -27,11 +27,14 @@ const char* DiffKindName(DiffKind kind) {
       return "src miss";
     case DiffKind::kMismatch:
       return "mismatch";
+    case DiffKind::kLeaseMismatch:
+      return "lease mismatch";
   }
   return "unknown";
 }
 
 absl::Status MergeJoin(KvCursor* src, KvCursor* dst, const KeyMapper& mapper, bool keys_only,
+                       bool compare_leases,
                        const std::function<absl::Status(const Difference&)>& on_diff,
                        DiffCounts* counts) {
   const size_t src_skip = mapper.src_prefix().size();
@@ -65,6 +68,9 @@ absl::Status MergeJoin(KvCursor* src, KvCursor* dst, const KeyMapper& mapper, bo
       if (!keys_only && s->value != d->value) {
         ++counts->mismatch;
         RETURN_IF_ERROR(on_diff({DiffKind::kMismatch, s, d, d->key}));
+      } else if (compare_leases && s->lease != d->lease) {
+        ++counts->lease_mismatch;
+        RETURN_IF_ERROR(on_diff({DiffKind::kLeaseMismatch, s, d, d->key}));
       }
     }
     if (cmp <= 0) {

@@ -4,7 +4,10 @@
 //   dst miss  - at the source, missing at the destination;
 //   src miss  - at the destination (inside the mapped prefix, not meta, not excluded), missing
 //               at the source;
-//   mismatch  - on both sides with different values (not reported with `keys_only`).
+//   mismatch  - on both sides with different values (not reported with `keys_only`);
+//   lease mismatch - same value, but the destination key is not attached to the lease with the
+//               source key's lease ID (only with `compare_leases`: lease-aware mirroring keeps
+//               the IDs, see mirror/lease_keeper.h).
 // Keys the KeyMapper protects (excluded, meta) are skipped on both sides. Memory is O(page).
 // Single-threaded; `on_diff` runs on the caller's thread, its pointers valid during the call.
 #pragma once
@@ -20,8 +23,9 @@
 
 namespace kvsync::checker {
 
-enum class DiffKind { kDstMiss, kSrcMiss, kMismatch };
-const char* DiffKindName(DiffKind kind);  // "dst miss", "src miss", "mismatch"
+enum class DiffKind { kDstMiss, kSrcMiss, kMismatch, kLeaseMismatch };
+// "dst miss", "src miss", "mismatch", "lease mismatch"
+const char* DiffKindName(DiffKind kind);
 
 struct Difference {
   DiffKind kind;
@@ -36,11 +40,13 @@ struct DiffCounts {
   int64_t dst_miss = 0;
   int64_t mismatch = 0;
   int64_t src_miss = 0;
-  int64_t total() const { return dst_miss + mismatch + src_miss; }
+  int64_t lease_mismatch = 0;
+  int64_t total() const { return dst_miss + mismatch + src_miss + lease_mismatch; }
 };
 
 // `on_diff` returning an error stops the merge with that error.
 absl::Status MergeJoin(KvCursor* src, KvCursor* dst, const KeyMapper& mapper, bool keys_only,
+                       bool compare_leases,
                        const std::function<absl::Status(const Difference&)>& on_diff,
                        DiffCounts* counts);
 

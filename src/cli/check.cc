@@ -46,6 +46,7 @@ absl::Status Finalise(Flags* f) {
     return absl::InvalidArgumentError("--fix needs values: it cannot be combined with --keys-only");
   }
   f->options.collect_repairs = f->fix;
+  f->options.compare_leases = !f->config.no_leases;
   RETURN_IF_ERROR(log::Init(f->config.log_level, f->config.log_format));
   RETURN_IF_ERROR(config::ValidateMirrorConfig(&f->config));
   f->options.checkpoint_key = checker::CheckpointKey(f->config.meta_prefix, f->config.name);
@@ -104,8 +105,10 @@ int Run(Flags* f, CLI::App* cmd) {
     }
     auto fence = CurrentLeaderFence(election, ElectionName(c.meta_prefix, c.name));
     if (!fence.ok()) return ReportAndExit("check", fence.status());
-    absl::Status fixed =
-        checker::RepairDifferences(dst->get(), std::move(*fence), &stop, &retries, &*report);
+    absl::Status fixed = checker::RepairDifferences(
+        dst->get(), std::move(*fence),
+        checker::TaskLeases(dst->get(), checker::LeaseRecordPrefix(c.meta_prefix, c.name)), &stop,
+        &retries, &*report);
     if (!fixed.ok()) return ReportAndExit("check", fixed);
   }
   std::string out =
@@ -164,6 +167,11 @@ std::function<int()> AddCheckCommand(CLI::App* app) {
   cmd->add_option("--read-rate", flags->options.read_rate,
                   "at most this many keys/s read from each cluster (0 = unlimited)")
       ->default_val(0)
+      ->group("Check");
+  cmd->add_flag("--no-leases", c.no_leases,
+                "the task runs with --no-leases: do not compare lease attachment (by default a "
+                "key must be on the destination lease with its source key's lease ID: lease "
+                "mismatch)")
       ->group("Check");
   cmd->add_flag("--serializable", flags->options.serializable,
                 "read from the nearest member instead of the leader")

@@ -91,6 +91,8 @@ inline constexpr DurationRange kFullsyncIntervalRange{absl::Seconds(1), absl::Ho
 inline constexpr DurationRange kReadyMaxLagRange{absl::Seconds(1), absl::Hours(24)};
 inline constexpr DurationRange kCoalesceRange{absl::ZeroDuration(), absl::Seconds(10)};
 inline constexpr DurationRange kConfirmTimeoutRange{absl::Milliseconds(100), absl::Hours(1)};
+inline constexpr DurationRange kLeaseMinTtlRange{absl::ZeroDuration(), absl::Hours(1)};
+inline constexpr DurationRange kLeaseHoldRange{absl::Seconds(1), absl::Hours(24 * 365), true};
 inline constexpr DurationRange kSettleRange{absl::ZeroDuration(), absl::Minutes(10)};
 
 // Registers a duration flag ("500ms", "5s", "1m") that parses straight into `target`; a bad

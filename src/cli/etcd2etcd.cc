@@ -139,6 +139,22 @@ std::function<int()> AddEtcd2EtcdCommand(CLI::App* app) {
                   "source deleted, e.g. missed during compaction) or all")
       ->default_val(c.auto_repair)
       ->group("Consistency");
+  cmd->add_flag("--no-leases", c.no_leases,
+                "write destination keys without leases (as etcdctl make-mirror); by default a key "
+                "on source lease L is written on destination lease L, kept alive while L lives")
+      ->group("Leases");
+  AddDurationFlag(cmd, "--lease-min-ttl", &c.lease_min_ttl,
+                  "floor of a destination lease's TTL: max(source TTL, this). Registrations "
+                  "survive a kvsync outage this long; after a promotion, dead providers' keys "
+                  "vanish within this long (0 = exactly the source TTL)",
+                  kLeaseMinTtlRange)
+      ->group("Leases");
+  AddDurationFlag(cmd, "--lease-hold", &c.lease_hold,
+                  "while the source cannot be reached, keep destination leases alive this long "
+                  "(0 = until the task is promoted or stopped), so the standby keeps serving the "
+                  "last known registry",
+                  kLeaseHoldRange)
+      ->group("Leases");
   AddHaFlags(cmd, &c.ha, &flags->lease_ttl, &c.instance_id, &c.election);
   AddAdminFlags(cmd, &c.admin_addr, &c.ready_max_lag);
   AddLogFlags(cmd, &c.log_level, &c.log_format);

@@ -12,7 +12,8 @@ constexpr ErrorKind kAllKinds[] = {
     ErrorKind::kCompacted,     ErrorKind::kRequestTooLarge,
     ErrorKind::kWatchCanceled, ErrorKind::kNoLeader,
     ErrorKind::kFenced,        ErrorKind::kSessionExpired,
-    ErrorKind::kOutOfOrder,
+    ErrorKind::kOutOfOrder,    ErrorKind::kLeaseExists,
+    ErrorKind::kLeaseNotFound,
 };
 
 }  // namespace
@@ -37,6 +38,10 @@ const char* ErrorKindName(ErrorKind kind) {
       return "session_expired";
     case ErrorKind::kOutOfOrder:
       return "out_of_order";
+    case ErrorKind::kLeaseExists:
+      return "lease_exists";
+    case ErrorKind::kLeaseNotFound:
+      return "lease_not_found";
   }
   return "none";
 }

@@ -35,6 +35,8 @@ enum class ErrorKind {
   kSessionExpired,   // ZooKeeper: the session is dead for good; open a new one and resync
   kOutOfOrder,       // a chained write (sink::CommitPipeline) reached the destination before
                      // the write it follows: nothing was written, send it again in order
+  kLeaseExists,      // etcd: a lease with the requested ID already exists
+  kLeaseNotFound,    // etcd: a put or revoke named a lease the cluster does not have
 };
 
 // `status` with `kind` attached (an OK status stays OK).

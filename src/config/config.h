@@ -63,6 +63,13 @@ struct MirrorConfig {
   double check_read_rate = 0;  // keys/s per cluster for continuous checks (0 = unlimited)
   std::chrono::milliseconds progress_interval{5000};
   std::chrono::milliseconds status_interval{10000};
+  // Lease-aware mirroring (mirror/lease_keeper.h): a key on source lease L is written on
+  // destination lease L, granted with max(source TTL, lease_min_ttl) and kept alive while the
+  // source lease lives; held while the source is unreachable for lease_hold (0: until promoted
+  // or stopped). no_leases writes every key without a lease.
+  bool no_leases = false;
+  std::chrono::milliseconds lease_min_ttl{60000};
+  std::chrono::milliseconds lease_hold{0};
   std::string log_level = "info";
   std::string log_format = "json";
 };

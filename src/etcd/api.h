@@ -1,6 +1,6 @@
 // The narrow interfaces ("seams") through which engines and checks use one etcd cluster:
 // KvApi (reads), TxnApi (writes), WatchApi (watch streams), MemberApi (the member that
-// answers: identity and version), and ClusterApi, all four together, which is what an engine
+// answers: identity and version), LeaseApi (leases), and ClusterApi, all five together, which is what an engine
 // holds per cluster. etcd::Client implements them over gRPC; etcd::FakeEtcd (fake_etcd.h,
 // linked into tests only) implements them over an in-memory MVCC store, so that an engine's
 // decisions can be unit tested in seconds.
@@ -13,9 +13,11 @@
 // unique_ptr; the implementation outlives every stream it opened.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -96,7 +98,27 @@ class MemberApi {
   virtual std::string current_endpoint() const = 0;
 };
 
+// Leases, for mirroring them (mirror::LeaseKeeper). Never retried inside.
+class LeaseApi {
+ public:
+  virtual ~LeaseApi() = default;
+  // Grants lease `id` (0: the server picks one) with `ttl`; returns its ID. IsLeaseExists when
+  // the cluster already has lease `id`.
+  virtual absl::StatusOr<int64_t> LeaseGrant(int64_t id, std::chrono::seconds ttl) = 0;
+  // Revokes the lease and deletes the keys attached to it. IsLeaseNotFound when gone already.
+  virtual absl::Status LeaseRevoke(int64_t id) = 0;
+  // Remaining and granted TTL (ttl -1 when the cluster has no such lease). Answered by the
+  // leader, so a lease granted before the call is seen.
+  virtual absl::StatusOr<LeaseInfo> LeaseTimeToLive(int64_t id) = 0;
+  // Every lease of the cluster, as the member that answers knows them (a follower may not
+  // know a lease granted a moment ago yet).
+  virtual absl::StatusOr<std::vector<int64_t>> LeaseLeases() = 0;
+  // Renews each lease over one keep-alive stream; returns each one's new remaining TTL (0 when
+  // the cluster has no such lease), in the order asked.
+  virtual absl::StatusOr<std::vector<LeaseInfo>> LeaseKeepAlive(const std::vector<int64_t>& ids) = 0;
+};
+
 // Everything an engine uses of one cluster.
-class ClusterApi : public KvApi, public TxnApi, public WatchApi, public MemberApi {};
+class ClusterApi : public KvApi, public TxnApi, public WatchApi, public MemberApi, public LeaseApi {};
 
 }  // namespace kvsync::etcd

@@ -463,8 +463,9 @@ absl::Status Client::Compact(int64_t revision) {
       .status();
 }
 
-absl::StatusOr<int64_t> Client::LeaseGrant(std::chrono::seconds ttl) {
+absl::StatusOr<int64_t> Client::LeaseGrant(int64_t id, std::chrono::seconds ttl) {
   pb::LeaseGrantRequest req;
+  req.set_id(id);
   req.set_ttl(ttl.count());
   return Invoke(false, [&](Endpoint* e, grpc::ClientContext* ctx) -> absl::StatusOr<int64_t> {
     pb::LeaseGrantResponse resp;
@@ -473,6 +474,65 @@ absl::StatusOr<int64_t> Client::LeaseGrant(std::chrono::seconds ttl) {
     if (!resp.error().empty()) return absl::UnavailableError(resp.error());
     return resp.id();
   });
+}
+
+absl::StatusOr<LeaseInfo> Client::LeaseTimeToLive(int64_t id) {
+  pb::LeaseTimeToLiveRequest req;
+  req.set_id(id);
+  return Invoke(true, [&](Endpoint* e, grpc::ClientContext* ctx) -> absl::StatusOr<LeaseInfo> {
+    pb::LeaseTimeToLiveResponse resp;
+    absl::Status s = FromGrpc(e->lease()->LeaseTimeToLive(ctx, req, &resp),
+                              options_.name + " lease time-to-live");
+    if (!s.ok()) return s;
+    return LeaseInfo{resp.id(), resp.ttl(), resp.grantedttl(), FromPb(resp.header())};
+  });
+}
+
+absl::StatusOr<std::vector<int64_t>> Client::LeaseLeases() {
+  pb::LeaseLeasesRequest req;
+  return Invoke(true,
+                [&](Endpoint* e, grpc::ClientContext* ctx) -> absl::StatusOr<std::vector<int64_t>> {
+                  pb::LeaseLeasesResponse resp;
+                  absl::Status s = FromGrpc(e->lease()->LeaseLeases(ctx, req, &resp),
+                                            options_.name + " lease list");
+                  if (!s.ok()) return s;
+                  std::vector<int64_t> ids;
+                  ids.reserve(resp.leases_size());
+                  for (const auto& l : resp.leases()) ids.push_back(l.id());
+                  return ids;
+                });
+}
+
+absl::StatusOr<std::vector<LeaseInfo>> Client::LeaseKeepAlive(const std::vector<int64_t>& ids) {
+  // etcd answers each request of a stream in order. Requests go in chunks, each read back
+  // before the next is written, so that unread answers never fill the flow-control window
+  // while we are still writing (which would stall both sides).
+  constexpr size_t kChunk = 512;
+  return Invoke(false,
+                [&](Endpoint* e, grpc::ClientContext* ctx) -> absl::StatusOr<std::vector<LeaseInfo>> {
+                  auto stream = e->lease()->LeaseKeepAlive(ctx);
+                  std::vector<LeaseInfo> out;
+                  out.reserve(ids.size());
+                  bool ok = true;
+                  for (size_t begin = 0; ok && begin < ids.size(); begin += kChunk) {
+                    size_t end = std::min(ids.size(), begin + kChunk);
+                    for (size_t i = begin; ok && i < end; ++i) {
+                      pb::LeaseKeepAliveRequest req;
+                      req.set_id(ids[i]);
+                      ok = stream->Write(req);
+                    }
+                    for (size_t i = begin; ok && i < end; ++i) {
+                      pb::LeaseKeepAliveResponse resp;
+                      ok = stream->Read(&resp);
+                      if (ok) out.push_back(LeaseInfo{resp.id(), resp.ttl(), 0, FromPb(resp.header())});
+                    }
+                  }
+                  stream->WritesDone();
+                  absl::Status s = FromGrpc(stream->Finish(), options_.name + " keepalive");
+                  if (!s.ok()) return s;
+                  if (!ok) return absl::UnavailableError(options_.name + " keepalive: stream closed");
+                  return out;
+                });
 }
 
 absl::Status Client::LeaseRevoke(int64_t lease_id) {

@@ -96,8 +96,12 @@ class Client : public ClusterApi {
   // Compacts the key-value history up to `revision` (physical compaction waited for).
   absl::Status Compact(int64_t revision);
 
-  absl::StatusOr<int64_t> LeaseGrant(std::chrono::seconds ttl);
-  absl::Status LeaseRevoke(int64_t lease_id);
+  absl::StatusOr<int64_t> LeaseGrant(std::chrono::seconds ttl) { return LeaseGrant(0, ttl); }
+  absl::StatusOr<int64_t> LeaseGrant(int64_t id, std::chrono::seconds ttl) override;
+  absl::Status LeaseRevoke(int64_t lease_id) override;
+  absl::StatusOr<LeaseInfo> LeaseTimeToLive(int64_t id) override;
+  absl::StatusOr<std::vector<int64_t>> LeaseLeases() override;
+  absl::StatusOr<std::vector<LeaseInfo>> LeaseKeepAlive(const std::vector<int64_t>& ids) override;
   // Sends one keep-alive; returns the remaining TTL in seconds (<= 0: the lease is gone).
   absl::StatusOr<int64_t> LeaseKeepAliveOnce(int64_t lease_id);
 

@@ -29,6 +29,14 @@ absl::Status FromGrpc(const grpc::Status& status, const std::string& context) {
         return RequestTooLargeError(message);
       }
       break;
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      if (absl::StrContains(text, "lease already exists")) return LeaseExistsError(message);
+      break;
+    case grpc::StatusCode::NOT_FOUND:
+      if (absl::StrContains(text, "requested lease not found")) {
+        return LeaseNotFoundError(message);
+      }
+      break;
     case grpc::StatusCode::CANCELLED:
       // A cancel of our own says "Cancelled"; etcd cancels the streams of a member that stops.
       if (absl::StartsWith(text, "etcdserver: ")) return absl::UnavailableError(message);

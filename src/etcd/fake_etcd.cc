@@ -336,6 +336,11 @@ absl::StatusOr<TxnResponse> FakeEtcd::Txn(const TxnRequest& request) {
   TxnResponse resp;
   std::vector<const Op*> ops;
   PlanLocked(request, &ops, &resp.nested_succeeded, &resp.succeeded);
+  for (const Op* op : ops) {
+    if (op->type == Op::Type::kPut && op->lease != 0 && leases_.count(op->lease) == 0) {
+      return LeaseNotFoundError("fake txn: etcdserver: requested lease not found");
+    }
+  }
   std::vector<Event> events;
   for (const Op* op : ops) {
     if (op->type == Op::Type::kPut) {
@@ -391,12 +396,86 @@ absl::StatusOr<Header> FakeEtcd::Connect() {
   return HeaderLocked();
 }
 
-int64_t FakeEtcd::Put(const std::string& key, const std::string& value) {
+int64_t FakeEtcd::Put(const std::string& key, const std::string& value, int64_t lease) {
   absl::MutexLock lock(&mu_);
   std::vector<Event> events;
-  PutLocked(key, value, 0, &events);
+  PutLocked(key, value, lease, &events);
   CommitLocked(std::move(events));
   return revision_;
+}
+
+absl::StatusOr<int64_t> FakeEtcd::LeaseGrant(int64_t id, std::chrono::seconds ttl) {
+  absl::MutexLock lock(&mu_);
+  if (absl::Status s = TakeFault(Call::kLease); !s.ok()) return s;
+  if (id == 0) id = next_lease_++;
+  if (leases_.count(id) != 0) return LeaseExistsError("fake lease: etcdserver: lease already exists");
+  leases_[id].granted_ttl = ttl.count();
+  ++changes_;
+  return id;
+}
+
+absl::Status FakeEtcd::RevokeLocked(int64_t id) {
+  if (leases_.erase(id) == 0) {
+    return LeaseNotFoundError("fake revoke: etcdserver: requested lease not found");
+  }
+  std::vector<Event> events;
+  for (const auto& [key, versions] : keys_) {
+    const KeyValue* kv = AtLocked(key, revision_);
+    if (kv != nullptr && kv->lease == id) DeleteLocked(key, "", &events);
+  }
+  CommitLocked(std::move(events));
+  ++changes_;
+  return absl::OkStatus();
+}
+
+absl::Status FakeEtcd::LeaseRevoke(int64_t id) {
+  absl::MutexLock lock(&mu_);
+  if (absl::Status s = TakeFault(Call::kLease); !s.ok()) return s;
+  return RevokeLocked(id);
+}
+
+void FakeEtcd::ExpireLease(int64_t id) {
+  absl::MutexLock lock(&mu_);
+  RevokeLocked(id).IgnoreError();
+}
+
+absl::StatusOr<LeaseInfo> FakeEtcd::LeaseTimeToLive(int64_t id) {
+  absl::MutexLock lock(&mu_);
+  if (absl::Status s = TakeFault(Call::kLease); !s.ok()) return s;
+  auto it = leases_.find(id);
+  if (it == leases_.end()) return LeaseInfo{id, -1, 0, HeaderLocked()};
+  return LeaseInfo{id, it->second.granted_ttl, it->second.granted_ttl, HeaderLocked()};
+}
+
+absl::StatusOr<std::vector<int64_t>> FakeEtcd::LeaseLeases() {
+  absl::MutexLock lock(&mu_);
+  if (absl::Status s = TakeFault(Call::kLease); !s.ok()) return s;
+  std::vector<int64_t> ids;
+  for (const auto& entry : leases_) ids.push_back(entry.first);
+  return ids;
+}
+
+absl::StatusOr<std::vector<LeaseInfo>> FakeEtcd::LeaseKeepAlive(const std::vector<int64_t>& ids) {
+  absl::MutexLock lock(&mu_);
+  if (absl::Status s = TakeFault(Call::kLease); !s.ok()) return s;
+  std::vector<LeaseInfo> out;
+  for (int64_t id : ids) {
+    auto it = leases_.find(id);
+    if (it == leases_.end()) {
+      out.push_back(LeaseInfo{id, 0, 0, HeaderLocked()});
+      continue;
+    }
+    ++it->second.keepalives;
+    out.push_back(LeaseInfo{id, it->second.granted_ttl, it->second.granted_ttl, HeaderLocked()});
+  }
+  ++changes_;
+  return out;
+}
+
+int64_t FakeEtcd::keepalives(int64_t id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = leases_.find(id);
+  return it == leases_.end() ? 0 : it->second.keepalives;
 }
 
 int64_t FakeEtcd::Delete(const std::string& key) {

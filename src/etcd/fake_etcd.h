@@ -8,8 +8,10 @@
 // compares, apply one branch atomically at one new revision (none when nothing changed), and
 // are refused as etcd refuses them: more ops than `max_txn_ops` ("too many operations"), more
 // bytes than `max_request_bytes` ("request is too large"), a key put twice or put and deleted
-// in one branch ("duplicate key"; direct ops of one level only). Leases are stored as numbers
-// on the keys and never expire.
+// in one branch ("duplicate key"; direct ops of one level only). Leases: granted with their TTL
+// (with a requested ID or a generated one), listed, renewed and revoked as etcd does (a revoke
+// deletes the attached keys in one revision; a put naming an unknown lease fails the whole txn
+// with IsLeaseNotFound); they expire only when a test says so (ExpireLease).
 //
 // Watch streams deliver a "created" response, then the replayed history from the start
 // revision in one response (fragmented into `max_watch_events` events when the watch asked for
@@ -71,7 +73,7 @@ class FakeEtcd : public ClusterApi {
     TxnRequest request;
     std::vector<bool> nested_succeeded;  // as in TxnResponse
   };
-  enum class Call { kRange, kTxn, kWatch, kConnect };
+  enum class Call { kRange, kTxn, kWatch, kConnect, kLease };
 
   FakeEtcd() : FakeEtcd(Options{}) {}
   explicit FakeEtcd(Options options);
@@ -85,9 +87,18 @@ class FakeEtcd : public ClusterApi {
   std::string server_version() const override { return options_.version; }
   std::string current_endpoint() const override { return "fake://" + options_.label; }
   const std::string& label() const override { return options_.label; }
+  absl::StatusOr<int64_t> LeaseGrant(int64_t id, std::chrono::seconds ttl) override;
+  absl::Status LeaseRevoke(int64_t id) override;
+  absl::StatusOr<LeaseInfo> LeaseTimeToLive(int64_t id) override;
+  absl::StatusOr<std::vector<int64_t>> LeaseLeases() override;
+  absl::StatusOr<std::vector<LeaseInfo>> LeaseKeepAlive(const std::vector<int64_t>& ids) override;
+  // As etcd does when a lease's TTL runs out: revokes it.
+  void ExpireLease(int64_t id);
+  // Keep-alives received per lease.
+  int64_t keepalives(int64_t id) const;
 
   // Direct writes (as a client would make them): each is one revision, returned.
-  int64_t Put(const std::string& key, const std::string& value);
+  int64_t Put(const std::string& key, const std::string& value, int64_t lease = 0);
   int64_t Delete(const std::string& key);
   // Compacts history up to `revision` (<= the current revision).
   void Compact(int64_t revision);
@@ -139,6 +150,7 @@ class FakeEtcd : public ClusterApi {
                  std::vector<Event>* events) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DeleteLocked(const std::string& key, const std::string& range_end,
                     std::vector<Event>* events) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status RevokeLocked(int64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Commits `events` as revision_ + 1 (nothing when empty) and notifies the streams.
   void CommitLocked(std::vector<Event> events) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Unregister(Stream* stream);
@@ -158,6 +170,12 @@ class FakeEtcd : public ClusterApi {
   int64_t progress_requests_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t watches_opened_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t changes_ ABSL_GUARDED_BY(mu_) = 0;
+  struct Lease {
+    int64_t granted_ttl = 0;
+    int64_t keepalives = 0;
+  };
+  std::map<int64_t, Lease> leases_ ABSL_GUARDED_BY(mu_);
+  int64_t next_lease_ ABSL_GUARDED_BY(mu_) = 0x1000;
 };
 
 }  // namespace kvsync::etcd

@@ -45,6 +45,22 @@ bool IsRequestTooLarge(const absl::Status& status) {
   return common::KindOf(status) == common::ErrorKind::kRequestTooLarge;
 }
 
+absl::Status LeaseExistsError(const std::string& message) {
+  return common::WithKind(absl::FailedPreconditionError(message), common::ErrorKind::kLeaseExists);
+}
+
+bool IsLeaseExists(const absl::Status& status) {
+  return common::KindOf(status) == common::ErrorKind::kLeaseExists;
+}
+
+absl::Status LeaseNotFoundError(const std::string& message) {
+  return common::WithKind(absl::NotFoundError(message), common::ErrorKind::kLeaseNotFound);
+}
+
+bool IsLeaseNotFound(const absl::Status& status) {
+  return common::KindOf(status) == common::ErrorKind::kLeaseNotFound;
+}
+
 bool IsNoLeader(const absl::Status& status) {
   return common::KindOf(status) == common::ErrorKind::kNoLeader;
 }

@@ -28,6 +28,16 @@ struct Header {
   uint64_t raft_term = 0;
 };
 
+// A lease as LeaseTimeToLive and keep-alives report it: remaining and granted TTL in seconds;
+// ttl is -1 (LeaseTimeToLive) or 0 (keep-alive) when the cluster has no such lease.
+struct LeaseInfo {
+  int64_t id = 0;
+  int64_t ttl = -1;
+  int64_t granted_ttl = 0;
+  Header header;
+  bool exists() const { return ttl > 0; }
+};
+
 struct RangeRequest {
   std::string key;
   std::string range_end;  // empty: the single key; "\0": all keys >= key
@@ -175,6 +185,14 @@ bool IsRequestTooLarge(const absl::Status& status);
 bool IsTransient(const absl::Status& status);
 // Leader() found no leader of the election.
 bool IsNoLeader(const absl::Status& status);
+
+// Leases: LeaseGrant with an ID the cluster already has fails with IsLeaseExists
+// (FailedPrecondition); a put, txn or revoke naming a lease the cluster does not have fails
+// with IsLeaseNotFound (NotFound). Neither is transient.
+absl::Status LeaseExistsError(const std::string& message);
+bool IsLeaseExists(const absl::Status& status);
+absl::Status LeaseNotFoundError(const std::string& message);
+bool IsLeaseNotFound(const absl::Status& status);
 
 // Whether a progress notification the client *requested* (WatchResponse::watch_id == -1) can be
 // trusted to follow every event of the stream's watchers up to its revision. etcd before

@@ -58,6 +58,7 @@ void ContinuousChecker::CheckOnce(bool full) {
   options.checkpoint_key = checker::CheckpointKey(config_.meta_prefix, config_.name);
   options.confirm_timeout = std::chrono::milliseconds(60000);
   options.collect_repairs = full && config_.auto_repair != "none";
+  options.compare_leases = !config_.no_leases;
   // Stops with the term or with Stop(), whichever comes first.
   common::StopToken check_stop;
   auto report = [&] {
@@ -74,6 +75,7 @@ void ContinuousChecker::CheckOnce(bool full) {
   stats_->check_dst_miss.store(report->counts.dst_miss);
   stats_->check_src_miss.store(report->counts.src_miss);
   if (full) stats_->check_mismatch.store(report->counts.mismatch);
+  stats_->check_lease_mismatch.store(report->counts.lease_mismatch);
   stats_->check_last_ms.store(common::WallMs());
   stats_->check_duration_ms.store(static_cast<int64_t>(report->seconds * 1000));
   (full ? stats_->checks_full : stats_->checks_presence).fetch_add(1);
@@ -83,6 +85,7 @@ void ContinuousChecker::CheckOnce(bool full) {
                {"dst_miss", report->counts.dst_miss},
                {"src_miss", report->counts.src_miss},
                {"mismatch", report->counts.mismatch},
+               {"lease_mismatch", report->counts.lease_mismatch},
                {"source_revision", report->source_revision}});
   }
   if (!options.collect_repairs || report->repairs.empty()) return;
@@ -92,7 +95,10 @@ void ContinuousChecker::CheckOnce(bool full) {
   }
   if (report->repairs.empty()) return;
   absl::Status repaired =
-      checker::RepairDifferences(dst_, fence_, &check_stop, &stats_->retries, &*report);
+      checker::RepairDifferences(dst_, fence_,
+                                 checker::TaskLeases(dst_, checker::LeaseRecordPrefix(
+                                                               config_.meta_prefix, config_.name)),
+                                 &check_stop, &stats_->retries, &*report);
   stats_->check_repairs.fetch_add(report->fixed);
   if (!repaired.ok()) {
     log::Warn(kLog, "auto-repair failed", {{"error", repaired}});

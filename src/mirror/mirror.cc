@@ -58,7 +58,10 @@ std::atomic<int64_t>& WatchesToStall() {
 // so that reading never runs far ahead of writing. The first error stops further work.
 class WriterPool {
  public:
-  WriterPool(int threads, sink::TxnWriter* writer) : writer_(writer), queue_(threads * 2) {
+  // `prepare` (optional) runs on the worker before each commit (leases are granted there).
+  using Prepare = std::function<absl::Status(std::vector<etcd::Op>*)>;
+  WriterPool(int threads, sink::TxnWriter* writer, Prepare prepare)
+      : writer_(writer), prepare_(std::move(prepare)), queue_(threads * 2) {
     for (int i = 0; i < threads; ++i) workers_.emplace_back("mirror-write", [this] { Work(); });
   }
   ~WriterPool() { Finish().IgnoreError(); }
@@ -89,7 +92,8 @@ class WriterPool {
     // After Close() the queue still hands out what was queued, then nullopt.
     while (auto ops = queue_.PopUntil(std::chrono::steady_clock::time_point::max())) {
       if (!error().ok()) continue;  // drain without writing after a failure
-      absl::Status s = writer_->Commit(std::move(*ops), std::nullopt);
+      absl::Status s = prepare_ ? prepare_(&*ops) : absl::OkStatus();
+      if (s.ok()) s = writer_->Commit(std::move(*ops), std::nullopt);
       if (!s.ok()) {
         {
           absl::MutexLock lock(&mu_);
@@ -101,6 +105,7 @@ class WriterPool {
   }
 
   sink::TxnWriter* writer_;
+  Prepare prepare_;
   runtime::BoundedQueue<std::vector<etcd::Op>> queue_;
   absl::Mutex mu_;
   absl::Status error_ ABSL_GUARDED_BY(mu_);
@@ -331,6 +336,8 @@ absl::Status Mirror::Run() {
     checks->Start();
   }
   absl::Status s = RunSync();
+  if (leases_) leases_->Stop();
+  leases_.reset();
   if (checks) checks->Stop();
   head.Stop();
   stats_.refusal.store(0);  // the next term (or replica) finds out for itself
@@ -387,12 +394,43 @@ absl::StatusOr<Mirror::StartDecision> Mirror::Decide(const std::optional<checker
   return StartDecision{false, "checkpoint found, source history verified"};
 }
 
+absl::Status Mirror::StartLeases() {
+  if (config_.no_leases) return absl::OkStatus();
+  LeaseKeeper::Options options;
+  options.records_prefix = checker::LeaseRecordPrefix(config_.meta_prefix, config_.name);
+  options.min_ttl = std::chrono::duration_cast<std::chrono::seconds>(config_.lease_min_ttl);
+  options.hold = config_.lease_hold;
+  leases_ = std::make_unique<LeaseKeeper>(options, src_, dst_, &writer_, stop_, &stats_);
+  RETURN_IF_ERROR(leases_->Load());
+  leases_->Start();
+  return absl::OkStatus();
+}
+
+absl::Status Mirror::PrepareLeases(std::vector<etcd::Op>* ops) {
+  return leases_ ? leases_->Prepare(ops) : absl::OkStatus();
+}
+
+bool Mirror::LeasedKeysLost(const absl::Status& s) {
+  if (!leases_) return false;
+  if (etcd::IsLeaseNotFound(s)) {
+    log::Warn(kLog, "the destination no longer has a lease kvsync manages", {{"error", s}});
+    leases_->DestinationLost();
+  }
+  return leases_->TakeLost();
+}
+
 absl::Status Mirror::RunSync() {
   RETURN_IF_ERROR(Start());
+  // Before anything is written: the leases of an earlier term are kept alive again at once.
+  RETURN_IF_ERROR(StartLeases());
   ASSIGN_OR_RETURN(std::optional<checker::Checkpoint> cp, LoadCheckpoint());
   ASSIGN_OR_RETURN(int64_t head, SourceRevision());
   start_head_ = head;
   ASSIGN_OR_RETURN(StartDecision decision, Decide(cp, head));
+  if (!decision.full && LeasedKeysLost(absl::OkStatus())) {
+    decision = StartDecision{true, "destination leases expired while kvsync was away (their keys "
+                                   "are gone there)"};
+  }
   bool full = decision.full;
   if (cp && !config_.reset_last_synced_rev) {
     applied_ = persisted_ = cp->revision;
@@ -416,6 +454,10 @@ absl::Status Mirror::RunSync() {
         if (WaitAfterRefusal(s, write_failed_)) break;
         continue;
       }
+      if (LeasedKeysLost(s)) {
+        log::Warn(kLog, "destination leases lost during the full sync, starting it again");
+        continue;
+      }
       RETURN_IF_ERROR(s);
       ClearRefusal(/*write=*/true);
       if (config_.once) break;
@@ -426,6 +468,12 @@ absl::Status Mirror::RunSync() {
     if (etcd::IsCompacted(s)) {
       log::Warn(kLog, "source compacted past the checkpoint, slow path chosen",
                 {{"checkpoint", applied_}, {"compact_revision", etcd::CompactRevision(s)}});
+      full = true;
+      continue;
+    }
+    if (absl::IsDataLoss(s)) {
+      log::Warn(kLog, "slow path chosen",
+                {{"reason", std::string(s.message())}, {"checkpoint", applied_}});
       full = true;
       continue;
     }
@@ -479,7 +527,11 @@ absl::Status Mirror::FullSync() {
   // Mark the full sync as pending: a crash before it ends must not resume incrementally,
   // or destination keys deleted at the source would never be removed.
   RETURN_IF_ERROR(CommitWithCheckpoint({}, MakeCheckpoint(persisted_, true)));
-  WriterPool pool(config_.inflight, &writer_);
+  WriterPool pool(config_.inflight, &writer_,
+                  leases_ ? WriterPool::Prepare([this](std::vector<etcd::Op>* ops) {
+                    return leases_->Prepare(ops);
+                  })
+                          : WriterPool::Prepare());
   TxnBatcher batcher(config_.max_txn_ops, config_.max_request_bytes, 0, 0);
   checker::DiffCounts counts;
   int64_t written = 0;
@@ -487,6 +539,7 @@ absl::Status Mirror::FullSync() {
     ++written;
     etcd::Op op = d.kind == checker::DiffKind::kSrcMiss ? etcd::Op::Delete(d.dst_key)
                                                         : etcd::Op::Put(d.dst_key, d.src->value);
+    if (leases_ && d.src != nullptr) op.lease = d.src->lease;
     if (!batcher.Add(op)) {
       RETURN_IF_ERROR(pool.Submit(batcher.Take()));
       batcher.Add(std::move(op));
@@ -495,7 +548,8 @@ absl::Status Mirror::FullSync() {
     stats_.full_sync_written.store(written, std::memory_order_relaxed);
     return absl::OkStatus();
   };
-  absl::Status merged = checker::MergeJoin(&src, &dst, mapper_, false, emit, &counts);
+  absl::Status merged =
+      checker::MergeJoin(&src, &dst, mapper_, false, leases_ != nullptr, emit, &counts);
   if (merged.ok() && !batcher.empty()) merged = pool.Submit(batcher.Take());
   absl::Status written_status = pool.Finish();
   RETURN_IF_ERROR(merged);
@@ -515,6 +569,7 @@ absl::Status Mirror::FullSync() {
              {"destination_keys", counts.destination_keys},
              {"dst_miss_put", counts.dst_miss},
              {"mismatch_put", counts.mismatch},
+             {"lease_mismatch_put", counts.lease_mismatch},
              {"src_miss_deleted", counts.src_miss},
              {"seconds", seconds},
              {"source_bytes", src.bytes_read()}});
@@ -551,6 +606,10 @@ absl::Status Mirror::Incremental() {
     int64_t before = applied_;
     write_failed_ = false;
     absl::Status s = WatchOnce();
+    if (LeasedKeysLost(s)) {
+      return absl::DataLossError(
+          "a destination lease kvsync manages is gone, and the keys attached to it with it");
+    }
     if (s.ok() || absl::IsCancelled(s) || etcd::IsCompacted(s)) {
       if (s.ok() && !stop_->stopped() && !OnceDone()) continue;
       return s;
@@ -800,7 +859,9 @@ absl::Status Mirror::Stream() {
     anchor_ = batch_anchor;
     anchor_live_ = batch_anchor_live;
     if (anchor_ && anchor_live_) anchor_->at = revision;
-    RETURN_IF_ERROR(Submit(batcher.Take(), revision, events, /*write=*/true));
+    std::vector<etcd::Op> ops = batcher.Take();
+    RETURN_IF_ERROR(PrepareLeases(&ops));
+    RETURN_IF_ERROR(Submit(std::move(ops), revision, events, /*write=*/true));
     events = 0;
     last_checkpoint_write = std::chrono::steady_clock::now();
     return absl::OkStatus();
@@ -846,6 +907,8 @@ absl::Status Mirror::Stream() {
   };
 
   while (!stop_->stopped()) {
+    // Keys of a lost destination lease come back only with a full sync (Incremental asks).
+    if (leases_ && leases_->lost()) return absl::UnavailableError("destination leases lost");
     // A batch held for the pipeline waits for the next commit (the pipeline wakes the queue).
     const bool holding = !batcher.empty();
     std::vector<WatchQueue::Item> items =
@@ -927,6 +990,7 @@ absl::Status Mirror::Stream() {
         etcd::Op op = ev.type == etcd::Event::Type::kPut
                           ? etcd::Op::Put(std::move(*dst_key), std::move(ev.kv.value))
                           : etcd::Op::Delete(std::move(*dst_key));
+        if (leases_) op.lease = ev.kv.lease;
         group_bytes += op.ByteSize();
         group.push_back(std::move(op));
       }

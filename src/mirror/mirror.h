@@ -41,6 +41,7 @@
 #include "common/stop_token.h"
 #include "config/config.h"
 #include "etcd/api.h"
+#include "mirror/lease_keeper.h"
 #include "mirror/stats.h"
 #include "sink/commit_pipeline.h"
 #include "sink/txn_writer.h"
@@ -87,6 +88,12 @@ class Mirror {
   };
 
   absl::Status Start();
+  // Creates the term's LeaseKeeper (unless --no-leases), loads its records, starts it.
+  absl::Status StartLeases();
+  // A source lease's put ready for the destination: its lease resolved (see LeaseKeeper).
+  absl::Status PrepareLeases(std::vector<etcd::Op>* ops);
+  // Whether `s` (or the keeper) says the destination lost leased keys: a full sync is due.
+  bool LeasedKeysLost(const absl::Status& s);
   absl::Status RunSync();
   absl::StatusOr<std::optional<checker::Checkpoint>> LoadCheckpoint();
   absl::StatusOr<StartDecision> Decide(const std::optional<checker::Checkpoint>& cp, int64_t head);
@@ -135,6 +142,8 @@ class Mirror {
   Stats& stats_;
   const std::string checkpoint_key_;
   sink::TxnWriter writer_;
+  // Lease-aware mirroring (none with --no-leases): one per term, started by RunSync.
+  std::unique_ptr<LeaseKeeper> leases_;
 
   uint64_t source_cluster_id_ = 0;
   std::string scope_;  // checker::ScopeDigest of this task

@@ -16,6 +16,7 @@
 #include "etcd/fake_etcd.h"
 #include "gtest/gtest.h"
 #include "mirror/mirror.h"
+#include "mirror/observability.h"
 
 namespace kvsync::mirror {
 namespace {
@@ -466,6 +467,111 @@ TEST_F(MirrorEngineTest, QuietPeriodsAreProvenByReadingButUndeliveredChangesAreS
   src_->HoldWatches(false);
   ASSERT_TRUE(dst_.WaitFor([&] { return dst_.Get("/app/held").has_value(); }, kDeadline));
   EXPECT_TRUE(StopRun().ok());
+}
+
+// Leases (lease_keeper.h).
+
+// The lease a key is attached to at a cluster (-1: no such key).
+int64_t LeaseOf(FakeEtcd* cluster, const std::string& key) {
+  etcd::RangeRequest req;
+  req.key = key;
+  auto resp = cluster->Range(req);
+  return resp.ok() && !resp->kvs.empty() ? resp->kvs[0].lease : -1;
+}
+
+// A key on source lease L lands on destination lease L, granted with max(source TTL,
+// --lease-min-ttl) and recorded as the task's; a key without a lease stays without one, and
+// --no-leases writes every key without one.
+TEST_F(MirrorEngineTest, LeasedKeysLandOnTheSameLeaseIdWithTheTtlFloor) {
+  ASSERT_TRUE(src_->LeaseGrant(0x100, std::chrono::seconds(10)).ok());
+  src_->Put("/app/provider", "10.0.0.1:80", 0x100);
+  src_->Put("/app/config", "static");
+  config_.lease_min_ttl = std::chrono::milliseconds(0);
+  ASSERT_TRUE(RunOnce().ok());
+  EXPECT_EQ(LeaseOf(&dst_, "/app/provider"), 0x100);
+  EXPECT_EQ(LeaseOf(&dst_, "/app/config"), 0);
+  EXPECT_EQ(dst_.LeaseTimeToLive(0x100)->granted_ttl, 10);
+  const std::string record = checker::LeaseRecordKey(
+      checker::LeaseRecordPrefix(config_.meta_prefix, config_.name), 0x100);
+  EXPECT_TRUE(dst_.Get(record).has_value());
+  EXPECT_EQ(stats_.lease_grants.load(), 1);
+
+  // A second lease, mirrored by the watch, gets the floor.
+  config_.lease_min_ttl = std::chrono::milliseconds(60000);
+  ASSERT_TRUE(src_->LeaseGrant(0x200, std::chrono::seconds(10)).ok());
+  src_->Put("/app/provider2", "10.0.0.2:80", 0x200);
+  ASSERT_TRUE(RunOnce().ok());
+  EXPECT_EQ(stats_.fast_path_resumes.load(), 1);
+  EXPECT_EQ(LeaseOf(&dst_, "/app/provider2"), 0x200);
+  EXPECT_EQ(dst_.LeaseTimeToLive(0x200)->granted_ttl, 60);
+
+  config_.no_leases = true;
+  config_.reset_last_synced_rev = true;
+  dst_.ExpireLease(0x100);
+  dst_.ExpireLease(0x200);
+  ASSERT_TRUE(RunOnce().ok());
+  EXPECT_EQ(LeaseOf(&dst_, "/app/provider"), 0);
+  EXPECT_EQ(LeaseOf(&dst_, "/app/provider2"), 0);
+}
+
+// A destination lease with a mirrored ID that kvsync did not grant is someone else's: mirrored
+// keys are never attached to it (written without a lease), the conflict is counted, and the
+// foreign lease and its keys are left alone.
+TEST_F(MirrorEngineTest, AConflictingDestinationLeaseIsNeverAdopted) {
+  ASSERT_TRUE(dst_.LeaseGrant(0x100, std::chrono::seconds(30)).ok());
+  dst_.Put("/elsewhere/theirs", "v", 0x100);
+  ASSERT_TRUE(src_->LeaseGrant(0x100, std::chrono::seconds(10)).ok());
+  src_->Put("/app/provider", "10.0.0.1:80", 0x100);
+  ASSERT_TRUE(RunOnce().ok());
+  EXPECT_EQ(dst_.Get("/app/provider"), "10.0.0.1:80");
+  EXPECT_EQ(LeaseOf(&dst_, "/app/provider"), 0);
+  EXPECT_EQ(stats_.lease_conflicts.load(), 1);
+  EXPECT_EQ(stats_.lease_grants.load(), 0);
+  EXPECT_FALSE(dst_.Get(checker::LeaseRecordKey(
+                            checker::LeaseRecordPrefix(config_.meta_prefix, config_.name), 0x100))
+                   .has_value());
+  EXPECT_EQ(LeaseOf(&dst_, "/elsewhere/theirs"), 0x100);
+  std::string why;
+  stats_.phase.store(static_cast<int>(sink::Phase::kIncremental));
+  EXPECT_FALSE(Ready(stats_, sink::RoleView{}, std::chrono::milliseconds(60000), &why));
+  EXPECT_TRUE(absl::StrContains(why, "lease ID conflict")) << why;
+}
+
+// While the source lease lives its destination lease is kept alive; when it is revoked at the
+// source, the watch deletes the key and the keeper revokes the destination lease and its
+// record.
+TEST_F(MirrorEngineTest, ADeadSourceLeaseIsRevokedAtTheDestinationAfterItsKeys) {
+  ASSERT_TRUE(src_->LeaseGrant(0x100, std::chrono::seconds(3)).ok());
+  src_->Put("/app/provider", "10.0.0.1:80", 0x100);
+  config_.lease_min_ttl = std::chrono::milliseconds(0);
+  StartRun();
+  ASSERT_TRUE(dst_.WaitFor([&] { return LeaseOf(&dst_, "/app/provider") == 0x100; }, kDeadline));
+  ASSERT_TRUE(dst_.WaitFor([&] { return dst_.keepalives(0x100) >= 2; }, kDeadline));
+  const std::string record = checker::LeaseRecordKey(
+      checker::LeaseRecordPrefix(config_.meta_prefix, config_.name), 0x100);
+  ASSERT_TRUE(dst_.Get(record).has_value());
+  ASSERT_TRUE(src_->LeaseRevoke(0x100).ok());
+  ASSERT_TRUE(dst_.WaitFor([&] { return !dst_.Get(record).has_value(); }, kDeadline));
+  EXPECT_FALSE(dst_.LeaseTimeToLive(0x100)->exists());
+  EXPECT_FALSE(dst_.Get("/app/provider").has_value());
+  EXPECT_EQ(stats_.lease_revokes.load(), 1);
+  EXPECT_TRUE(StopRun().ok());
+}
+
+// A destination lease that expired while kvsync was away took its keys with it, and no watch
+// event brings them back: the next start takes the slow path and restores them on the lease.
+TEST_F(MirrorEngineTest, ADestinationLeaseLostWhileAwayTakesTheSlowPath) {
+  ASSERT_TRUE(src_->LeaseGrant(0x100, std::chrono::seconds(10)).ok());
+  src_->Put("/app/provider", "10.0.0.1:80", 0x100);
+  src_->Put("/app/config", "static");
+  ASSERT_TRUE(RunOnce().ok());
+  dst_.ExpireLease(0x100);
+  ASSERT_FALSE(dst_.Get("/app/provider").has_value());
+  ASSERT_TRUE(RunOnce().ok());
+  EXPECT_EQ(stats_.full_syncs.load(), 2);
+  EXPECT_EQ(stats_.leases_lost.load(), 1);
+  EXPECT_EQ(LeaseOf(&dst_, "/app/provider"), 0x100);
+  ExpectDestinationMatchesSource();
 }
 
 }  // namespace

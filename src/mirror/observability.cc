@@ -101,6 +101,36 @@ void RegisterMetrics(metrics::Registry* r, const std::string& task, Stats* s) {
   f.Counter("kvsync_checks_total", checks_help, s->checks_presence, f.With("mode", "presence"));
   f.Counter("kvsync_check_repairs_total", "Differences repaired by --auto-repair", s->check_repairs,
             t);
+  f.Gauge("kvsync_check_lease_mismatch",
+          "Last continuous check: keys with the source's value but not on the destination lease "
+          "with the source lease's ID (confirmed in two rounds)",
+          [s] { return static_cast<double>(s->check_lease_mismatch.load()); });
+  f.Gauge("kvsync_leases_mirrored",
+          "Destination leases kvsync manages (same ID as a live source lease, kept alive)",
+          [s] { return static_cast<double>(s->leases_mirrored.load()); });
+  f.Gauge("kvsync_lease_conflicts",
+          "Mirrored lease IDs held at the destination by someone else: their keys are written "
+          "without a lease (not ready)",
+          [s] { return static_cast<double>(s->lease_conflicts.load()); });
+  f.Gauge("kvsync_leases_held",
+          "Destination leases kept alive while the source's leases cannot be listed (hold)",
+          [s] { return static_cast<double>(s->leases_held.load()); });
+  f.Gauge("kvsync_lease_hold_expired",
+          "1 once --lease-hold passed without reaching the source: destination leases are left "
+          "to expire",
+          [s] { return static_cast<double>(s->lease_hold_expired.load()); });
+  f.Counter("kvsync_lease_grants_total", "Destination leases granted with a source lease's ID",
+            s->lease_grants, t);
+  f.Counter("kvsync_lease_revokes_total",
+            "Destination leases revoked after their source lease was gone", s->lease_revokes, t);
+  f.Counter("kvsync_lease_keepalives_total", "Destination lease keep-alives sent and answered",
+            s->lease_keepalives, t);
+  f.Counter("kvsync_lease_keepalive_failures_total",
+            "Destination lease keep-alives that failed (transport or destination errors)",
+            s->lease_keepalive_failures, t);
+  f.Counter("kvsync_leases_lost_total",
+            "Managed destination leases found gone with their keys (each forces a full sync)",
+            s->leases_lost, t);
   f.Counter("kvsync_watch_restarts_total", "Source watch streams re-established", s->watch_restarts,
             t);
   f.Counter("kvsync_split_revisions_total",
@@ -123,6 +153,12 @@ bool Ready(const Stats& s, const sink::RoleView& role, std::chrono::milliseconds
   auto phase = static_cast<sink::Phase>(s.phase.load());
   if (phase != sink::Phase::kIncremental) {
     *why = std::string("phase ") + sink::PhaseName(phase);
+    return false;
+  }
+  if (int64_t conflicts = s.lease_conflicts.load(); conflicts > 0) {
+    *why = std::to_string(conflicts) +
+           " lease ID conflict(s): the destination has a lease with a mirrored ID that kvsync "
+           "did not grant; its keys are mirrored without a lease (see the runbook)";
     return false;
   }
   double head_age = HeadAgeSeconds(s);
@@ -164,6 +200,9 @@ std::string StatusJson(const Stats& s, const std::string& task, const sink::Role
   if (!why.empty()) j["not_ready_reason"] = why;
   j["full_syncs"] = s.full_syncs.load();
   j["fencing_rejections"] = s.fencing_rejections.load();
+  j["leases_mirrored"] = s.leases_mirrored.load();
+  j["lease_conflicts"] = s.lease_conflicts.load();
+  j["leases_held"] = s.leases_held.load();
   return j.dump();
 }
 

@@ -74,11 +74,24 @@ struct Stats : sink::WriteStats {
   std::atomic<int64_t> check_dst_miss{0};
   std::atomic<int64_t> check_src_miss{0};
   std::atomic<int64_t> check_mismatch{0};
+  std::atomic<int64_t> check_lease_mismatch{0};
   std::atomic<int64_t> check_last_ms{0};  // wall time of the last completed check
   std::atomic<int64_t> check_duration_ms{0};
   std::atomic<int64_t> checks_full{0};
   std::atomic<int64_t> checks_presence{0};
   std::atomic<int64_t> check_repairs{0};
+  // Lease-aware mirroring (LeaseKeeper): destination leases managed, conflicts (a destination
+  // lease with a mirrored ID kvsync did not grant), leases held while the source cannot be
+  // listed, 1 once --lease-hold passed, and counts.
+  std::atomic<int64_t> leases_mirrored{0};
+  std::atomic<int64_t> lease_conflicts{0};
+  std::atomic<int64_t> leases_held{0};
+  std::atomic<int64_t> lease_hold_expired{0};
+  std::atomic<int64_t> lease_grants{0};
+  std::atomic<int64_t> lease_revokes{0};
+  std::atomic<int64_t> lease_keepalives{0};
+  std::atomic<int64_t> lease_keepalive_failures{0};
+  std::atomic<int64_t> leases_lost{0};
 };
 
 }  // namespace kvsync::mirror
