@@ -135,12 +135,16 @@ absl::Status LeaseKeeper::Load() {
 }
 
 void LeaseKeeper::Start() {
-  thread_ = runtime::Thread("lease-keeper", [this] { Loop(); });
+  // Two threads, so that a source that does not answer (the hold) never delays the
+  // destination's keep-alives, and the other way round.
+  lister_ = runtime::Thread("lease-list", [this] { Loop(/*source_side=*/true); });
+  renewer_ = runtime::Thread("lease-renew", [this] { Loop(/*source_side=*/false); });
 }
 
 void LeaseKeeper::Stop() {
   thread_stop_.RequestStop();
-  thread_.Join();
+  lister_.Join();
+  renewer_.Join();
   absl::MutexLock lock(&mu_);
   stats_.leases_held.store(0);
 }
@@ -306,46 +310,45 @@ void LeaseKeeper::PublishGauges() {
   stats_.leases_held.store(holding_ && !hold_expired_ ? ours : 0);
 }
 
-void LeaseKeeper::Loop() {
+std::pair<std::chrono::milliseconds, std::chrono::milliseconds> LeaseKeeper::Intervals() {
+  int64_t shortest_src = 30;
+  int64_t shortest_dst = 60;
+  absl::MutexLock lock(&mu_);
+  for (const auto& entry : leases_) {
+    if (entry.second.state != State::kOurs) continue;
+    if (entry.second.source_ttl > 0) shortest_src = std::min(shortest_src, entry.second.source_ttl);
+    if (entry.second.ttl > 0) shortest_dst = std::min(shortest_dst, entry.second.ttl);
+  }
+  return {Clamp(std::chrono::seconds(shortest_src) / 3, std::chrono::milliseconds(1000),
+                std::chrono::milliseconds(10000)),
+          Clamp(std::chrono::seconds(shortest_dst) / 3, std::chrono::milliseconds(500),
+                std::chrono::milliseconds(20000))};
+}
+
+void LeaseKeeper::Loop(bool source_side) {
   common::StopCallback relay(*stop_, [this] { thread_stop_.RequestStop(); });
   // Due times follow the current intervals, which shrink when a shorter TTL comes under
   // management.
-  std::chrono::steady_clock::time_point last_list{};
-  std::chrono::steady_clock::time_point last_keepalive{};
+  std::chrono::steady_clock::time_point last{};
   while (!thread_stop_.stopped()) {
-    // Intervals follow the shortest TTLs managed.
-    int64_t shortest_src = 30;
-    int64_t shortest_dst = 60;
-    {
-      absl::MutexLock lock(&mu_);
-      for (const auto& entry : leases_) {
-        if (entry.second.state != State::kOurs) continue;
-        if (entry.second.source_ttl > 0) {
-          shortest_src = std::min(shortest_src, entry.second.source_ttl);
-        }
-        if (entry.second.ttl > 0) shortest_dst = std::min(shortest_dst, entry.second.ttl);
+    auto [list_every, keepalive_every] = Intervals();
+    const auto every = source_side ? list_every : keepalive_every;
+    auto now = std::chrono::steady_clock::now();
+    if (source_side && now - last >= every) {
+      ListSource();
+      last = now;
+    }
+    if (!source_side) {
+      RevokeDead();
+      if (now - last >= every) {
+        KeepAlive();
+        last = now;
       }
     }
-    const auto list_every = Clamp(std::chrono::seconds(shortest_src) / 3,
-                                  std::chrono::milliseconds(1000), std::chrono::milliseconds(10000));
-    const auto keepalive_every = Clamp(std::chrono::seconds(shortest_dst) / 3,
-                                       std::chrono::milliseconds(500),
-                                       std::chrono::milliseconds(20000));
-    auto now = std::chrono::steady_clock::now();
-    if (now - last_list >= list_every) {
-      ListSource();
-      last_list = now;
-    }
-    RevokeDead();
-    if (now - last_keepalive >= keepalive_every) {
-      KeepAlive();
-      last_keepalive = now;
-    }
-    auto wake = std::min(last_list + list_every, last_keepalive + keepalive_every);
     auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
-        wake - std::chrono::steady_clock::now());
-    thread_stop_.WaitFor(std::clamp(wait, std::chrono::milliseconds(50),
-                                    std::chrono::milliseconds(500)));
+        last + every - std::chrono::steady_clock::now());
+    thread_stop_.WaitFor(
+        std::clamp(wait, std::chrono::milliseconds(50), std::chrono::milliseconds(500)));
   }
 }
 

@@ -12,9 +12,10 @@
 // are never attached to a conflicting lease: they are written without a lease, and the
 // conflict is counted (kvsync_lease_conflicts, /readyz) and logged once.
 //
-// The keeper thread ("lease-keeper") lists the source's leases every
-// clamp(shortest source TTL / 3, 1 s, 10 s) and renews the managed destination leases over one
-// keep-alive stream every clamp(shortest destination TTL / 3, 500 ms, 20 s). A managed lease
+// One thread ("lease-list") lists the source's leases every clamp(shortest source TTL / 3,
+// 1 s, 10 s); another ("lease-renew") renews the managed destination leases over one
+// keep-alive stream every clamp(shortest destination TTL / 3, 500 ms, 20 s), so that a source
+// that does not answer never delays the destination's keep-alives. A managed lease
 // missing from the source's list is confirmed gone with LeaseTimeToLive (a follower may list
 // late) and revoked at the destination once the engine has applied the source revision at
 // which it was seen gone: the watch's delete events remove the keys first, so the revoke only
@@ -29,13 +30,14 @@
 // engine to run a full sync, which writes only the differences.
 //
 // Thread-safety: Prepare() may be called from many threads at once (full-sync writers); the
-// keeper thread runs between Start() and Stop().
+// two keeper threads run between Start() and Stop().
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -107,7 +109,10 @@ class LeaseKeeper {
   // caller; every claim is settled on return, also on error.
   absl::Status Ensure(const std::vector<int64_t>& ids);
   absl::Status CommitRecords(std::vector<etcd::Op> ops);
-  void Loop();
+  // The current (list, keep-alive) intervals, from the shortest TTLs managed.
+  std::pair<std::chrono::milliseconds, std::chrono::milliseconds> Intervals();
+  // The source side lists; the destination side renews and revokes.
+  void Loop(bool source_side);
   // One listing of the source: marks managed leases the source no longer has.
   void ListSource();
   void RevokeDead();
@@ -128,11 +133,12 @@ class LeaseKeeper {
   int64_t round_ ABSL_GUARDED_BY(mu_) = 0;
   std::atomic<bool> lost_{false};
 
-  // Keeper thread state.
+  // Lister thread state (read by the renewer and PublishGauges: atomics).
   std::chrono::steady_clock::time_point last_listed_{};  // last successful source listing
   std::atomic<bool> holding_{false};
   std::atomic<bool> hold_expired_{false};
-  runtime::Thread thread_;
+  runtime::Thread lister_;
+  runtime::Thread renewer_;
   common::StopToken thread_stop_;
 };
 
