@@ -9,7 +9,7 @@ PACKAGES=(
   libabsl-dev libspdlog-dev libfmt-dev libcli11-dev libyaml-cpp-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   golang-etcd-server-dev etcd-server etcd-client
-  procps time openssl clang-format prometheus
+  procps time openssl curl clang-format prometheus
   zookeeper libzookeeper-st-dev redis-server libssl-dev default-jre-headless
   # The guardrails (scripts/guardrails.sh): clang's ThreadSanitizer runtime and -Wthread-safety,
   # clang-tidy, llvm-symbolizer for sanitizer stack traces. gcc's ASan/UBSan come with g++.

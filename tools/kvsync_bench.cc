@@ -681,6 +681,100 @@ class SignalWaiter {
   std::thread thread_;
 };
 
+struct ProvidersFlags {
+  std::string endpoints;
+  std::string prefix;
+  int64_t leases = 1000;
+  int keys_per_lease = 5;
+  int ttl = 30;
+  int seconds = 0;
+  int inflight = 16;
+  int value_size = 128;
+  std::string ready_file;
+};
+
+// Providers that register on leases and keep them alive, as service instances do: grants
+// --leases leases of --ttl seconds (--inflight at once), puts --keys-per-lease keys on each
+// (<prefix>p%08d/k%d, txns of 128 puts), writes --ready-file, then renews every lease every
+// ttl/3 over one keep-alive stream until --seconds pass or SIGINT/SIGTERM.
+int RunProviders(const ProvidersFlags& f) {
+  if (auto s = CheckPrefix(f.prefix); !s.ok()) return Fail("providers", s);
+  common::StopToken stop;
+  SignalWaiter signals(&stop);
+  auto client = Open(f.endpoints, "etcd");
+  if (!client.ok()) return Fail("providers", client.status());
+  etcd::Client* c = client->get();
+  std::vector<int64_t> ids(static_cast<size_t>(f.leases));
+  std::atomic<int64_t> next{0};
+  absl::Mutex mu;
+  absl::Status first_error;
+  auto start = Clock::now();
+  std::vector<std::thread> granters;
+  for (int t = 0; t < f.inflight; ++t) {
+    granters.emplace_back([&] {
+      for (int64_t i = next++; i < f.leases; i = next++) {
+        absl::StatusOr<int64_t> id = c->LeaseGrant(std::chrono::seconds(f.ttl));
+        for (int attempt = 0; !id.ok() && etcd::IsTransient(id.status()) && attempt < 50;
+             ++attempt) {
+          id = c->LeaseGrant(std::chrono::seconds(f.ttl));
+        }
+        if (!id.ok()) {
+          absl::MutexLock lock(&mu);
+          if (first_error.ok()) first_error = id.status();
+          return;
+        }
+        ids[static_cast<size_t>(i)] = *id;
+      }
+    });
+  }
+  for (auto& t : granters) t.join();
+  if (!first_error.ok()) return Fail("providers", first_error);
+  const double grant_seconds = SecondsSince(start);
+  const int64_t keys = f.leases * f.keys_per_lease;
+  constexpr int64_t kTxnOps = 128;
+  std::atomic<int64_t> next_batch{0};
+  start = Clock::now();
+  absl::Status s = RunTxnWorkers(c, f.inflight, [&](etcd::TxnRequest* txn) {
+    int64_t b = next_batch.fetch_add(1);
+    if (b * kTxnOps >= keys) return false;
+    txn->success.clear();
+    for (int64_t k = b * kTxnOps; k < std::min(keys, (b + 1) * kTxnOps); ++k) {
+      int64_t lease = k / f.keys_per_lease;
+      etcd::Op op =
+          etcd::Op::Put(absl::StrFormat("%sp%08d/k%d", f.prefix, lease, k % f.keys_per_lease),
+                        std::string(static_cast<size_t>(f.value_size), 'v'));
+      op.lease = ids[static_cast<size_t>(lease)];
+      txn->success.push_back(std::move(op));
+    }
+    return true;
+  });
+  if (!s.ok()) return Fail("providers", s);
+  const double put_seconds = SecondsSince(start);
+  if (!f.ready_file.empty()) {
+    if (FILE* ready = std::fopen(f.ready_file.c_str(), "w")) std::fclose(ready);
+  }
+  const auto end =
+      f.seconds > 0 ? Clock::now() + std::chrono::seconds(f.seconds) : Clock::time_point::max();
+  int64_t rounds = 0;
+  int64_t failures = 0;
+  const auto every = std::chrono::milliseconds(f.ttl * 1000 / 3);
+  while (!stop.stopped() && Clock::now() < end) {
+    auto renewed = c->LeaseKeepAlive(ids);
+    if (renewed.ok()) {
+      ++rounds;
+    } else {
+      ++failures;
+    }
+    stop.WaitFor(
+        std::min(every, std::chrono::duration_cast<std::chrono::milliseconds>(end - Clock::now())));
+  }
+  PrintJson(absl::StrFormat(
+      R"({"command":"providers","leases":%d,"keys":%d,"ttl":%d,"grant_seconds":%.3f,)"
+      R"("put_seconds":%.3f,"keepalive_rounds":%d,"keepalive_failures":%d})",
+      f.leases, keys, f.ttl, grant_seconds, put_seconds, rounds, failures));
+  return kExitOk;
+}
+
 struct WorkloadFlags {
   std::string endpoints;
   std::string prefix;
@@ -1597,6 +1691,32 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(0, 1 << 30));
   cmd->add_option("--seed", workload.seed, "random seed (default: from the clock)");
   commands["workload"] = [&] { return RunWorkload(workload); };
+
+  ProvidersFlags providers;
+  cmd = app.add_subcommand("providers",
+                           "grant leases, put keys on them and keep them alive (registrations)");
+  cmd->add_option("--endpoints", providers.endpoints, "etcd endpoints")->required();
+  cmd->add_option("--prefix", providers.prefix, "key prefix")->required();
+  cmd->add_option("--leases", providers.leases, "number of leases")
+      ->default_val(1000)
+      ->check(CLI::Range(int64_t{1}, kMaxCount));
+  cmd->add_option("--keys-per-lease", providers.keys_per_lease, "keys on each lease")
+      ->default_val(5)
+      ->check(CLI::Range(1, 1000));
+  cmd->add_option("--ttl", providers.ttl, "lease TTL in seconds")
+      ->default_val(30)
+      ->check(CLI::Range(3, 3600));
+  cmd->add_option("--seconds", providers.seconds, "keep-alive time (0: until SIGINT/SIGTERM)")
+      ->default_val(0)
+      ->check(CLI::Range(0, 1 << 30));
+  cmd->add_option("--inflight", providers.inflight, "concurrent grants and txns")
+      ->default_val(16)
+      ->check(CLI::Range(1, 256));
+  cmd->add_option("--value-size", providers.value_size, "bytes per value")
+      ->default_val(128)
+      ->check(CLI::Range(0, 1 << 20));
+  cmd->add_option("--ready-file", providers.ready_file, "created once every key is written");
+  commands["providers"] = [&] { return RunProviders(providers); };
 
   DelayProxyFlags proxy;
   cmd = app.add_subcommand("delay-proxy",

@@ -116,11 +116,10 @@ TEST(MergeJoin, KeysOnlyAgreesOnPresence) {
     VectorCursor src({Kv("/s/a", "1"), Kv("/s/b", "2"), Kv("/s/c", "3")});
     VectorCursor dst({Kv("/s/b", "x"), Kv("/s/c", "3"), Kv("/s/d", "4")});
     DiffCounts counts;
-    EXPECT_TRUE(
-        MergeJoin(
-            &src, &dst, m, keys_only, false, [](const Difference&) { return absl::OkStatus(); },
-            &counts)
-            .ok());
+    EXPECT_TRUE(MergeJoin(
+                    &src, &dst, m, keys_only, false,
+                    [](const Difference&) { return absl::OkStatus(); }, &counts)
+                    .ok());
     return counts;
   };
   DiffCounts full = run(false);
@@ -141,15 +140,18 @@ TEST(MergeJoin, LeaseMismatchOnlyWhenComparingLeases) {
     return out;
   };
   auto run = [&](bool compare_leases, std::vector<DiffKind>* kinds) {
-    VectorCursor src({kv("/s/a", "1", 5), kv("/s/b", "2", 0), kv("/s/c", "3", 7), kv("/s/d", "4", 8)});
-    VectorCursor dst({kv("/s/a", "1", 5), kv("/s/b", "2", 9), kv("/s/c", "x", 0), kv("/s/d", "4", 0)});
+    VectorCursor src(
+        {kv("/s/a", "1", 5), kv("/s/b", "2", 0), kv("/s/c", "3", 7), kv("/s/d", "4", 8)});
+    VectorCursor dst(
+        {kv("/s/a", "1", 5), kv("/s/b", "2", 9), kv("/s/c", "x", 0), kv("/s/d", "4", 0)});
     DiffCounts counts;
-    EXPECT_TRUE(MergeJoin(&src, &dst, m, false, compare_leases,
-                          [&](const Difference& d) {
-                            kinds->push_back(d.kind);
-                            return absl::OkStatus();
-                          },
-                          &counts)
+    EXPECT_TRUE(MergeJoin(
+                    &src, &dst, m, false, compare_leases,
+                    [&](const Difference& d) {
+                      kinds->push_back(d.kind);
+                      return absl::OkStatus();
+                    },
+                    &counts)
                     .ok());
     return counts;
   };

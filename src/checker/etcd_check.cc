@@ -58,8 +58,8 @@ absl::StatusOr<CheckReport> Round(etcd::KvApi* src, etcd::KvApi* dst, const KeyM
       return absl::OkStatus();
     }
     DiffCounts& c = report.counts;
-    (d.kind == DiffKind::kDstMiss   ? c.dst_miss
-     : d.kind == DiffKind::kSrcMiss ? c.src_miss
+    (d.kind == DiffKind::kDstMiss    ? c.dst_miss
+     : d.kind == DiffKind::kSrcMiss  ? c.src_miss
      : d.kind == DiffKind::kMismatch ? c.mismatch
                                      : c.lease_mismatch)++;
     if (options.collect_repairs) {

@@ -113,9 +113,8 @@ absl::StatusOr<CheckReport> Check(etcd::KvApi* src, etcd::KvApi* dst, const KeyM
 // running task (skipped).
 using LeaseUsable = std::function<bool(int64_t lease)>;
 absl::Status RepairDifferences(etcd::TxnApi* dst, std::vector<etcd::Compare> fence,
-                               const LeaseUsable& lease_usable,
-                               const common::StopToken* stop, etcd::RetryCounters* retries,
-                               CheckReport* report);
+                               const LeaseUsable& lease_usable, const common::StopToken* stop,
+                               etcd::RetryCounters* retries, CheckReport* report);
 
 // A LeaseUsable for a task's leases at the destination: its lease record exists (see
 // LeaseRecordPrefix) and the lease is alive there. Reads on each call.

@@ -1,9 +1,9 @@
 // The narrow interfaces ("seams") through which engines and checks use one etcd cluster:
 // KvApi (reads), TxnApi (writes), WatchApi (watch streams), MemberApi (the member that
-// answers: identity and version), LeaseApi (leases), and ClusterApi, all five together, which is what an engine
-// holds per cluster. etcd::Client implements them over gRPC; etcd::FakeEtcd (fake_etcd.h,
-// linked into tests only) implements them over an in-memory MVCC store, so that an engine's
-// decisions can be unit tested in seconds.
+// answers: identity and version), LeaseApi (leases), and ClusterApi, all five together, which is
+// what an engine holds per cluster. etcd::Client implements them over gRPC; etcd::FakeEtcd
+// (fake_etcd.h, linked into tests only) implements them over an in-memory MVCC store, so that an
+// engine's decisions can be unit tested in seconds.
 //
 // The contract is the real client's, errors included, so that engines cannot tell the two
 // apart: a read below the compacted revision is IsCompacted, a watch cancelled by the server
@@ -115,10 +115,15 @@ class LeaseApi {
   virtual absl::StatusOr<std::vector<int64_t>> LeaseLeases() = 0;
   // Renews each lease over one keep-alive stream; returns each one's new remaining TTL (0 when
   // the cluster has no such lease), in the order asked.
-  virtual absl::StatusOr<std::vector<LeaseInfo>> LeaseKeepAlive(const std::vector<int64_t>& ids) = 0;
+  virtual absl::StatusOr<std::vector<LeaseInfo>> LeaseKeepAlive(
+      const std::vector<int64_t>& ids) = 0;
 };
 
 // Everything an engine uses of one cluster.
-class ClusterApi : public KvApi, public TxnApi, public WatchApi, public MemberApi, public LeaseApi {};
+class ClusterApi : public KvApi,
+                   public TxnApi,
+                   public WatchApi,
+                   public MemberApi,
+                   public LeaseApi {};
 
 }  // namespace kvsync::etcd

@@ -490,17 +490,17 @@ absl::StatusOr<LeaseInfo> Client::LeaseTimeToLive(int64_t id) {
 
 absl::StatusOr<std::vector<int64_t>> Client::LeaseLeases() {
   pb::LeaseLeasesRequest req;
-  return Invoke(true,
-                [&](Endpoint* e, grpc::ClientContext* ctx) -> absl::StatusOr<std::vector<int64_t>> {
-                  pb::LeaseLeasesResponse resp;
-                  absl::Status s = FromGrpc(e->lease()->LeaseLeases(ctx, req, &resp),
-                                            options_.name + " lease list");
-                  if (!s.ok()) return s;
-                  std::vector<int64_t> ids;
-                  ids.reserve(resp.leases_size());
-                  for (const auto& l : resp.leases()) ids.push_back(l.id());
-                  return ids;
-                });
+  return Invoke(
+      true, [&](Endpoint* e, grpc::ClientContext* ctx) -> absl::StatusOr<std::vector<int64_t>> {
+        pb::LeaseLeasesResponse resp;
+        absl::Status s =
+            FromGrpc(e->lease()->LeaseLeases(ctx, req, &resp), options_.name + " lease list");
+        if (!s.ok()) return s;
+        std::vector<int64_t> ids;
+        ids.reserve(resp.leases_size());
+        for (const auto& l : resp.leases()) ids.push_back(l.id());
+        return ids;
+      });
 }
 
 absl::StatusOr<std::vector<LeaseInfo>> Client::LeaseKeepAlive(const std::vector<int64_t>& ids) {
@@ -508,31 +508,31 @@ absl::StatusOr<std::vector<LeaseInfo>> Client::LeaseKeepAlive(const std::vector<
   // before the next is written, so that unread answers never fill the flow-control window
   // while we are still writing (which would stall both sides).
   constexpr size_t kChunk = 512;
-  return Invoke(false,
-                [&](Endpoint* e, grpc::ClientContext* ctx) -> absl::StatusOr<std::vector<LeaseInfo>> {
-                  auto stream = e->lease()->LeaseKeepAlive(ctx);
-                  std::vector<LeaseInfo> out;
-                  out.reserve(ids.size());
-                  bool ok = true;
-                  for (size_t begin = 0; ok && begin < ids.size(); begin += kChunk) {
-                    size_t end = std::min(ids.size(), begin + kChunk);
-                    for (size_t i = begin; ok && i < end; ++i) {
-                      pb::LeaseKeepAliveRequest req;
-                      req.set_id(ids[i]);
-                      ok = stream->Write(req);
-                    }
-                    for (size_t i = begin; ok && i < end; ++i) {
-                      pb::LeaseKeepAliveResponse resp;
-                      ok = stream->Read(&resp);
-                      if (ok) out.push_back(LeaseInfo{resp.id(), resp.ttl(), 0, FromPb(resp.header())});
-                    }
-                  }
-                  stream->WritesDone();
-                  absl::Status s = FromGrpc(stream->Finish(), options_.name + " keepalive");
-                  if (!s.ok()) return s;
-                  if (!ok) return absl::UnavailableError(options_.name + " keepalive: stream closed");
-                  return out;
-                });
+  return Invoke(
+      false, [&](Endpoint* e, grpc::ClientContext* ctx) -> absl::StatusOr<std::vector<LeaseInfo>> {
+        auto stream = e->lease()->LeaseKeepAlive(ctx);
+        std::vector<LeaseInfo> out;
+        out.reserve(ids.size());
+        bool ok = true;
+        for (size_t begin = 0; ok && begin < ids.size(); begin += kChunk) {
+          size_t end = std::min(ids.size(), begin + kChunk);
+          for (size_t i = begin; ok && i < end; ++i) {
+            pb::LeaseKeepAliveRequest req;
+            req.set_id(ids[i]);
+            ok = stream->Write(req);
+          }
+          for (size_t i = begin; ok && i < end; ++i) {
+            pb::LeaseKeepAliveResponse resp;
+            ok = stream->Read(&resp);
+            if (ok) out.push_back(LeaseInfo{resp.id(), resp.ttl(), 0, FromPb(resp.header())});
+          }
+        }
+        stream->WritesDone();
+        absl::Status s = FromGrpc(stream->Finish(), options_.name + " keepalive");
+        if (!s.ok()) return s;
+        if (!ok) return absl::UnavailableError(options_.name + " keepalive: stream closed");
+        return out;
+      });
 }
 
 absl::Status Client::LeaseRevoke(int64_t lease_id) {

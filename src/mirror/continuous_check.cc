@@ -94,11 +94,10 @@ void ContinuousChecker::CheckOnce(bool full) {
                   [](const checker::Repair& r) { return r.kind != checker::DiffKind::kSrcMiss; });
   }
   if (report->repairs.empty()) return;
-  absl::Status repaired =
-      checker::RepairDifferences(dst_, fence_,
-                                 checker::TaskLeases(dst_, checker::LeaseRecordPrefix(
-                                                               config_.meta_prefix, config_.name)),
-                                 &check_stop, &stats_->retries, &*report);
+  absl::Status repaired = checker::RepairDifferences(
+      dst_, fence_,
+      checker::TaskLeases(dst_, checker::LeaseRecordPrefix(config_.meta_prefix, config_.name)),
+      &check_stop, &stats_->retries, &*report);
   stats_->check_repairs.fetch_add(report->fixed);
   if (!repaired.ok()) {
     log::Warn(kLog, "auto-repair failed", {{"error", repaired}});

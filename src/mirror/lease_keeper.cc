@@ -126,8 +126,8 @@ absl::Status LeaseKeeper::Load() {
               {{"leases", lost}});
   }
   log::Info(kLog, "lease records loaded",
-            {{"managed", static_cast<int64_t>(records.size()) - lost -
-                             static_cast<int64_t>(stale.size())},
+            {{"managed",
+              static_cast<int64_t>(records.size()) - lost - static_cast<int64_t>(stale.size())},
              {"lost", lost},
              {"source_leases", static_cast<int64_t>(src_list.size())}});
   last_listed_ = std::chrono::steady_clock::now();
@@ -238,8 +238,8 @@ absl::Status LeaseKeeper::Ensure(const std::vector<int64_t>& ids) {
         resolved[id] = Entry{State::kGone, 0, 0, 0, info.header.revision};
         continue;
       }
-      alive.emplace_back(id, Entry{State::kOurs, info.granted_ttl,
-                                   DestinationTtl(info.granted_ttl), 0, 0});
+      alive.emplace_back(
+          id, Entry{State::kOurs, info.granted_ttl, DestinationTtl(info.granted_ttl), 0, 0});
     }
     // 2. Records first, so that a crash after the grant still finds the lease ours.
     std::vector<etcd::Op> records;

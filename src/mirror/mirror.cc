@@ -428,8 +428,9 @@ absl::Status Mirror::RunSync() {
   start_head_ = head;
   ASSIGN_OR_RETURN(StartDecision decision, Decide(cp, head));
   if (!decision.full && LeasedKeysLost(absl::OkStatus())) {
-    decision = StartDecision{true, "destination leases expired while kvsync was away (their keys "
-                                   "are gone there)"};
+    decision = StartDecision{true,
+                             "destination leases expired while kvsync was away (their keys "
+                             "are gone there)"};
   }
   bool full = decision.full;
   if (cp && !config_.reset_last_synced_rev) {

@@ -491,8 +491,8 @@ TEST_F(MirrorEngineTest, LeasedKeysLandOnTheSameLeaseIdWithTheTtlFloor) {
   EXPECT_EQ(LeaseOf(&dst_, "/app/provider"), 0x100);
   EXPECT_EQ(LeaseOf(&dst_, "/app/config"), 0);
   EXPECT_EQ(dst_.LeaseTimeToLive(0x100)->granted_ttl, 10);
-  const std::string record = checker::LeaseRecordKey(
-      checker::LeaseRecordPrefix(config_.meta_prefix, config_.name), 0x100);
+  const std::string record =
+      checker::LeaseRecordKey(checker::LeaseRecordPrefix(config_.meta_prefix, config_.name), 0x100);
   EXPECT_TRUE(dst_.Get(record).has_value());
   EXPECT_EQ(stats_.lease_grants.load(), 1);
 
@@ -547,8 +547,8 @@ TEST_F(MirrorEngineTest, ADeadSourceLeaseIsRevokedAtTheDestinationAfterItsKeys) 
   StartRun();
   ASSERT_TRUE(dst_.WaitFor([&] { return LeaseOf(&dst_, "/app/provider") == 0x100; }, kDeadline));
   ASSERT_TRUE(dst_.WaitFor([&] { return dst_.keepalives(0x100) >= 2; }, kDeadline));
-  const std::string record = checker::LeaseRecordKey(
-      checker::LeaseRecordPrefix(config_.meta_prefix, config_.name), 0x100);
+  const std::string record =
+      checker::LeaseRecordKey(checker::LeaseRecordPrefix(config_.meta_prefix, config_.name), 0x100);
   ASSERT_TRUE(dst_.Get(record).has_value());
   ASSERT_TRUE(src_->LeaseRevoke(0x100).ok());
   ASSERT_TRUE(dst_.WaitFor([&] { return !dst_.Get(record).has_value(); }, kDeadline));

@@ -213,8 +213,8 @@ TEST_F(LeaseTest, ARegistrationLivesAndDiesWithItsSourceLease) {
   EXPECT_GT(ttl, 0);
   EXPECT_LE(ttl, 10);
   // Nobody keeps `left` alive: it expires at the source, and its key goes at the destination.
-  ASSERT_TRUE(WaitFor([&] { return LeaseOf(dst_.get(), "/registry/svc/10.0.0.2:80") == -1; },
-                      seconds(30)))
+  ASSERT_TRUE(
+      WaitFor([&] { return LeaseOf(dst_.get(), "/registry/svc/10.0.0.2:80") == -1; }, seconds(30)))
       << kvsync->LogTail();
   // A minute of the provider keeping its lease alive: the destination key never goes.
   EXPECT_FALSE(WaitFor([&] { return LeaseOf(dst_.get(), "/registry/svc/10.0.0.1:80") != kept; },
@@ -224,8 +224,8 @@ TEST_F(LeaseTest, ARegistrationLivesAndDiesWithItsSourceLease) {
   EXPECT_EQ(Metric("kvsync_leases_mirrored{task=\"registry\"}"), 1);
   provider.Stop();
   ASSERT_TRUE(src_->LeaseRevoke(kept).ok());
-  ASSERT_TRUE(WaitFor([&] { return LeaseOf(dst_.get(), "/registry/svc/10.0.0.1:80") == -1; },
-                      seconds(20)))
+  ASSERT_TRUE(
+      WaitFor([&] { return LeaseOf(dst_.get(), "/registry/svc/10.0.0.1:80") == -1; }, seconds(20)))
       << kvsync->LogTail();
   ASSERT_TRUE(WaitFor([&] { return GrantedTtl(dst_.get(), kept) == -1; }, seconds(20)))
       << kvsync->LogTail();
@@ -257,7 +257,8 @@ TEST_F(LeaseTest, FullSyncRestartAndTakeoversKeepTheSameLeases) {
   };
   DeleteWatcher deletes(dst_.get(), "/registry/", DstRevision() + 1);
   auto replica = [&](const std::string& id) {
-    return StartKvsync({"--ha", "--lease-ttl", "2s", "--instance-id", id, "--lease-min-ttl", "15s"});
+    return StartKvsync(
+        {"--ha", "--lease-ttl", "2s", "--instance-id", id, "--lease-min-ttl", "15s"});
   };
   auto leader = [&] {
     auto kv = dst_->Leader(kElection);
@@ -292,14 +293,14 @@ TEST_F(LeaseTest, AnUnreachableSourceHoldsTheDestinationLeases) {
   const int64_t lease = Grant(10);
   ASSERT_TRUE(src_->Put("/registry/svc/10.0.0.1:80", "up", lease).ok());
   Provider provider(src_.get(), {lease});
-  auto kvsync = StartKvsync({"--lease-min-ttl", "0s", "--src-command-timeout", "2s"},
-                            (*proxy)->address());
+  auto kvsync =
+      StartKvsync({"--lease-min-ttl", "0s", "--src-command-timeout", "2s"}, (*proxy)->address());
   ASSERT_TRUE(WaitFor([&] { return LeaseOf(dst_.get(), "/registry/svc/10.0.0.1:80") == lease; },
                       seconds(30)))
       << kvsync->LogTail();
   (*proxy)->SetMode(FaultProxy::Mode::kBlackhole);
-  EXPECT_TRUE(WaitFor([&] { return Metric("kvsync_leases_held{task=\"registry\"}") == 1; },
-                      seconds(20)))
+  EXPECT_TRUE(
+      WaitFor([&] { return Metric("kvsync_leases_held{task=\"registry\"}") == 1; }, seconds(20)))
       << kvsync->LogTail();
   EXPECT_FALSE(WaitFor([&] { return LeaseOf(dst_.get(), "/registry/svc/10.0.0.1:80") != lease; },
                        seconds(30), milliseconds(200)))
@@ -309,8 +310,8 @@ TEST_F(LeaseTest, AnUnreachableSourceHoldsTheDestinationLeases) {
   ASSERT_TRUE(WaitFor([&] { return LeaseOf(dst_.get(), "/registry/svc/10.0.0.9:80") == lease; },
                       seconds(60)))
       << kvsync->LogTail();
-  EXPECT_TRUE(WaitFor([&] { return Metric("kvsync_leases_held{task=\"registry\"}") == 0; },
-                      seconds(20)));
+  EXPECT_TRUE(
+      WaitFor([&] { return Metric("kvsync_leases_held{task=\"registry\"}") == 0; }, seconds(20)));
   EXPECT_EQ(LeaseOf(dst_.get(), "/registry/svc/10.0.0.1:80"), lease);
 }
 
@@ -333,7 +334,8 @@ TEST_F(LeaseTest, AfterTheMirrorStopsClientsKeepTheirLeasesAtTheDestination) {
   ASSERT_EQ(kvsync->Stop(), 0) << kvsync->LogTail();
   Provider at_destination(dst_.get(), {live});
   // Its TTL (6 s, no floor) plus etcd's expiry sweep and a loaded machine's slack.
-  ASSERT_TRUE(WaitFor([&] { return LeaseOf(dst_.get(), "/registry/svc/dead") == -1; }, seconds(15)));
+  ASSERT_TRUE(
+      WaitFor([&] { return LeaseOf(dst_.get(), "/registry/svc/dead") == -1; }, seconds(15)));
   EXPECT_FALSE(WaitFor([&] { return LeaseOf(dst_.get(), "/registry/svc/live") != live; },
                        seconds(15), milliseconds(200)));
 }
