@@ -105,7 +105,7 @@ run_case() {
   sl1=$(msgs "$SRC_EP" 'grpc_method="Lease'); dl1=$(msgs "$dst_var" 'grpc_method="Lease')
   k1=$(metric "$admin" kvsync_lease_keepalives_total)
   secs=$(calc "$t1 - $t0")
-  printf -v "${name}_FULL" '%s' "$full"
+  printf -v "${name}_FULL" '%s' "$(calc "$full" 2)"
   printf -v "${name}_CPU" '%s' "$(calc "($c1 - $c0) / $(getconf CLK_TCK) / $secs * 100" 1)"
   printf -v "${name}_SRC" '%s' "$(calc "($s1 - $s0) / $secs" 0)"
   printf -v "${name}_DST" '%s' "$(calc "($d1 - $d0) / $secs" 0)"

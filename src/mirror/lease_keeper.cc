@@ -1,6 +1,7 @@
 #include "mirror/lease_keeper.h"
 
 #include <algorithm>
+#include <functional>
 #include <optional>
 
 #include "absl/strings/numbers.h"
@@ -20,6 +21,35 @@ constexpr char kLog[] = "leases";
 constexpr size_t kRecordsPerTxn = 64;
 
 std::string Hex(int64_t id) { return absl::StrFormat("%016x", static_cast<uint64_t>(id)); }
+
+// Lease reads and grants one Prepare call makes at once: a grant is a raft write, and etcd
+// commits concurrent ones together, so ten thousand new leases take seconds, not minutes.
+constexpr size_t kParallelCalls = 8;
+
+// Runs fn(0..n-1) on up to `threads` threads (the caller's included); the first error stops
+// the rest and is returned.
+absl::Status ParallelFor(size_t n, size_t threads, const std::function<absl::Status(size_t)>& fn) {
+  std::atomic<size_t> next{0};
+  absl::Mutex mu;
+  absl::Status first;
+  auto work = [&] {
+    for (size_t i = next++; i < n; i = next++) {
+      absl::Status s = fn(i);
+      if (s.ok()) continue;
+      absl::MutexLock lock(&mu);
+      if (first.ok()) first = s;
+      next.store(n);
+      return;
+    }
+  };
+  {
+    std::vector<runtime::Thread> helpers;
+    for (size_t t = 1; t < std::min(threads, n); ++t) helpers.emplace_back("lease-grant", work);
+    work();
+  }  // helpers joined
+  absl::MutexLock lock(&mu);
+  return first;
+}
 
 template <typename Rep, typename Period>
 std::chrono::milliseconds Clamp(std::chrono::duration<Rep, Period> d, std::chrono::milliseconds lo,
@@ -229,11 +259,17 @@ absl::Status LeaseKeeper::Ensure(const std::vector<int64_t>& ids) {
   absl::Status status = [&]() -> absl::Status {
     // 1. The source's granted TTL (answered by its leader). A lease already gone there: the
     // key is written without a lease and a later delete event removes it.
-    std::vector<std::pair<int64_t, Entry>> alive;
-    for (int64_t id : ids) {
-      ASSIGN_OR_RETURN(etcd::LeaseInfo info,
+    std::vector<etcd::LeaseInfo> infos(ids.size());
+    RETURN_IF_ERROR(ParallelFor(ids.size(), kParallelCalls, [&](size_t i) -> absl::Status {
+      ASSIGN_OR_RETURN(infos[i],
                        etcd::RetryTransient(*stop_, "read source lease", &stats_.retries,
-                                            [&] { return src_->LeaseTimeToLive(id); }));
+                                            [&] { return src_->LeaseTimeToLive(ids[i]); }));
+      return absl::OkStatus();
+    }));
+    std::vector<std::pair<int64_t, Entry>> alive;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      const int64_t id = ids[i];
+      const etcd::LeaseInfo& info = infos[i];
       if (!info.exists()) {
         resolved[id] = Entry{State::kGone, 0, 0, 0, info.header.revision};
         continue;
@@ -261,16 +297,23 @@ absl::Status LeaseKeeper::Ensure(const std::vector<int64_t>& ids) {
       for (const auto& entry : alive) recorded_.insert(entry.first);
     }
     // 3. Grants.
+    std::vector<absl::Status> grants(alive.size());
+    ParallelFor(alive.size(), kParallelCalls, [&](size_t i) {
+      grants[i] =
+          etcd::RetryTransient(*stop_, "grant destination lease", &stats_.retries, [&] {
+            return dst_->LeaseGrant(alive[i].first, std::chrono::seconds(alive[i].second.ttl));
+          }).status();
+      return absl::OkStatus();
+    }).IgnoreError();
     std::vector<etcd::Op> withdrawn;
-    for (auto& [id, e] : alive) {
-      absl::StatusOr<int64_t> granted = etcd::RetryTransient(
-          *stop_, "grant destination lease", &stats_.retries,
-          [&, id = id, ttl = e.ttl] { return dst_->LeaseGrant(id, std::chrono::seconds(ttl)); });
+    for (size_t i = 0; i < alive.size(); ++i) {
+      auto& [id, e] = alive[i];
+      const absl::Status& granted = grants[i];
       if (granted.ok()) {
         stats_.lease_grants.fetch_add(1);
-      } else if (etcd::IsLeaseExists(granted.status()) && recorded_before.contains(id)) {
+      } else if (etcd::IsLeaseExists(granted) && recorded_before.contains(id)) {
         // Granted by an earlier term or replica of this task: adopt it.
-      } else if (etcd::IsLeaseExists(granted.status())) {
+      } else if (etcd::IsLeaseExists(granted)) {
         e.state = State::kConflict;
         withdrawn.push_back(etcd::Op::Delete(RecordKey(id)));
         log::Error(kLog,
@@ -278,7 +321,7 @@ absl::Status LeaseKeeper::Ensure(const std::vector<int64_t>& ids) {
                    "grant it; its keys are mirrored without a lease",
                    {{"lease", Hex(id)}});
       } else {
-        return granted.status();
+        return granted;
       }
       resolved[id] = e;
     }
