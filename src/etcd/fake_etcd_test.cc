@@ -157,5 +157,33 @@ TEST(FakeEtcdTest, InjectedFaultsFailCallsAndEndStreams) {
   EXPECT_TRUE(IsRefused(stream->Next().status()));  // sticky
 }
 
+// Leases as etcd has them: a requested ID is granted once (IsLeaseExists after), a txn putting
+// a key on an unknown lease fails whole (IsLeaseNotFound), a revoke deletes the attached keys in
+// one revision, and a keep-alive of an unknown lease answers TTL 0.
+TEST(FakeEtcdTest, LeasesAreGrantedOnceAndTakeTheirKeysWithThem) {
+  FakeEtcd etcd;
+  ASSERT_EQ(*etcd.LeaseGrant(0x42, std::chrono::seconds(10)), 0x42);
+  EXPECT_TRUE(IsLeaseExists(etcd.LeaseGrant(0x42, std::chrono::seconds(10)).status()));
+  EXPECT_EQ(etcd.LeaseTimeToLive(0x42)->granted_ttl, 10);
+  EXPECT_FALSE(etcd.LeaseTimeToLive(0x43)->exists());
+  TxnRequest txn;
+  Op on_unknown = Op::Put("/a", "1");
+  on_unknown.lease = 0x43;
+  txn.success = {Op::Put("/b", "2"), on_unknown};
+  EXPECT_TRUE(IsLeaseNotFound(etcd.Txn(txn).status()));
+  EXPECT_FALSE(etcd.Get("/b").has_value());
+  etcd.Put("/a", "1", 0x42);
+  etcd.Put("/c", "3");
+  const int64_t before = etcd.revision();
+  ASSERT_TRUE(etcd.LeaseRevoke(0x42).ok());
+  EXPECT_EQ(etcd.revision(), before + 1);
+  EXPECT_FALSE(etcd.Get("/a").has_value());
+  EXPECT_EQ(etcd.Get("/c"), "3");
+  EXPECT_TRUE(IsLeaseNotFound(etcd.LeaseRevoke(0x42)));
+  auto renewed = etcd.LeaseKeepAlive({0x42});
+  ASSERT_TRUE(renewed.ok());
+  EXPECT_EQ((*renewed)[0].ttl, 0);
+}
+
 }  // namespace
 }  // namespace kvsync::etcd

@@ -131,6 +131,41 @@ TEST_F(EtcdClientTest, LeaseLifecycle) {
   EXPECT_TRUE(resp->kvs.empty());
 }
 
+// The calls lease-aware mirroring makes, against real etcd: a grant with a requested ID (and
+// its "already exists" refusal), time-to-live with the granted TTL (-1 once gone), the lease
+// list, keep-alives of more leases than one chunk of the stream (512) with a gone one among
+// them (TTL 0), and the classified "lease not found" of a put and a revoke.
+TEST_F(EtcdClientTest, LeaseCallsOfLeaseMirroring) {
+  constexpr int64_t kId = 0x1000000000000001;
+  ASSERT_EQ(*client_->LeaseGrant(kId, seconds(20)), kId);
+  EXPECT_TRUE(IsLeaseExists(client_->LeaseGrant(kId, seconds(20)).status()));
+  auto info = client_->LeaseTimeToLive(kId);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->granted_ttl, 20);
+  EXPECT_GT(info->ttl, 0);
+  EXPECT_GT(info->header.revision, 0);
+  std::vector<int64_t> ids = {kId};
+  for (int i = 0; i < 600; ++i) ids.push_back(*client_->LeaseGrant(seconds(30)));
+  auto listed = client_->LeaseLeases();
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_EQ(listed->size(), ids.size());
+  ASSERT_TRUE(client_->LeaseRevoke(ids[300]).ok());
+  auto renewed = client_->LeaseKeepAlive(ids);
+  ASSERT_TRUE(renewed.ok()) << renewed.status();
+  ASSERT_EQ(renewed->size(), ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    EXPECT_EQ((*renewed)[i].id, ids[i]);
+    EXPECT_EQ((*renewed)[i].ttl > 0, i != 300) << i;
+  }
+  EXPECT_FALSE(client_->LeaseTimeToLive(ids[300])->exists());
+  EXPECT_TRUE(IsLeaseNotFound(client_->LeaseRevoke(ids[300])));
+  TxnRequest txn;
+  Op put = Op::Put("/lease/gone", "v");
+  put.lease = ids[300];
+  txn.success.push_back(put);
+  EXPECT_TRUE(IsLeaseNotFound(client_->Txn(txn).status()));
+}
+
 // Election: the first campaigner leads, a second waits until the first resigns.
 TEST_F(EtcdClientTest, ElectionCampaignLeaderResign) {
   auto l1 = client_->LeaseGrant(seconds(10));
