@@ -710,6 +710,7 @@ int RunProviders(const ProvidersFlags& f) {
   absl::Status first_error;
   auto start = Clock::now();
   std::vector<std::thread> granters;
+  granters.reserve(static_cast<size_t>(f.inflight));
   for (int t = 0; t < f.inflight; ++t) {
     granters.emplace_back([&] {
       for (int64_t i = next++; i < f.leases; i = next++) {

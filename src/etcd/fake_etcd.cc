@@ -408,8 +408,9 @@ absl::StatusOr<int64_t> FakeEtcd::LeaseGrant(int64_t id, std::chrono::seconds tt
   absl::MutexLock lock(&mu_);
   if (absl::Status s = TakeFault(Call::kLease); !s.ok()) return s;
   if (id == 0) id = next_lease_++;
-  if (leases_.count(id) != 0)
+  if (leases_.count(id) != 0) {
     return LeaseExistsError("fake lease: etcdserver: lease already exists");
+  }
   leases_[id].granted_ttl = ttl.count();
   ++changes_;
   return id;

@@ -148,6 +148,7 @@ absl::Status LeaseKeeper::Load() {
     }
     PublishGauges();
   }
+  const auto managed = static_cast<int64_t>(records.size() - stale.size()) - lost;
   RETURN_IF_ERROR(CommitRecords(std::move(stale)));
   if (lost > 0) {
     stats_.leases_lost.fetch_add(lost);
@@ -156,8 +157,7 @@ absl::Status LeaseKeeper::Load() {
               {{"leases", lost}});
   }
   log::Info(kLog, "lease records loaded",
-            {{"managed",
-              static_cast<int64_t>(records.size()) - lost - static_cast<int64_t>(stale.size())},
+            {{"managed", managed},
              {"lost", lost},
              {"source_leases", static_cast<int64_t>(src_list.size())}});
   last_listed_ = std::chrono::steady_clock::now();
