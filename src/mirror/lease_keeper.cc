@@ -473,6 +473,7 @@ void LeaseKeeper::RevokeDead() {
                 {{"lease", Hex(id)}, {"error", s}});
       continue;
     }
+    if (s.ok()) stats_.lease_revokes.fetch_add(1);
     // The record goes after the lease: a crash between leaves a record of a lease gone on both
     // sides, which Load() deletes.
     if (absl::Status deleted = CommitRecords({etcd::Op::Delete(RecordKey(id))}); !deleted.ok()) {
@@ -480,7 +481,6 @@ void LeaseKeeper::RevokeDead() {
                 {{"lease", Hex(id)}, {"error", deleted}});
       continue;
     }
-    stats_.lease_revokes.fetch_add(1);
     absl::MutexLock lock(&mu_);
     leases_.erase(id);
     recorded_.erase(id);

@@ -570,8 +570,8 @@ absl::Status Mirror::FullSync() {
              {"destination_keys", counts.destination_keys},
              {"dst_miss_put", counts.dst_miss},
              {"mismatch_put", counts.mismatch},
-             {"lease_mismatch_put", counts.lease_mismatch},
              {"src_miss_deleted", counts.src_miss},
+             {"lease_mismatch_put", counts.lease_mismatch},
              {"seconds", seconds},
              {"source_bytes", src.bytes_read()}});
   return absl::OkStatus();
