@@ -35,4 +35,28 @@ std::map<std::string, std::string> DumpPrefix(etcd::Client* client, const std::s
   return out;
 }
 
+EventRecorder::EventRecorder(etcd::Client* cluster, const etcd::WatchOptions& options) {
+  auto stream = cluster->Watch(options);
+  if (!stream.ok()) std::abort();
+  stream_ = std::move(*stream);
+  thread_ = std::thread([this] {
+    while (true) {
+      auto resp = stream_->Next();
+      if (!resp.ok()) return;
+      absl::MutexLock lock(&mu_);
+      events_.insert(events_.end(), resp->events.begin(), resp->events.end());
+    }
+  });
+}
+
+EventRecorder::~EventRecorder() {
+  stream_->Cancel();
+  thread_.join();
+}
+
+std::vector<etcd::Event> EventRecorder::events() {
+  absl::MutexLock lock(&mu_);
+  return events_;
+}
+
 }  // namespace kvsync::testing

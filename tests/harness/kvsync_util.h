@@ -5,7 +5,11 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "etcd/client.h"
 
 namespace kvsync::testing {
@@ -18,5 +22,22 @@ std::unique_ptr<etcd::Client> ConnectEtcd(const std::string& endpoints_csv);
 
 // Every key/value under `prefix`; empty when the read fails.
 std::map<std::string, std::string> DumpPrefix(etcd::Client* client, const std::string& prefix);
+
+// Every event of a watch (a key or range of one cluster, from a start revision), recorded by a
+// reader thread of its own until destroyed. Aborts when the watch cannot be opened.
+class EventRecorder {
+ public:
+  EventRecorder(etcd::Client* cluster, const etcd::WatchOptions& options);
+  ~EventRecorder();
+  EventRecorder(const EventRecorder&) = delete;
+  EventRecorder& operator=(const EventRecorder&) = delete;
+  std::vector<etcd::Event> events();
+
+ private:
+  std::unique_ptr<etcd::WatchStream> stream_;
+  absl::Mutex mu_;
+  std::vector<etcd::Event> events_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;
+};
 
 }  // namespace kvsync::testing

@@ -11,7 +11,6 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "etcd/client.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -58,41 +57,14 @@ class Provider {
   std::thread thread_;
 };
 
-// Every delete event under a prefix of the destination, from a revision on.
-class DeleteWatcher {
- public:
-  DeleteWatcher(etcd::Client* cluster, const std::string& prefix, int64_t from) {
-    etcd::Client::WatchOptions wo;
-    wo.key = prefix;
-    wo.range_end = prefix.substr(0, prefix.size() - 1) + static_cast<char>(prefix.back() + 1);
-    wo.start_revision = from;
-    stream_ = std::move(*cluster->Watch(wo));
-    thread_ = std::thread([this] {
-      while (true) {
-        auto resp = stream_->Next();
-        if (!resp.ok()) return;
-        absl::MutexLock lock(&mu_);
-        for (const auto& e : resp->events) {
-          if (e.type == etcd::Event::Type::kDelete) deleted_.push_back(e.kv.key);
-        }
-      }
-    });
+// Keys deleted under a prefix of a cluster from a revision on.
+std::vector<std::string> Deleted(testing::EventRecorder* recorder) {
+  std::vector<std::string> out;
+  for (const etcd::Event& e : recorder->events()) {
+    if (e.type == etcd::Event::Type::kDelete) out.push_back(e.kv.key);
   }
-  ~DeleteWatcher() {
-    stream_->Cancel();
-    thread_.join();
-  }
-  std::vector<std::string> deleted() {
-    absl::MutexLock lock(&mu_);
-    return deleted_;
-  }
-
- private:
-  std::unique_ptr<etcd::WatchStream> stream_;
-  std::thread thread_;
-  absl::Mutex mu_;
-  std::vector<std::string> deleted_;
-};
+  return out;
+}
 
 class LeaseTest : public ::testing::Test {
  protected:
@@ -255,7 +227,11 @@ TEST_F(LeaseTest, FullSyncRestartAndTakeoversKeepTheSameLeases) {
     }
     return true;
   };
-  DeleteWatcher deletes(dst_.get(), "/registry/", DstRevision() + 1);
+  etcd::WatchOptions watch;
+  watch.key = "/registry/";
+  watch.range_end = "/registry0";
+  watch.start_revision = DstRevision() + 1;
+  testing::EventRecorder events(dst_.get(), watch);
   auto replica = [&](const std::string& id) {
     return StartKvsync(
         {"--ha", "--lease-ttl", "2s", "--instance-id", id, "--lease-min-ttl", "15s"});
@@ -281,7 +257,7 @@ TEST_F(LeaseTest, FullSyncRestartAndTakeoversKeepTheSameLeases) {
   ASSERT_TRUE(WaitFor([&] { return leader() == "a"; }, seconds(20))) << a->LogTail();
   EXPECT_FALSE(WaitFor([&] { return !all_on_their_leases(); }, seconds(20), milliseconds(200)))
       << a->LogTail();
-  EXPECT_TRUE(deletes.deleted().empty()) << deletes.deleted().front();
+  EXPECT_TRUE(Deleted(&events).empty()) << Deleted(&events).front();
   EXPECT_NE(a->LogTail(200000).find("lease records loaded"), std::string::npos);
 }
 

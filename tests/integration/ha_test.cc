@@ -60,40 +60,27 @@ class Writer {
   std::thread thread_;
 };
 
-// Every checkpoint write seen on the destination, in order: (revision, writer).
+// Every checkpoint write seen on the destination, in order: its writer.
 class CheckpointHistory {
  public:
-  CheckpointHistory(etcd::Client* dst, int64_t from) {
-    etcd::Client::WatchOptions wo;
-    wo.key = checker::CheckpointKey("/kvsync/meta/", "ha");
-    wo.start_revision = from;
-    stream_ = std::move(*dst->Watch(wo));
-    thread_ = std::thread([this] {
-      while (true) {
-        auto resp = stream_->Next();
-        if (!resp.ok()) return;
-        absl::MutexLock lock(&mu_);
-        for (auto& e : resp->events) {
-          auto cp = checker::DecodeCheckpoint(e.kv.value);
-          if (cp.ok()) writers_.push_back(cp->writer);
-        }
-      }
-    });
-  }
-  ~CheckpointHistory() {
-    stream_->Cancel();
-    thread_.join();
-  }
+  CheckpointHistory(etcd::Client* dst, int64_t from) : recorder_(dst, Options(from)) {}
   std::vector<std::string> writers() {
-    absl::MutexLock lock(&mu_);
-    return writers_;
+    std::vector<std::string> out;
+    for (const etcd::Event& e : recorder_.events()) {
+      auto cp = checker::DecodeCheckpoint(e.kv.value);
+      if (cp.ok()) out.push_back(cp->writer);
+    }
+    return out;
   }
 
  private:
-  std::unique_ptr<etcd::WatchStream> stream_;
-  std::thread thread_;
-  absl::Mutex mu_;
-  std::vector<std::string> writers_;
+  static etcd::WatchOptions Options(int64_t from) {
+    etcd::WatchOptions wo;
+    wo.key = checker::CheckpointKey("/kvsync/meta/", "ha");
+    wo.start_revision = from;
+    return wo;
+  }
+  testing::EventRecorder recorder_;
 };
 
 class HaTest : public ::testing::Test {
