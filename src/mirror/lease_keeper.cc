@@ -180,17 +180,24 @@ void LeaseKeeper::Stop() {
 }
 
 void LeaseKeeper::DestinationLost() {
-  absl::MutexLock lock(&mu_);
-  for (auto it = leases_.begin(); it != leases_.end();) {
-    if (it->second.state == State::kOurs) {
-      leases_.erase(it++);
-    } else {
-      ++it;
+  // The refusal does not say which lease. Renewing them all does: the gone ones are forgotten
+  // (granted again on next use) while the others stay renewed. Forgetting them all instead
+  // would leave live leases unrenewed until the full sync reaches their keys.
+  if (!KeepAlive()) {
+    absl::MutexLock lock(&mu_);
+    int64_t forgotten = 0;
+    for (auto it = leases_.begin(); it != leases_.end();) {
+      if (it->second.state == State::kOurs) {
+        leases_.erase(it++);
+        ++forgotten;
+      } else {
+        ++it;
+      }
     }
+    stats_.leases_lost.fetch_add(forgotten);
+    PublishGauges();
   }
-  stats_.leases_lost.fetch_add(1);
   lost_.store(true);
-  PublishGauges();
 }
 
 absl::Status LeaseKeeper::Prepare(std::vector<etcd::Op>* ops) {
@@ -488,8 +495,8 @@ void LeaseKeeper::RevokeDead() {
   }
 }
 
-void LeaseKeeper::KeepAlive() {
-  if (hold_expired_) return;
+bool LeaseKeeper::KeepAlive() {
+  if (hold_expired_) return false;
   std::vector<int64_t> ids;
   {
     absl::MutexLock lock(&mu_);
@@ -497,13 +504,13 @@ void LeaseKeeper::KeepAlive() {
       if (e.state == State::kOurs) ids.push_back(id);
     }
   }
-  if (ids.empty()) return;
+  if (ids.empty()) return true;
   absl::StatusOr<std::vector<etcd::LeaseInfo>> renewed = dst_->LeaseKeepAlive(ids);
   if (!renewed.ok()) {
     stats_.lease_keepalive_failures.fetch_add(static_cast<int64_t>(ids.size()));
     log::Warn(kLog, "destination keep-alives failed; retrying",
               {{"leases", static_cast<int64_t>(ids.size())}, {"error", renewed.status()}});
-    return;
+    return false;
   }
   stats_.lease_keepalives.fetch_add(static_cast<int64_t>(renewed->size()));
   int64_t gone = 0;
@@ -511,8 +518,10 @@ void LeaseKeeper::KeepAlive() {
   for (const etcd::LeaseInfo& info : *renewed) {
     if (info.ttl > 0) continue;
     auto it = leases_.find(info.id);
-    if (it == leases_.end() || it->second.state != State::kOurs) continue;
-    // Revoked on purpose (RevokeDead erased it first) never gets here.
+    // Being revoked on purpose (gone at the source): not a loss.
+    if (it == leases_.end() || it->second.state != State::kOurs || it->second.gone_at > 0) {
+      continue;
+    }
     leases_.erase(it);
     ++gone;
   }
@@ -523,6 +532,7 @@ void LeaseKeeper::KeepAlive() {
               {{"leases", gone}});
   }
   PublishGauges();
+  return true;
 }
 
 }  // namespace kvsync::mirror

@@ -85,8 +85,9 @@ class LeaseKeeper {
   // engine must run a full sync.
   bool TakeLost() { return lost_.exchange(false); }
   bool lost() const { return lost_.load(); }
-  // The destination refused a write naming a lease it no longer has: forgets every managed
-  // lease (they are checked again on next use) and reports lost keys.
+  // The destination refused a write naming a lease it no longer has: finds out which managed
+  // leases are gone (a keep-alive round; all are forgotten when it cannot run), so they are
+  // granted again on next use, and reports lost keys.
   void DestinationLost();
 
   // The destination TTL for a source lease granted `source_ttl` seconds.
@@ -116,7 +117,10 @@ class LeaseKeeper {
   // One listing of the source: marks managed leases the source no longer has.
   void ListSource();
   void RevokeDead();
-  void KeepAlive();
+  // Renews every managed lease; forgets (and reports as lost) those the destination no longer
+  // has. False when the round could not run (destination unreachable, hold expired). Any
+  // thread.
+  bool KeepAlive();
   void PublishGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;

@@ -574,5 +574,28 @@ TEST_F(MirrorEngineTest, ADestinationLeaseLostWhileAwayTakesTheSlowPath) {
   ExpectDestinationMatchesSource();
 }
 
+// A managed destination lease that expires while the task runs (keep-alives lost, say) takes
+// its keys with it: the keeper or the refused write of a new key on it notices, and a full sync
+// restores every key on a re-granted lease with the same ID.
+TEST_F(MirrorEngineTest, ADestinationLeaseLostWhileRunningIsRestoredByAFullSync) {
+  ASSERT_TRUE(src_->LeaseGrant(0x100, std::chrono::seconds(3)).ok());
+  src_->Put("/app/provider", "10.0.0.1:80", 0x100);
+  config_.lease_min_ttl = std::chrono::milliseconds(0);
+  StartRun();
+  ASSERT_TRUE(dst_.WaitFor([&] { return LeaseOf(&dst_, "/app/provider") == 0x100; }, kDeadline));
+  dst_.ExpireLease(0x100);
+  src_->Put("/app/provider2", "10.0.0.2:80", 0x100);
+  ASSERT_TRUE(dst_.WaitFor(
+      [&] {
+        return LeaseOf(&dst_, "/app/provider") == 0x100 &&
+               LeaseOf(&dst_, "/app/provider2") == 0x100;
+      },
+      kDeadline));
+  EXPECT_GE(stats_.leases_lost.load(), 1);
+  EXPECT_EQ(stats_.full_syncs.load(), 2);
+  EXPECT_TRUE(dst_.LeaseTimeToLive(0x100)->exists());
+  EXPECT_TRUE(StopRun().ok());
+}
+
 }  // namespace
 }  // namespace kvsync::mirror
