@@ -368,8 +368,12 @@ TEST_F(LeaseTest, CheckReportsAndRepairsLeaseMismatches) {
 
   ASSERT_TRUE(dst_->Put("/registry/svc/b", "up").ok());
   kvsync = StartKvsync({"--reset-last-synced-rev"});
-  ASSERT_TRUE(WaitFor([&] { return LeaseOf(dst_.get(), "/registry/svc/b") == lease; }, seconds(30)))
+  // The key is re-attached before the full sync logs its counts: wait for the log line.
+  ASSERT_TRUE(
+      WaitFor([&] { return kvsync->LogTail(100000).find("full sync done") != std::string::npos; },
+              seconds(30)))
       << kvsync->LogTail();
+  EXPECT_EQ(LeaseOf(dst_.get(), "/registry/svc/b"), lease);
   EXPECT_NE(kvsync->LogTail(100000).find("lease_mismatch_put=1"), std::string::npos)
       << kvsync->LogTail();
 }
