@@ -1,6 +1,7 @@
 #include <map>
 
 #include "checker/checkpoint.h"
+#include "checker/dr_records.h"
 #include "checker/key_mapper.h"
 #include "checker/merge.h"
 #include "gtest/gtest.h"
@@ -67,6 +68,52 @@ TEST(Checkpoint, ScopeDigestNamesTheScope) {
 }
 
 // Prefix rewrite maps both ways; excluded and meta keys are never mapped on either side.
+TEST(DrRecords, RoundTripAndRejectForeignValues) {
+  Freshness f;
+  f.applied_revision = 41;
+  f.fresh_as_of_ms = 1700000000123;
+  f.source_head = 45;
+  f.source_head_ms = 1700000000456;
+  f.source_cluster_id = 0xabcdef0123456789ULL;
+  f.writer = "a-1";
+  f.ha = true;
+  f.check_ms = 5;
+  f.check_differences = 2;
+  auto fd = DecodeFreshness(EncodeFreshness(f));
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  EXPECT_EQ(fd->applied_revision, 41);
+  EXPECT_EQ(fd->fresh_as_of_ms, 1700000000123);
+  EXPECT_EQ(fd->source_head, 45);
+  EXPECT_EQ(fd->source_cluster_id, 0xabcdef0123456789ULL);
+  EXPECT_EQ(fd->writer, "a-1");
+  EXPECT_TRUE(fd->ha);
+  EXPECT_EQ(fd->check_differences, 2);
+
+  RoleRecord r;
+  r.mode = "failover";
+  r.by = "ops@dr";
+  r.promoted_ms = 1700000000000;
+  r.applied_revision = 41;
+  r.source_head = 45;
+  auto rd = DecodeRole(EncodeRole(r));
+  ASSERT_TRUE(rd.ok()) << rd.status();
+  EXPECT_EQ(rd->role, "promoted");
+  EXPECT_EQ(rd->mode, "failover");
+  EXPECT_EQ(rd->applied_revision, 41);
+  EXPECT_EQ(rd->source_head, 45);
+  EXPECT_EQ(DescribePromotion(*rd), "promoted by ops@dr at 2023-11-14T22:13:20.000Z (failover)");
+
+  for (const char* bad : {"", "x", "{}", R"({"applied_revision":-1})", "[1]"}) {
+    EXPECT_FALSE(DecodeFreshness(bad).ok()) << bad;
+    EXPECT_FALSE(DecodeRole(bad).ok()) << bad;
+  }
+  EXPECT_EQ(RoleKey("/kvsync/meta/", "t"), "/kvsync/meta/t/role");
+  EXPECT_EQ(FreshnessKey("/kvsync/meta/", "t"), "/kvsync/meta/t/freshness");
+  etcd::Compare c = NotPromoted("/r");
+  EXPECT_EQ(c.target, etcd::Compare::Target::kVersion);
+  EXPECT_EQ(c.number, 0);
+}
+
 TEST(KeyMapper, RewritesAndProtects) {
   KeyMapper m("/a/", "/b/", {"/a/skip/"}, "/kvsync/meta/");
   EXPECT_EQ(m.ToDestination("/a/x"), "/b/x");

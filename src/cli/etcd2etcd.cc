@@ -23,13 +23,7 @@
 namespace kvsync::cli {
 namespace {
 
-struct Flags {
-  config::MirrorConfig config;
-  std::string config_file;
-  std::chrono::milliseconds lease_ttl{5000};
-};
-
-absl::Status Finalise(Flags* f) {
+absl::Status Finalise(MirrorFlags* f) {
   f->config.lease_ttl = std::chrono::duration_cast<std::chrono::seconds>(f->lease_ttl);
   if (f->config.instance_id.empty()) {
     char host[256] = {0};
@@ -65,15 +59,8 @@ void LogProgress(const mirror::Stats& s, const std::string& task) {
 
 }  // namespace
 
-std::function<int()> AddEtcd2EtcdCommand(CLI::App* app) {
-  auto flags = std::make_shared<Flags>();
+void AddMirrorFlags(CLI::App* cmd, MirrorFlags* flags) {
   config::MirrorConfig& c = flags->config;
-  CLI::App* cmd = app->add_subcommand(
-      "etcd2etcd",
-      "Mirror a key prefix from a source etcd cluster to a destination cluster, live.\n"
-      "Full sync (only differences written) when there is no usable checkpoint, then\n"
-      "incremental sync from the source's watch history; the checkpoint lives in the\n"
-      "destination under --meta-prefix, written atomically with the data.");
   cmd->add_option("--config", flags->config_file,
                   "YAML file setting any of these flags (flags and environment win)");
   AddConnectionFlags(cmd, "src", "source", &c.src);
@@ -158,84 +145,97 @@ std::function<int()> AddEtcd2EtcdCommand(CLI::App* app) {
   AddHaFlags(cmd, &c.ha, &flags->lease_ttl, &c.instance_id, &c.election);
   AddAdminFlags(cmd, &c.admin_addr, &c.ready_max_lag);
   AddLogFlags(cmd, &c.log_level, &c.log_format);
+}
 
+absl::Status LoadMirrorFlags(CLI::App* cmd, MirrorFlags* flags) {
+  if (cmd->remaining_size() > 0) {
+    return absl::InvalidArgumentError("unexpected argument " + cmd->remaining()[0]);
+  }
+  if (!flags->config_file.empty()) RETURN_IF_ERROR(config::ApplyYamlFlags(cmd, flags->config_file));
+  return Finalise(flags);
+}
+
+std::function<int()> AddEtcd2EtcdCommand(CLI::App* app) {
+  auto flags = std::make_shared<MirrorFlags>();
+  CLI::App* cmd = app->add_subcommand(
+      "etcd2etcd",
+      "Mirror a key prefix from a source etcd cluster to a destination cluster, live.\n"
+      "Full sync (only differences written) when there is no usable checkpoint, then\n"
+      "incremental sync from the source's watch history; the checkpoint lives in the\n"
+      "destination under --meta-prefix, written atomically with the data.");
+  AddMirrorFlags(cmd, flags.get());
   return [flags, cmd]() -> int {
-    if (cmd->remaining_size() > 0) {
-      return ReportAndExit(
-          "etcd2etcd", absl::InvalidArgumentError("unexpected argument " + cmd->remaining()[0]));
-    }
-    if (!flags->config_file.empty()) {
-      absl::Status loaded = config::ApplyYamlFlags(cmd, flags->config_file);
-      if (!loaded.ok()) return ReportAndExit("etcd2etcd", loaded);
-    }
-    absl::Status valid = Finalise(flags.get());
+    absl::Status valid = LoadMirrorFlags(cmd, flags.get());
     if (!valid.ok()) return ReportAndExit("etcd2etcd", valid);
-    const config::MirrorConfig& c = flags->config;
-    common::StopToken& stop = StartSignalThread();
-
-    auto src = etcd::Client::Create(c.src.ToClientOptions("source"));
-    if (!src.ok()) return ReportAndExit("etcd2etcd", src.status());
-    auto dst = etcd::Client::Create(c.dst.ToClientOptions("destination"));
-    if (!dst.ok()) return ReportAndExit("etcd2etcd", dst.status());
-
-    std::unique_ptr<etcd::Client> election_client;
-    if (c.ha) {
-      auto created = etcd::Client::Create(c.election.ToClientOptions("election"));
-      if (!created.ok()) return ReportAndExit("etcd2etcd", created.status());
-      election_client = std::move(*created);
-    }
-    absl::Status renamed =
-        mirror::CheckRenamedTask(c, election_client ? election_client.get() : dst->get());
-    if (!renamed.ok()) return ReportAndExit("etcd2etcd", renamed);
-
-    log::Info("main", "started",
-              {{"command", "etcd2etcd"},
-               {"version", KVSYNC_VERSION},
-               {"task", c.name},
-               {"prefix", c.prefix},
-               {"dst_prefix", c.dst_prefix},
-               {"once", c.once}});
-    mirror::Stats stats;
-    metrics::Registry registry;
-    metrics::AddProcessMetrics(&registry);
-    mirror::RegisterMetrics(&registry, c.name, &stats);
-    TaskSpec spec;
-    spec.command = "etcd2etcd";
-    spec.task = c.name;
-    spec.ha = c.ha;
-    spec.instance_id = c.instance_id;
-    spec.election_name = ElectionName(c.meta_prefix, c.name);
-    spec.lease_ttl = c.lease_ttl;
-    spec.election_client = election_client.get();
-    spec.admin_addr = c.admin_addr;
-    spec.status_interval = c.status_interval;
-    spec.stats = &stats;
-    spec.registry = &registry;
-    spec.ready = [&stats, max_lag = c.ready_max_lag](const sink::RoleView& role, std::string* why) {
-      return mirror::Ready(stats, role, max_lag, why);
-    };
-    spec.status_json = [&stats, task = c.name,
-                        max_lag = c.ready_max_lag](const sink::RoleView& role) {
-      return mirror::StatusJson(stats, task, role, max_lag);
-    };
-    spec.log_progress = [&stats, task = c.name] { LogProgress(stats, task); };
-    // A standby replica needs only the election cluster; a single task needs both sides
-    // before anything else.
-    spec.connect = [&]() -> absl::Status {
-      std::vector<etcd::Client*> needed = {src->get(), dst->get()};
-      if (c.ha) needed = {election_client.get()};
-      for (etcd::Client* client : needed) {
-        if (auto connected = client->Connect(); !connected.ok()) return connected.status();
-      }
-      return absl::OkStatus();
-    };
-    spec.run = [&](const common::StopToken& term_stop, std::vector<etcd::Compare> fence) {
-      mirror::Mirror engine(c, src->get(), dst->get(), &term_stop, &stats);
-      engine.set_fence(std::move(fence));
-      return engine.Run();
-    };
-    return RunTask(spec, &stop);
+    return RunMirrorTask(flags->config, "etcd2etcd");
   };
+}
+
+int RunMirrorTask(const config::MirrorConfig& c, const std::string& command) {
+  common::StopToken& stop = StartSignalThread();
+
+  auto src = etcd::Client::Create(c.src.ToClientOptions("source"));
+  if (!src.ok()) return ReportAndExit(command, src.status());
+  auto dst = etcd::Client::Create(c.dst.ToClientOptions("destination"));
+  if (!dst.ok()) return ReportAndExit(command, dst.status());
+
+  std::unique_ptr<etcd::Client> election_client;
+  if (c.ha) {
+    auto created = etcd::Client::Create(c.election.ToClientOptions("election"));
+    if (!created.ok()) return ReportAndExit(command, created.status());
+    election_client = std::move(*created);
+  }
+  absl::Status renamed =
+      mirror::CheckRenamedTask(c, election_client ? election_client.get() : dst->get());
+  if (!renamed.ok()) return ReportAndExit(command, renamed);
+
+  log::Info("main", "started",
+            {{"command", command},
+             {"version", KVSYNC_VERSION},
+             {"task", c.name},
+             {"prefix", c.prefix},
+             {"dst_prefix", c.dst_prefix},
+             {"once", c.once}});
+  mirror::Stats stats;
+  metrics::Registry registry;
+  metrics::AddProcessMetrics(&registry);
+  mirror::RegisterMetrics(&registry, c.name, &stats);
+  TaskSpec spec;
+  spec.command = command;
+  spec.task = c.name;
+  spec.ha = c.ha;
+  spec.instance_id = c.instance_id;
+  spec.election_name = ElectionName(c.meta_prefix, c.name);
+  spec.lease_ttl = c.lease_ttl;
+  spec.election_client = election_client.get();
+  spec.admin_addr = c.admin_addr;
+  spec.status_interval = c.status_interval;
+  spec.stats = &stats;
+  spec.registry = &registry;
+  spec.ready = [&stats, max_lag = c.ready_max_lag](const sink::RoleView& role, std::string* why) {
+    return mirror::Ready(stats, role, max_lag, why);
+  };
+  spec.status_json = [&stats, task = c.name,
+                      max_lag = c.ready_max_lag](const sink::RoleView& role) {
+    return mirror::StatusJson(stats, task, role, max_lag);
+  };
+  spec.log_progress = [&stats, task = c.name] { LogProgress(stats, task); };
+  // A standby replica needs only the election cluster; a single task needs both sides
+  // before anything else.
+  spec.connect = [&]() -> absl::Status {
+    std::vector<etcd::Client*> needed = {src->get(), dst->get()};
+    if (c.ha) needed = {election_client.get()};
+    for (etcd::Client* client : needed) {
+      if (auto connected = client->Connect(); !connected.ok()) return connected.status();
+    }
+    return absl::OkStatus();
+  };
+  spec.run = [&](const common::StopToken& term_stop, std::vector<etcd::Compare> fence) {
+    mirror::Mirror engine(c, src->get(), dst->get(), &term_stop, &stats);
+    engine.set_fence(std::move(fence));
+    return engine.Run();
+  };
+  return RunTask(spec, &stop);
 }
 
 }  // namespace kvsync::cli

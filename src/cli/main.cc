@@ -9,6 +9,7 @@
 #include "CLI/CLI.hpp"
 #include "cli/check.h"
 #include "cli/command.h"
+#include "cli/dr.h"
 #include "cli/etcd2etcd.h"
 #include "cli/etcdwatch.h"
 #include "cli/zk2etcd.h"
@@ -30,6 +31,10 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   commands["zk2etcd"] = kvsync::cli::AddZk2EtcdCommand(&app);
   commands["check"] = kvsync::cli::AddCheckCommand(&app);
   commands["etcdwatch"] = kvsync::cli::AddEtcdwatchCommand(&app);
+  commands["status"] = kvsync::cli::AddStatusCommand(&app);
+  commands["promote"] = kvsync::cli::AddPromoteCommand(&app);
+  commands["demote"] = kvsync::cli::AddDemoteCommand(&app);
+  commands["failback"] = kvsync::cli::AddFailbackCommand(&app);
   kvsync::cli::AddExitCodesFooter(&app);
   app.footer(std::string("Run 'kvsync <command> --help' for a command's flags.\n\n") +
              kvsync::cli::kExitCodesHelp);

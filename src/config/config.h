@@ -70,6 +70,9 @@ struct MirrorConfig {
   bool no_leases = false;
   std::chrono::milliseconds lease_min_ttl{60000};
   std::chrono::milliseconds lease_hold{0};
+  // Set by `kvsync failback` (no flag): adopt destination leases that already have a mirrored
+  // ID (LeaseKeeper::Options::adopt_existing).
+  bool adopt_leases = false;
   std::string log_level = "info";
   std::string log_format = "json";
 };

@@ -29,13 +29,15 @@ void HeadMonitor::Loop() {
   req.key = key_;
   req.keys_only = true;
   while (!stop_.stopped() && !term_stop_->stopped()) {
+    // The head a reply carries was current no earlier than the request was sent.
+    int64_t sent_ms = common::WallMs();
     auto resp = src_->Range(req);
     if (resp.ok()) {
       if (!failures.empty()) log::Info("mirror", "source head observed again");
       failures.Reset();
       stats_->head_refusal.store(0);
       stats_->source_head_revision.store(resp->header.revision);
-      stats_->head.Observe(resp->header.revision, common::WallMs(),
+      stats_->head.Observe(resp->header.revision, sent_ms,
                            stats_->last_synced_revision.load());
     } else {
       stats_->head_poll_failures.fetch_add(1);

@@ -318,8 +318,10 @@ absl::Status LeaseKeeper::Ensure(const std::vector<int64_t>& ids) {
       const absl::Status& granted = grants[i];
       if (granted.ok()) {
         stats_.lease_grants.fetch_add(1);
-      } else if (etcd::IsLeaseExists(granted) && recorded_before.contains(id)) {
-        // Granted by an earlier term or replica of this task: adopt it.
+      } else if (etcd::IsLeaseExists(granted) &&
+                 (recorded_before.contains(id) || options_.adopt_existing)) {
+        // Granted by an earlier term or replica of this task (or, in a failback, the
+        // original lease at the old primary): adopt it.
       } else if (etcd::IsLeaseExists(granted)) {
         e.state = State::kConflict;
         withdrawn.push_back(etcd::Op::Delete(RecordKey(id)));

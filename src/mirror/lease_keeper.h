@@ -59,6 +59,10 @@ class LeaseKeeper {
     std::string records_prefix;  // <meta>/<task>/leases/
     std::chrono::seconds min_ttl{60};
     std::chrono::milliseconds hold{0};  // 0: hold until promoted or stopped
+    // A destination lease that already has a mirrored ID is that lease's original, not a
+    // conflict: failback mirrors the promoted cluster's leases (granted by kvsync with the
+    // old primary's IDs) back into the old primary, which still has them.
+    bool adopt_existing = false;
   };
 
   // `writer` carries the leader's fence; `stats->last_synced_revision` is the engine's applied

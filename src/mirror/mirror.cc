@@ -17,9 +17,11 @@
 #include "common/clock.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
+#include "election/elector.h"
 #include "etcd/retry.h"
 #include "log/log.h"
 #include "mirror/continuous_check.h"
+#include "mirror/dr.h"
 #include "mirror/head_monitor.h"
 #include "mirror/txn_batcher.h"
 #include "runtime/bounded_queue.h"
@@ -184,12 +186,21 @@ Mirror::Mirror(config::MirrorConfig config, etcd::ClusterApi* src, etcd::Cluster
     : config_(std::move(config)),
       src_(src),
       dst_(dst),
-      stop_(stop),
+      outer_stop_(*stop, [this] { term_stop_.RequestStop(); }),
+      role_key_(checker::RoleKey(config_.meta_prefix, config_.name)),
       mapper_(config_.prefix, config_.dst_prefix, config_.exclude_prefixes, config_.meta_prefix),
       stats_(*stats),
       checkpoint_key_(checker::CheckpointKey(config_.meta_prefix, config_.name)),
-      writer_(dst_, stop, stats, "mirror"),
-      scope_(checker::ScopeDigest(config_.prefix, config_.dst_prefix, config_.exclude_prefixes)) {}
+      writer_(dst_, &term_stop_, stats, "mirror"),
+      scope_(checker::ScopeDigest(config_.prefix, config_.dst_prefix, config_.exclude_prefixes)) {
+  set_fence({});
+}
+
+void Mirror::set_fence(std::vector<etcd::Compare> fence) {
+  fence.push_back(checker::NotPromoted(role_key_));
+  fence_ = fence;
+  writer_.set_fence(std::move(fence));
+}
 
 Mirror::~Mirror() = default;
 
@@ -261,25 +272,7 @@ absl::Status Mirror::AnchorAt(int64_t revision) {
 }
 
 absl::StatusOr<bool> Mirror::RangeChanged(int64_t from, int64_t to) {
-  // Keys modified in (from, to] that still exist at `to`: any put. Equal key counts at both
-  // revisions then rule out deletes: every key at `to` is unchanged since `from`, so it
-  // existed at `from` with the same value, and no key of `from` is missing.
-  etcd::RangeRequest modified;
-  modified.key = mapper_.src_prefix();
-  modified.range_end = mapper_.src_range_end();
-  modified.revision = to;
-  modified.min_mod_revision = from + 1;
-  modified.keys_only = true;
-  modified.limit = 1;
-  ASSIGN_OR_RETURN(etcd::RangeResponse puts, src_->Range(modified));
-  if (!puts.kvs.empty()) return true;
-  etcd::RangeRequest count = modified;
-  count.min_mod_revision = 0;
-  count.count_only = true;
-  ASSIGN_OR_RETURN(etcd::RangeResponse at_to, src_->Range(count));
-  count.revision = from;
-  ASSIGN_OR_RETURN(etcd::RangeResponse at_from, src_->Range(count));
-  return at_to.count != at_from.count;
+  return mirror::RangeChanged(src_, mapper_.src_prefix(), mapper_.src_range_end(), from, to);
 }
 
 absl::StatusOr<int64_t> Mirror::SourceRevision() {
@@ -287,6 +280,7 @@ absl::StatusOr<int64_t> Mirror::SourceRevision() {
   // would make etcd 3.4 walk every key of it).
   etcd::RangeRequest req;
   req.key = config_.prefix;
+  int64_t sent_ms = common::WallMs();
   ASSIGN_OR_RETURN(etcd::RangeResponse resp,
                    etcd::RetryTransient(*stop_, "read source revision", &stats_.retries,
                                         [&] { return src_->Range(req); }));
@@ -296,7 +290,7 @@ absl::StatusOr<int64_t> Mirror::SourceRevision() {
         ", expected ", ClusterIdHex(source_cluster_id_)));
   }
   stats_.source_head_revision.store(resp.header.revision);
-  stats_.head.Observe(resp.header.revision, common::WallMs(), applied_);
+  stats_.head.Observe(resp.header.revision, sent_ms, applied_);
   return resp.header.revision;
 }
 
@@ -336,8 +330,20 @@ absl::Status Mirror::Run() {
     checks->Start();
   }
   absl::Status s = RunSync();
+  if (freshness_) freshness_->Stop();
+  freshness_.reset();
   if (leases_) leases_->Stop();
   leases_.reset();
+  if (election::IsFenced(s)) {
+    // A failed compare may be the role record rather than a lost election.
+    absl::StatusOr<std::optional<checker::RoleRecord>> role = ReadRole(dst_, role_key_);
+    if (role.ok() && role->has_value()) SetPromoted(**role);
+  }
+  absl::MutexLock lock(&promoted_mu_);
+  if (!promoted_.ok()) {
+    stats_.promoted.store(1);
+    s = promoted_;
+  }
   if (checks) checks->Stop();
   head.Stop();
   stats_.refusal.store(0);  // the next term (or replica) finds out for itself
@@ -394,12 +400,45 @@ absl::StatusOr<Mirror::StartDecision> Mirror::Decide(const std::optional<checker
   return StartDecision{false, "checkpoint found, source history verified"};
 }
 
+absl::Status Mirror::CheckNotPromoted() {
+  ASSIGN_OR_RETURN(std::optional<checker::RoleRecord> role,
+                   etcd::RetryTransient(*stop_, "read role record", &stats_.retries,
+                                        [&] { return ReadRole(dst_, role_key_); }));
+  if (role) SetPromoted(*role);
+  absl::MutexLock lock(&promoted_mu_);
+  return promoted_;
+}
+
+void Mirror::SetPromoted(const checker::RoleRecord& role) {
+  absl::MutexLock lock(&promoted_mu_);
+  promoted_ = PromotedError(config_.name, role, role_key_);
+}
+
+void Mirror::StartFreshness() {
+  FreshnessWriter::Options options;
+  options.key = checker::FreshnessKey(config_.meta_prefix, config_.name);
+  options.role_key = role_key_;
+  options.interval = config_.progress_interval;
+  options.writer = config_.instance_id;
+  options.ha = config_.ha;
+  options.source_cluster_id = source_cluster_id_;
+  freshness_ = std::make_unique<FreshnessWriter>(
+      options, dst_, fence_, &stats_, [this](const checker::RoleRecord& role) {
+        log::Warn(kLog, "the destination was promoted: this task stops writing into it",
+                  {{"promotion", checker::DescribePromotion(role)}});
+        SetPromoted(role);
+        term_stop_.RequestStop();
+      });
+  freshness_->Start();
+}
+
 absl::Status Mirror::StartLeases() {
   if (config_.no_leases) return absl::OkStatus();
   LeaseKeeper::Options options;
   options.records_prefix = checker::LeaseRecordPrefix(config_.meta_prefix, config_.name);
   options.min_ttl = std::chrono::duration_cast<std::chrono::seconds>(config_.lease_min_ttl);
   options.hold = config_.lease_hold;
+  options.adopt_existing = config_.adopt_leases;
   leases_ = std::make_unique<LeaseKeeper>(options, src_, dst_, &writer_, stop_, &stats_);
   RETURN_IF_ERROR(leases_->Load());
   leases_->Start();
@@ -421,6 +460,8 @@ bool Mirror::LeasedKeysLost(const absl::Status& s) {
 
 absl::Status Mirror::RunSync() {
   RETURN_IF_ERROR(Start());
+  RETURN_IF_ERROR(CheckNotPromoted());
+  StartFreshness();
   // Before anything is written: the leases of an earlier term are kept alive again at once.
   RETURN_IF_ERROR(StartLeases());
   ASSIGN_OR_RETURN(std::optional<checker::Checkpoint> cp, LoadCheckpoint());

@@ -41,6 +41,7 @@
 #include "common/stop_token.h"
 #include "config/config.h"
 #include "etcd/api.h"
+#include "mirror/freshness.h"
 #include "mirror/lease_keeper.h"
 #include "mirror/stats.h"
 #include "sink/commit_pipeline.h"
@@ -65,15 +66,14 @@ class Mirror {
   ~Mirror();
 
   // Compares added to every destination txn (the leader's fence); a failed compare makes
-  // Run() return election::IsFenced.
-  void set_fence(std::vector<etcd::Compare> fence) {
-    fence_ = fence;
-    writer_.set_fence(std::move(fence));
-  }
+  // Run() return election::IsFenced. Every txn also carries checker::NotPromoted on the
+  // task's role record, with or without a leader's fence.
+  void set_fence(std::vector<etcd::Compare> fence);
 
   // Returns OK when stopped or, with --once, when the destination matched the source at the
   // start revision. Errors: Unavailable (a cluster unreachable at start-up), FailedPrecondition
-  // (a checkpoint refused by the rule above; a key the destination refuses;
+  // (a checkpoint refused by the rule above; the destination was promoted (kvsync promote),
+  // found at start-up or by the freshness heartbeat while running; a key the destination refuses;
   // election::IsFenced when a fence compare failed), PermissionDenied / Unauthenticated at
   // start-up or with --once, other permanent etcd errors. Transient faults are retried inside.
   absl::Status Run();
@@ -88,6 +88,11 @@ class Mirror {
   };
 
   absl::Status Start();
+  // FailedPrecondition (PromotedError) when the destination's role record says promoted.
+  absl::Status CheckNotPromoted();
+  void SetPromoted(const checker::RoleRecord& role);
+  // Starts the term's FreshnessWriter (once the source cluster ID is known).
+  void StartFreshness();
   // Creates the term's LeaseKeeper (unless --no-leases), loads its records, starts it.
   absl::Status StartLeases();
   // A source lease's put ready for the destination: its lease resolved (see LeaseKeeper).
@@ -136,7 +141,14 @@ class Mirror {
   config::MirrorConfig config_;
   etcd::ClusterApi* src_;
   etcd::ClusterApi* dst_;
-  const common::StopToken* stop_;
+  // The term's token: stopped by the caller's, or by the freshness heartbeat finding the
+  // destination promoted (promoted_ then holds the refusal Run() returns).
+  common::StopToken term_stop_;
+  common::StopCallback outer_stop_;
+  const common::StopToken* stop_ = &term_stop_;
+  absl::Mutex promoted_mu_;
+  absl::Status promoted_ ABSL_GUARDED_BY(promoted_mu_);
+  const std::string role_key_;
   checker::KeyMapper mapper_;
   std::vector<etcd::Compare> fence_;
   Stats& stats_;
@@ -144,6 +156,7 @@ class Mirror {
   sink::TxnWriter writer_;
   // Lease-aware mirroring (none with --no-leases): one per term, started by RunSync.
   std::unique_ptr<LeaseKeeper> leases_;
+  std::unique_ptr<FreshnessWriter> freshness_;
 
   uint64_t source_cluster_id_ = 0;
   std::string scope_;  // checker::ScopeDigest of this task

@@ -11,6 +11,7 @@
 
 #include "absl/strings/match.h"
 #include "checker/checkpoint.h"
+#include "checker/dr_records.h"
 #include "common/stop_token.h"
 #include "config/config.h"
 #include "etcd/fake_etcd.h"
@@ -89,9 +90,19 @@ class MirrorEngineTest : public ::testing::Test {
   // The checkpoint a destination txn carries (-1: none).
   // The destination's txns from the `first` on that wrote something, as the writes they made
   // (a chained txn's writes sit in a nested txn; one whose chain compare failed wrote nothing).
+  // The destination's txns but the freshness heartbeat's (written on a timer of its own).
+  std::vector<FakeEtcd::TxnRecord> MirrorTxns() const {
+    std::vector<FakeEtcd::TxnRecord> out;
+    for (FakeEtcd::TxnRecord& r : dst_.txns()) {
+      const auto& ops = r.request.success;
+      if (ops.size() == 1 && absl::EndsWith(ops[0].key, "/freshness")) continue;
+      out.push_back(std::move(r));
+    }
+    return out;
+  }
   std::vector<FakeEtcd::TxnRecord> AppliedTxns(size_t first) const {
     std::vector<FakeEtcd::TxnRecord> out;
-    auto all = dst_.txns();
+    auto all = MirrorTxns();
     for (size_t i = first; i < all.size(); ++i) {
       FakeEtcd::TxnRecord r = all[i];
       if (!r.succeeded) continue;
@@ -202,14 +213,14 @@ TEST_F(MirrorEngineTest, CheckpointOfAnotherClusterIsRefused) {
 // revisions at the checkpoint's revision) is refused, and nothing is written.
 TEST_F(MirrorEngineTest, RebuiltSourceWithTheSameClusterIdIsRefused) {
   SyncOnce();
-  const size_t txns_before = dst_.txns().size();
+  const size_t txns_before = MirrorTxns().size();
   src_ = std::make_unique<FakeEtcd>(ClusterOptions(1));
   src_->Put("/app/other", "x");  // shifts every later revision
   for (int i = 0; i < 10; ++i) src_->Put("/app/k" + std::to_string(i), "rebuilt");
   absl::Status s = RunOnce();
   EXPECT_TRUE(absl::IsFailedPrecondition(s)) << s;
   EXPECT_TRUE(absl::StrContains(s.message(), "does not match")) << s;
-  EXPECT_EQ(dst_.txns().size(), txns_before);
+  EXPECT_EQ(MirrorTxns().size(), txns_before);
 }
 
 // A source behind the checkpoint (restored from a backup) is refused.
@@ -271,7 +282,7 @@ TEST_F(MirrorEngineTest, UnprovableOrPendingCheckpointTakesTheSlowPathMalformedI
 // completes.
 TEST_F(MirrorEngineTest, RevisionsArePackedWholeIntoTxnsWithinMaxTxnOps) {
   SyncOnce(1);
-  const size_t first = dst_.txns().size();
+  const size_t first = MirrorTxns().size();
   config_.max_txn_ops = 5;  // 3 data ops + the checkpoint, nested one level down
   // Every value names its source revision (r1...), so ops can be traced back.
   std::map<std::string, int64_t> revision_of;
@@ -321,7 +332,7 @@ TEST_F(MirrorEngineTest, RevisionsArePackedWholeIntoTxnsWithinMaxTxnOps) {
 TEST_F(MirrorEngineTest, ARevisionLargerThanOneTxnIsSplitWithThePreviousCheckpoint) {
   SyncOnce(1);
   const int64_t before = src_->revision();
-  const size_t first = dst_.txns().size();
+  const size_t first = MirrorTxns().size();
   config_.max_txn_ops = 5;
   etcd::TxnRequest big;
   for (int i = 0; i < 7; ++i) {
@@ -346,7 +357,7 @@ TEST_F(MirrorEngineTest, AFragmentedRevisionStaysInOneTxn) {
   options.max_watch_events = 2;
   src_ = std::make_unique<FakeEtcd>(options);
   SyncOnce(1);
-  const size_t first = dst_.txns().size();
+  const size_t first = MirrorTxns().size();
   config_.watch_buffer_bytes = 1;  // the engine takes one response at a time
   config_.max_txn_ops = 7;  // 5 data ops + checkpoint + nesting: one revision of 5 fits, two do not
   etcd::TxnRequest t;
@@ -415,7 +426,7 @@ TEST_F(MirrorEngineTest, ALateEventIsAppliedAndNeverMovesTheCheckpointBack) {
   options.misordered_progress = true;
   src_ = std::make_unique<FakeEtcd>(options);
   SyncOnce();
-  const size_t first = dst_.txns().size();
+  const size_t first = MirrorTxns().size();
   src_->HoldWatches(true);
   const int64_t late = src_->Put("/app/late", "v");
   const int64_t ahead = src_->Put("/other/x", "out of scope");
@@ -595,6 +606,47 @@ TEST_F(MirrorEngineTest, ADestinationLeaseLostWhileRunningIsRestoredByAFullSync)
   EXPECT_EQ(stats_.full_syncs.load(), 2);
   EXPECT_TRUE(dst_.LeaseTimeToLive(0x100)->exists());
   EXPECT_TRUE(StopRun().ok());
+}
+
+// The freshness record is kept while running: applied revision, the source head and when the
+// destination was last known fresh. A promotion (the role record) is noticed by that heartbeat
+// even when nothing else is written: the run ends on its own with the refusal, and a restart
+// is refused before anything is written.
+TEST_F(MirrorEngineTest, APromotedDestinationStopsTheRunningMirrorAndRefusesRestart) {
+  SyncOnce();
+  const int64_t synced = CheckpointRevision();
+  StartRun();
+  const std::string freshness_key = checker::FreshnessKey(config_.meta_prefix, config_.name);
+  ASSERT_TRUE(dst_.WaitFor(
+      [&] {
+        auto v = dst_.Get(freshness_key);
+        if (!v) return false;
+        auto f = checker::DecodeFreshness(*v);
+        return f.ok() && f->applied_revision >= synced && f->fresh_as_of_ms > 0;
+      },
+      kDeadline));
+  auto f = checker::DecodeFreshness(*dst_.Get(freshness_key));
+  ASSERT_TRUE(f.ok());
+  EXPECT_GE(f->source_head, f->applied_revision);
+  EXPECT_EQ(f->writer, "test");
+
+  checker::RoleRecord role;
+  role.mode = "failover";
+  role.by = "ops@test";
+  dst_.Put(checker::RoleKey(config_.meta_prefix, config_.name), checker::EncodeRole(role));
+  ASSERT_TRUE(dst_.WaitFor([&] { return stats_.promoted.load() == 1; }, kDeadline));
+  thread_.join();  // ended on its own: no stop was requested
+  mirror_.reset();
+  EXPECT_TRUE(absl::IsFailedPrecondition(result_)) << result_;
+  EXPECT_TRUE(absl::StrContains(result_.message(), "promoted by ops@test")) << result_;
+  EXPECT_TRUE(absl::StrContains(result_.message(), "kvsync demote")) << result_;
+
+  src_->Put("/app/after", "v");
+  const size_t txns_before = MirrorTxns().size();
+  absl::Status s = RunOnce();
+  EXPECT_TRUE(absl::IsFailedPrecondition(s)) << s;
+  EXPECT_EQ(MirrorTxns().size(), txns_before);
+  EXPECT_EQ(dst_.Get("/app/after"), std::nullopt);
 }
 
 }  // namespace

@@ -45,6 +45,29 @@ TEST(HeadTracker, LagCountsFromFirstUnappliedObservation) {
   EXPECT_EQ(t.last_observed_ms(), 10000);
 }
 
+// Freshness: the destination is fresh as of the last time the source was observed at or below
+// what it applied; a head seen while behind dates freshness only once it is applied, with the
+// last time that head was still current, and an out-of-order older reply never dates a newer
+// head.
+TEST(HeadTracker, FreshAsOfIsTheLastObservationAtOrBelowApplied) {
+  HeadTracker t;
+  EXPECT_EQ(t.FreshAsOf(0), 0);
+  t.Observe(10, 1000, 10);
+  EXPECT_EQ(t.FreshAsOf(10), 1000);
+  t.Observe(12, 2000, 10);
+  t.Observe(12, 3000, 10);  // still 12 at 3000
+  t.Observe(15, 4000, 10);
+  t.Observe(13, 5000, 10);  // an older reply: says nothing about 15 at 5000
+  EXPECT_EQ(t.FreshAsOf(11), 1000);
+  EXPECT_EQ(t.FreshAsOf(12), 3000);
+  EXPECT_EQ(t.FreshAsOf(14), 3000);
+  EXPECT_EQ(t.FreshAsOf(15), 4000);
+  EXPECT_EQ(t.FreshAsOf(12), 4000);  // never moves back
+  EXPECT_EQ(t.LastHead(), std::make_pair(int64_t{13}, int64_t{5000}));
+  t.Reset();
+  EXPECT_EQ(t.FreshAsOf(100), 0);
+}
+
 // Watch cancels are told apart: compaction stays recognisable, permission and auth reasons
 // and unknown server cancels are refusals, never transient.
 TEST(Refusals, ServerCancelsAreRefusalsNotTransient) {

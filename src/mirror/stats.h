@@ -28,6 +28,11 @@ class HeadTracker {
   double BehindSeconds(int64_t applied, int64_t now_ms) const;
   // Wall time of the last successful observation (0: never).
   int64_t last_observed_ms() const { return last_observed_ms_.load(); }
+  // Wall time of the last observation of a head at or below `applied` (0: none yet): the
+  // destination held everything the source held then. Never moves back within a term.
+  int64_t FreshAsOf(int64_t applied);
+  // The last head observed and when (0, 0: none).
+  std::pair<int64_t, int64_t> LastHead() const;
   // Forgets every observation (a new leadership term must not inherit an old one's samples).
   void Reset();
 
@@ -35,6 +40,10 @@ class HeadTracker {
   static constexpr size_t kMaxSamples = 4096;
   mutable absl::Mutex mu_;
   std::deque<std::pair<int64_t, int64_t>> samples_ ABSL_GUARDED_BY(mu_);  // (head, first seen)
+  // Observations not yet known applied: (head, last seen), heads increasing.
+  std::deque<std::pair<int64_t, int64_t>> recent_ ABSL_GUARDED_BY(mu_);
+  int64_t fresh_ms_ ABSL_GUARDED_BY(mu_) = 0;
+  std::pair<int64_t, int64_t> last_head_ ABSL_GUARDED_BY(mu_) = {0, 0};
   std::atomic<int64_t> last_observed_ms_{0};
 };
 
@@ -92,6 +101,11 @@ struct Stats : sink::WriteStats {
   std::atomic<int64_t> lease_keepalives{0};
   std::atomic<int64_t> lease_keepalive_failures{0};
   std::atomic<int64_t> leases_lost{0};
+  // The freshness record (FreshnessWriter): writes, failed writes; 1 once the destination was
+  // found promoted (this task no longer writes into it).
+  std::atomic<int64_t> freshness_writes{0};
+  std::atomic<int64_t> freshness_write_failures{0};
+  std::atomic<int64_t> promoted{0};
 };
 
 }  // namespace kvsync::mirror
