@@ -118,8 +118,33 @@ int RunStatus(CLI::App* cmd, StatusFlags* f) {
   return Exit(healthy ? ExitCode::kOk : ExitCode::kFindings);
 }
 
+// The task `c` reversed: from its promoted destination back into its old primary.
+absl::StatusOr<config::MirrorConfig> Reverse(const config::MirrorConfig& c,
+                                             const std::string& name) {
+  config::MirrorConfig r = c;
+  r.src = c.dst;
+  r.dst = c.src;
+  r.prefix = c.dst_prefix;
+  r.dst_prefix = c.prefix;
+  r.dst_prefix_set = true;
+  r.exclude_prefixes.clear();
+  for (const std::string& ex : c.exclude_prefixes) {
+    r.exclude_prefixes.push_back(c.dst_prefix + ex.substr(std::min(ex.size(), c.prefix.size())));
+  }
+  r.name = name.empty() ? c.name + "-failback" : name;
+  r.name_derived = false;
+  // The election follows the destination unless the task names its own cluster.
+  if (c.ha && c.election.endpoints == c.dst.endpoints) r.election = config::EtcdConnection();
+  r.adopt_leases = true;
+  r.reset_last_synced_rev = false;
+  RETURN_IF_ERROR(config::ValidateMirrorConfig(&r));
+  return r;
+}
+
 struct PromoteFlags {
   MirrorFlags task;
+  bool reverse = false;
+  std::string reverse_name;
   bool force = false;
   std::chrono::milliseconds timeout{60000};
   std::string output = "text";
@@ -130,6 +155,11 @@ int RunPromote(CLI::App* cmd, PromoteFlags* f) {
   absl::Status valid = CheckOutput(f->output);
   if (valid.ok()) valid = LoadMirrorFlags(cmd, &f->task);
   if (!valid.ok()) return ReportAndExit("promote", valid);
+  if (f->reverse) {
+    auto reversed = Reverse(f->task.config, f->reverse_name);
+    if (!reversed.ok()) return ReportAndExit("promote", reversed.status());
+    f->task.config = *reversed;
+  }
   const config::MirrorConfig& c = f->task.config;
   common::StopToken& stop = StartSignalThread();
   auto dst = ConnectClient(c.dst, "destination");
@@ -183,6 +213,21 @@ int RunDemote(CLI::App* cmd, MirrorFlags* f) {
   EndStartup();
   auto role = mirror::Demote(dst->get(), c.meta_prefix, c.name);
   if (!role.ok()) return ReportAndExit("demote", role.status());
+  // A switchover left the source "demoted" (its writers fenced): the source is primary again.
+  config::EtcdConnection src_conn = c.src;
+  src_conn.dial_timeout = std::min(src_conn.dial_timeout, std::chrono::milliseconds(2000));
+  if (auto src = ConnectClient(src_conn, "source"); src.ok()) {
+    absl::Status undone = mirror::UndoSourceFence(src->get(), c.meta_prefix, c.name);
+    if (!undone.ok()) {
+      std::fprintf(stderr, "demote: the source's role record could not be removed: %s\n",
+                   std::string(undone.message()).c_str());
+    }
+  } else {
+    std::fprintf(stderr,
+                 "demote: the source is unreachable; if a switchover demoted it, delete its role "
+                 "record %s there\n",
+                 checker::RoleKey(c.meta_prefix, c.name).c_str());
+  }
   std::printf(
       "demoted: task \"%s\" may mirror into its destination again (it was %s); its next run "
       "is a full sync that overwrites what was written there since\n",
@@ -195,29 +240,6 @@ struct FailbackFlags {
   std::string lost_writes;
   std::string reverse_name;
 };
-
-// The task `c` reversed: from its promoted destination back into its old primary.
-absl::StatusOr<config::MirrorConfig> Reverse(const config::MirrorConfig& c,
-                                             const std::string& name) {
-  config::MirrorConfig r = c;
-  r.src = c.dst;
-  r.dst = c.src;
-  r.prefix = c.dst_prefix;
-  r.dst_prefix = c.prefix;
-  r.dst_prefix_set = true;
-  r.exclude_prefixes.clear();
-  for (const std::string& ex : c.exclude_prefixes) {
-    r.exclude_prefixes.push_back(c.dst_prefix + ex.substr(std::min(ex.size(), c.prefix.size())));
-  }
-  r.name = name.empty() ? c.name + "-failback" : name;
-  r.name_derived = false;
-  // The election follows the destination unless the task names its own cluster.
-  if (c.ha && c.election.endpoints == c.dst.endpoints) r.election = config::EtcdConnection();
-  r.adopt_leases = true;
-  r.reset_last_synced_rev = false;
-  RETURN_IF_ERROR(config::ValidateMirrorConfig(&r));
-  return r;
-}
 
 // Writes the divergence once, before the reverse task first writes into the old primary; a
 // summary record at the old primary remembers it for later runs (which must not count the
@@ -372,6 +394,13 @@ std::function<int()> AddPromoteCommand(CLI::App* app) {
                 "of waiting silently")
       ->group("Promote");
   cmd->add_option("--output", flags->output, "text or json")->default_val("text")->group("Promote");
+  cmd->add_flag("--reverse", flags->reverse,
+                "promote the task's failback (<name>-failback, old primary <- promoted cluster): "
+                "the switchover back after `kvsync failback` caught up")
+      ->group("Promote");
+  cmd->add_option("--reverse-name", flags->reverse_name,
+                  "name of the reversed task (default <name>-failback)")
+      ->group("Promote");
   return [flags, cmd] { return RunPromote(cmd, flags.get()); };
 }
 

@@ -223,10 +223,13 @@ int RunMirrorTask(const config::MirrorConfig& c, const std::string& command) {
   // A standby replica needs only the election cluster; a single task needs both sides
   // before anything else.
   spec.connect = [&]() -> absl::Status {
-    std::vector<etcd::Client*> needed = {src->get(), dst->get()};
+    // The destination first: a promoted one refuses the task whatever the source's state
+    // (after a failover the source is usually gone).
+    std::vector<etcd::Client*> needed = {dst->get(), src->get()};
     if (c.ha) needed = {election_client.get()};
     for (etcd::Client* client : needed) {
       if (auto connected = client->Connect(); !connected.ok()) return connected.status();
+      if (client == dst->get()) RETURN_IF_ERROR(mirror::CheckNotPromoted(client, c));
     }
     return absl::OkStatus();
   };

@@ -145,10 +145,14 @@ TaskStatus DeriveStatus(const std::string& task, const TaskRecords& records,
   s.lag_revisions = std::max<int64_t>(0, head - applied);
   s.lag_seconds = fresh_ms > 0 ? std::max<double>(0, (options.now_ms - fresh_ms) / 1000.0) : -1;
   if (records.role) {
+    // The figures fixed at the promotion: what the destination held of the source then.
     s.state = "promoted";
     s.detail = checker::DescribePromotion(*records.role);
+    s.checkpoint = records.role->applied_revision;
+    s.source_head = std::max(records.role->source_head, s.checkpoint);
+    s.source_head_live = false;
+    s.lag_revisions = s.source_head - s.checkpoint;
     s.lag_seconds = 0;
-    s.lag_revisions = 0;
     return s;
   }
   if (!records.freshness) {
@@ -305,92 +309,149 @@ absl::Status CheckPromotable(const PromoteOptions& o, const TaskRecords& records
 
 }  // namespace
 
-absl::StatusOr<PromoteReport> Promote(etcd::ClusterApi* dst, etcd::KvApi* src,
+namespace {
+
+// The source head: one single-key read. FailedPrecondition when the source is another cluster
+// than the checkpoint's.
+absl::StatusOr<etcd::Header> SourceHead(etcd::KvApi* src, const PromoteOptions& o,
+                                        uint64_t cluster_id) {
+  etcd::RangeRequest req;
+  req.key = o.src_key;
+  req.keys_only = true;
+  ASSIGN_OR_RETURN(etcd::RangeResponse resp, src->Range(req));
+  if (resp.header.cluster_id != cluster_id) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "the source is cluster %x but the task's checkpoint was taken from cluster %x",
+        resp.header.cluster_id, cluster_id));
+  }
+  return resp.header;
+}
+
+// The figures of a failover: what the checkpoint and the freshness record say.
+void FillFromRecords(const TaskRecords& records, checker::RoleRecord* role) {
+  const checker::Checkpoint& cp = *records.checkpoint;
+  role->source_cluster_id = cp.source_cluster_id;
+  role->destination_revision = records.dst_revision;
+  role->applied_revision = cp.revision;
+  role->source_head = cp.revision;
+  // The freshness record counts when it speaks of the same source.
+  if (records.freshness && records.freshness->source_cluster_id == cp.source_cluster_id) {
+    const checker::Freshness& f = *records.freshness;
+    role->applied_revision = std::max(role->applied_revision, f.applied_revision);
+    role->applied_current_ms = f.fresh_as_of_ms;
+    role->source_head = std::max(f.source_head, role->applied_revision);
+    role->source_head_ms = f.source_head_ms;
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<PromoteReport> Promote(etcd::ClusterApi* dst, etcd::ClusterApi* src,
                                       const PromoteOptions& o) {
   auto now = [&o] { return o.now_ms ? o.now_ms() : common::WallMs(); };
   PromoteReport report;
   report.switchover = src != nullptr;
+  checker::RoleRecord& role = report.role;
+  role.by = o.by;
+  role.mode = src != nullptr ? "switchover" : "failover";
   const int64_t started = now();
-  while (true) {
-    ASSIGN_OR_RETURN(TaskRecords records, ReadTaskRecords(dst, o.meta_prefix, o.task));
-    RETURN_IF_ERROR(CheckPromotable(o, records));
-    const checker::Checkpoint& cp = *records.checkpoint;
-    checker::RoleRecord& role = report.role;
-    role.by = o.by;
-    role.source_cluster_id = cp.source_cluster_id;
-    role.destination_revision = records.dst_revision;
-    role.applied_revision = cp.revision;
-    role.source_head = cp.revision;
-    // The freshness record counts when it speaks of the same source.
-    const checker::Freshness* f =
-        records.freshness && records.freshness->source_cluster_id == cp.source_cluster_id
-            ? &*records.freshness
-            : nullptr;
-    if (f != nullptr) {
-      role.applied_revision = std::max(role.applied_revision, f->applied_revision);
-      role.applied_current_ms = f->fresh_as_of_ms;
-      role.source_head = std::max(f->source_head, role.applied_revision);
-      role.source_head_ms = f->source_head_ms;
+  const std::string source_role_key = checker::RoleKey(o.meta_prefix, o.task);
+  bool source_demoted = false;
+  // A switchover that gives up after demoting the source un-demotes it.
+  auto undo = [&](absl::Status s) -> absl::Status {
+    if (source_demoted) {
+      etcd::TxnRequest txn;
+      txn.success.push_back(etcd::Op::Delete(source_role_key));
+      src->Txn(txn).IgnoreError();
     }
+    return s;
+  };
+  int64_t target = 0;  // switchover: the source revision the destination must hold
+  int64_t target_ms = 0;
+  while (true) {
+    absl::StatusOr<TaskRecords> read = ReadTaskRecords(dst, o.meta_prefix, o.task);
+    if (!read.ok()) return undo(read.status());
+    const TaskRecords& records = *read;
+    if (absl::Status s = CheckPromotable(o, records); !s.ok()) return undo(s);
+    const checker::Checkpoint& cp = *records.checkpoint;
+    FillFromRecords(records, &role);
     report.full_sync_interrupted = cp.full_sync_pending;
     if (src != nullptr) {
       if (cp.full_sync_pending) {
-        return absl::FailedPreconditionError(
+        return undo(absl::FailedPreconditionError(
             "a full sync is running at the destination; wait for it to finish before a "
-            "switchover");
+            "switchover"));
       }
-      // The source head, read now: the destination must provably hold it.
-      int64_t sent = now();
-      etcd::RangeRequest head_req;
-      head_req.key = o.src_key;
-      head_req.keys_only = true;
-      ASSIGN_OR_RETURN(etcd::RangeResponse head, src->Range(head_req));
-      if (head.header.cluster_id != cp.source_cluster_id) {
-        return absl::FailedPreconditionError(absl::StrFormat(
-            "the source is cluster %x but the task's checkpoint was taken from cluster %x",
-            head.header.cluster_id, cp.source_cluster_id));
+      if (target == 0) {
+        int64_t sent = now();
+        absl::StatusOr<etcd::Header> head = SourceHead(src, o, cp.source_cluster_id);
+        if (!head.ok()) return undo(head.status());
+        target = head->revision;
+        target_ms = sent;
       }
-      bool caught_up = role.applied_revision >= head.header.revision;
+      // Caught up when the destination applied the target, or nothing in scope changed
+      // between its checkpoint and the target.
+      bool caught_up = role.applied_revision >= target;
       if (!caught_up) {
         absl::StatusOr<bool> changed =
-            RangeChanged(src, o.src_key, o.src_range_end, cp.revision, head.header.revision);
+            RangeChanged(src, o.src_key, o.src_range_end, cp.revision, target);
         caught_up = changed.ok() && !*changed;
       }
       if (!caught_up) {
         if (now() - started > o.timeout.count()) {
-          return absl::DeadlineExceededError(absl::StrCat(
-              "the destination did not catch up with source revision ", head.header.revision,
-              " within ", o.timeout.count() / 1000, "s (applied: ", role.applied_revision,
-              "); nothing was changed. Retry, raise --timeout, or fail over with --force"));
+          return undo(absl::DeadlineExceededError(absl::StrCat(
+              "the destination did not catch up with source revision ", target, " within ",
+              o.timeout.count() / 1000, "s (applied: ", role.applied_revision,
+              "); nothing was changed. Retry, raise --timeout, or fail over with --force")));
         }
         if (o.stop != nullptr && o.stop->WaitFor(std::chrono::milliseconds(50))) {
-          return absl::CancelledError("stopped");
+          return undo(absl::CancelledError("stopped"));
         }
         continue;
       }
-      // Nothing in scope changed in (checkpoint, head]: the destination reflects the head.
-      role.applied_revision = std::max(role.applied_revision, head.header.revision);
-      role.applied_current_ms = sent;
-      role.source_head = head.header.revision;
-      role.source_head_ms = sent;
+      if (!source_demoted) {
+        // Caught up with the head seen first: now the cutover point. The source's own role
+        // record ("demoted") takes a revision M; every write the source acknowledged before
+        // it is below M, and a writer that compares that record in its txns is fenced from
+        // here on. Then the destination must hold M too.
+        checker::RoleRecord demoted = role;
+        demoted.role = "demoted";
+        demoted.promoted_ms = now();
+        etcd::TxnRequest txn;
+        txn.success.push_back(etcd::Op::Put(source_role_key, checker::EncodeRole(demoted)));
+        int64_t sent = now();
+        absl::StatusOr<etcd::TxnResponse> put = src->Txn(txn);
+        if (put.ok()) {
+          source_demoted = true;
+          report.source_fenced = true;
+          target = put->header.revision;
+          target_ms = sent;
+          continue;
+        }
+        if (!etcd::IsRefused(put.status())) return undo(put.status());
+        // No write permission at the source: no cutover point, writers are not fenced; the
+        // late-writes figure below says what happened after the fence.
+        report.source_fence_error = std::string(put.status().message());
+      }
+      role.applied_revision = std::max(role.applied_revision, target);
+      role.applied_current_ms = target_ms;
+      role.source_head = target;
+      role.source_head_ms = target_ms;
     }
-    role.mode = src != nullptr ? "switchover" : "failover";
     role.promoted_ms = now();
-    ASSIGN_OR_RETURN(bool written, WriteRole(dst, o, records, role));
-    if (!written) continue;  // the mirror applied more meanwhile: read again
-    break;
+    absl::StatusOr<bool> written = WriteRole(dst, o, records, role);
+    if (!written.ok()) return undo(written.status());
+    if (*written) break;
+    // The mirror applied more meanwhile: read again.
   }
   report.waited_seconds = static_cast<double>(now() - started) / 1000.0;
   if (src != nullptr) {
     // Writes the old primary took after the cutover are not here; say so exactly.
-    etcd::RangeRequest head_req;
-    head_req.key = o.src_key;
-    head_req.keys_only = true;
-    absl::StatusOr<etcd::RangeResponse> head = src->Range(head_req);
+    absl::StatusOr<etcd::Header> head = SourceHead(src, o, role.source_cluster_id);
     if (head.ok()) {
-      report.source_head_after = head->header.revision;
-      absl::StatusOr<bool> changed = RangeChanged(
-          src, o.src_key, o.src_range_end, report.role.applied_revision, head->header.revision);
+      report.source_head_after = head->revision;
+      absl::StatusOr<bool> changed =
+          RangeChanged(src, o.src_key, o.src_range_end, role.applied_revision, head->revision);
       report.late_writes = !changed.ok() || *changed;
     } else {
       report.late_writes = true;  // cannot tell: failback will
@@ -466,6 +527,7 @@ std::string RenderPromoteJson(const PromoteReport& r, const std::string& task) {
                       {"destination_revision", role.destination_revision},
                       {"waited_seconds", r.waited_seconds},
                       {"late_writes", r.late_writes},
+                      {"source_fenced", r.source_fenced},
                       {"source_head_after", r.source_head_after},
                       {"full_sync_interrupted", r.full_sync_interrupted},
                       {"mirrored_leases", r.mirrored_leases}};
@@ -493,6 +555,23 @@ absl::StatusOr<checker::RoleRecord> Demote(etcd::ClusterApi* dst, const std::str
   ASSIGN_OR_RETURN(etcd::TxnResponse resp, dst->Txn(txn));
   (void)resp;
   return *records.role;
+}
+
+absl::Status UndoSourceFence(etcd::ClusterApi* src, const std::string& meta_prefix,
+                             const std::string& task) {
+  const std::string key = checker::RoleKey(meta_prefix, task);
+  ASSIGN_OR_RETURN(std::optional<etcd::KeyValue> kv, Get(src, key));
+  if (!kv) return absl::OkStatus();
+  absl::StatusOr<checker::RoleRecord> role = checker::DecodeRole(kv->value);
+  if (!role.ok() || role->role != "demoted") return absl::OkStatus();
+  etcd::TxnRequest txn;
+  etcd::Compare same;
+  same.key = key;
+  same.target = etcd::Compare::Target::kModRevision;
+  same.number = kv->mod_revision;
+  txn.compares.push_back(same);
+  txn.success.push_back(etcd::Op::Delete(key));
+  return src->Txn(txn).status();
 }
 
 absl::StatusOr<std::vector<LostWrite>> FindDivergence(etcd::KvApi* old_primary,

@@ -6,8 +6,11 @@
 //
 // Promote writes the role record in one txn that compares the checkpoint it read, so the RPO
 // figure it prints is the destination's exact state at the fence: every source change up to
-// applied_revision is there, none after it. Switchover (a source to read) first waits until
-// the destination provably holds the source's head; failover (force) promotes at once.
+// applied_revision is there, none after it. Failover (no source) promotes at once.
+// Switchover: waits until the destination provably holds the source's head, marks the cutover
+// point by writing the task's role record at the source ("demoted": a writer whose txns compare
+// it is fenced there), waits until the destination holds that revision too, then promotes, and
+// reports whether the source still changed after it (writers that ignore the record).
 //
 // Thread-safety: plain functions; call from one thread. `stop` ends waits early (Cancelled).
 #pragma once
@@ -96,6 +99,10 @@ struct PromoteReport {
   // cutover; `kvsync failback` reports them).
   int64_t source_head_after = 0;
   bool late_writes = false;
+  // Switchover: the source's role record says "demoted" (the cutover point); when the source
+  // refused that write (no permission), why.
+  bool source_fenced = false;
+  std::string source_fence_error;
   bool full_sync_interrupted = false;  // failover of a destination mid full sync
   double waited_seconds = 0;           // switchover: time spent waiting for the catch-up
   int64_t mirrored_leases = 0;         // leases the task kept alive at the destination
@@ -105,7 +112,7 @@ struct PromoteReport {
 // promoted, never synced, the source is another cluster than the checkpoint's),
 // DeadlineExceeded (switchover: the destination did not catch up within the timeout; nothing
 // was written), Cancelled, the clusters' errors.
-absl::StatusOr<PromoteReport> Promote(etcd::ClusterApi* dst, etcd::KvApi* src,
+absl::StatusOr<PromoteReport> Promote(etcd::ClusterApi* dst, etcd::ClusterApi* src,
                                       const PromoteOptions& options);
 std::string RenderPromoteText(const PromoteReport& report, const std::string& task);
 std::string RenderPromoteJson(const PromoteReport& report, const std::string& task);
@@ -120,6 +127,10 @@ absl::StatusOr<checker::RoleRecord> Demote(etcd::ClusterApi* dst, const std::str
 // counts differ). Errors: IsCompacted when `from` is compacted, the reads'.
 absl::StatusOr<bool> RangeChanged(etcd::KvApi* src, const std::string& key,
                                   const std::string& range_end, int64_t from, int64_t to);
+
+// Deletes the task's "demoted" role record at the source (left by a switchover), if there.
+absl::Status UndoSourceFence(etcd::ClusterApi* src, const std::string& meta_prefix,
+                             const std::string& task);
 
 // One write the old primary took after the standby's last applied revision.
 struct LostWrite {

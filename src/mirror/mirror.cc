@@ -400,6 +400,12 @@ absl::StatusOr<Mirror::StartDecision> Mirror::Decide(const std::optional<checker
   return StartDecision{false, "checkpoint found, source history verified"};
 }
 
+absl::Status CheckNotPromoted(etcd::KvApi* dst, const config::MirrorConfig& config) {
+  const std::string key = checker::RoleKey(config.meta_prefix, config.name);
+  ASSIGN_OR_RETURN(std::optional<checker::RoleRecord> role, ReadRole(dst, key));
+  return role ? PromotedError(config.name, *role, key) : absl::OkStatus();
+}
+
 absl::Status Mirror::CheckNotPromoted() {
   ASSIGN_OR_RETURN(std::optional<checker::RoleRecord> role,
                    etcd::RetryTransient(*stop_, "read role record", &stats_.retries,
@@ -459,8 +465,9 @@ bool Mirror::LeasedKeysLost(const absl::Status& s) {
 }
 
 absl::Status Mirror::RunSync() {
-  RETURN_IF_ERROR(Start());
+  // Before the source is needed: after a failover it is usually gone.
   RETURN_IF_ERROR(CheckNotPromoted());
+  RETURN_IF_ERROR(Start());
   StartFreshness();
   // Before anything is written: the leases of an earlier term are kept alive again at once.
   RETURN_IF_ERROR(StartLeases());

@@ -56,6 +56,10 @@ namespace kvsync::mirror {
 // Read failures are logged and ignored (the run itself reports an unreachable cluster).
 absl::Status CheckRenamedTask(const config::MirrorConfig& config, etcd::KvApi* election_cluster);
 
+// FailedPrecondition (PromotedError) when the destination of task `config` was promoted; the
+// read's error otherwise.
+absl::Status CheckNotPromoted(etcd::KvApi* dst, const config::MirrorConfig& config);
+
 class Mirror {
  public:
   // `src` and `dst` (an etcd::Client each in production, etcd::FakeEtcd in unit tests) and

@@ -131,6 +131,19 @@ void RegisterMetrics(metrics::Registry* r, const std::string& task, Stats* s) {
   f.Counter("kvsync_leases_lost_total",
             "Managed destination leases found gone with their keys (each forces a full sync)",
             s->leases_lost, t);
+  f.Counter("kvsync_freshness_writes_total",
+            "Freshness records written to the destination (the leader's heartbeat there)",
+            s->freshness_writes, t);
+  f.Counter("kvsync_freshness_write_failures_total",
+            "Freshness record writes that failed (the destination unreachable or refusing)",
+            s->freshness_write_failures, t);
+  f.Gauge("kvsync_destination_fresh_timestamp_seconds",
+          "Wall time (Unix seconds) at which the source was last observed at or below the applied "
+          "revision: the destination held everything the source held then (0: not yet)",
+          [s] {
+            return static_cast<double>(s->head.FreshAsOf(s->last_synced_revision.load())) /
+                   1000.0;
+          });
   f.Counter("kvsync_watch_restarts_total", "Source watch streams re-established", s->watch_restarts,
             t);
   f.Counter("kvsync_split_revisions_total",

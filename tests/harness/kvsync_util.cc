@@ -59,4 +59,18 @@ std::vector<etcd::Event> EventRecorder::events() {
   return events_;
 }
 
+Provider::Provider(etcd::Client* cluster, std::vector<int64_t> leases)
+    : cluster_(cluster), leases_(std::move(leases)), thread_([this] {
+        do {
+          cluster_->LeaseKeepAlive(leases_).IgnoreError();
+        } while (!done_.WaitFor(std::chrono::milliseconds(1000)));
+      }) {}
+
+Provider::~Provider() { Stop(); }
+
+void Provider::Stop() {
+  done_.RequestStop();
+  if (thread_.joinable()) thread_.join();
+}
+
 }  // namespace kvsync::testing

@@ -10,6 +10,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "common/stop_token.h"
 #include "etcd/client.h"
 
 namespace kvsync::testing {
@@ -37,6 +38,23 @@ class EventRecorder {
   std::unique_ptr<etcd::WatchStream> stream_;
   absl::Mutex mu_;
   std::vector<etcd::Event> events_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;
+};
+
+// A service provider's registration client: keeps leases alive on one cluster (one keep-alive
+// round a second, as clients pace theirs) on a thread of its own until stopped or destroyed.
+class Provider {
+ public:
+  Provider(etcd::Client* cluster, std::vector<int64_t> leases);
+  ~Provider();
+  Provider(const Provider&) = delete;
+  Provider& operator=(const Provider&) = delete;
+  void Stop();
+
+ private:
+  etcd::Client* cluster_;
+  std::vector<int64_t> leases_;
+  common::StopToken done_;
   std::thread thread_;
 };
 

@@ -28,34 +28,11 @@ using std::chrono::milliseconds;
 using std::chrono::seconds;
 using testing::EtcdCluster;
 using testing::FaultProxy;
+using testing::Provider;
 using testing::Subprocess;
 using testing::WaitFor;
 
 constexpr char kElection[] = "/kvsync/meta/registry/election";
-
-// Keeps leases alive on one cluster, as a provider does, until stopped.
-class Provider {
- public:
-  Provider(etcd::Client* cluster, std::vector<int64_t> leases)
-      : cluster_(cluster), leases_(std::move(leases)), thread_([this] { Run(); }) {}
-  ~Provider() { Stop(); }
-  void Stop() {
-    done_ = true;
-    if (thread_.joinable()) thread_.join();
-  }
-
- private:
-  void Run() {
-    while (!done_) {
-      cluster_->LeaseKeepAlive(leases_).IgnoreError();
-      std::this_thread::sleep_for(milliseconds(1000));  // pacing the keep-alives, as a client
-    }
-  }
-  etcd::Client* cluster_;
-  std::vector<int64_t> leases_;
-  std::atomic<bool> done_{false};
-  std::thread thread_;
-};
 
 // Keys deleted under a prefix of a cluster from a revision on.
 std::vector<std::string> Deleted(testing::EventRecorder* recorder) {
