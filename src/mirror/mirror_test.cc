@@ -4,6 +4,7 @@
 #include "etcd/types.h"
 #include "gtest/gtest.h"
 #include "mirror/observability.h"
+#include "mirror/dr.h"
 #include "mirror/stats.h"
 #include "mirror/txn_batcher.h"
 
@@ -102,6 +103,61 @@ TEST(Readiness, RefusalAndUnobservedHeadAreNotReady) {
   s.head_refusal.store(static_cast<int>(Refusal::kPermissionDenied));
   EXPECT_FALSE(Ready(s, role, std::chrono::seconds(30), &why));
   EXPECT_NE(why.find("permission_denied"), std::string::npos) << why;
+}
+
+// kvsync status names each state from the records alone: promoted wins; a missing or stale
+// heartbeat is stalled (a leader holds the election), no-leader (an HA task without one) or
+// stopped; then full-sync, lagging beyond --max-lag, else streaming.
+TEST(DeriveStatus, NamesEveryState) {
+  const int64_t now = 1'000'000;
+  TaskRecords r;
+  r.checkpoint = checker::Checkpoint{};
+  r.checkpoint->revision = 90;
+  StatusOptions o;
+  o.now_ms = now;
+  o.max_lag = std::chrono::milliseconds(30000);
+  EXPECT_EQ(DeriveStatus("t", r, o).state, "stopped");  // no freshness record
+
+  checker::Freshness f;
+  f.applied_revision = 100;
+  f.source_head = 104;
+  f.fresh_as_of_ms = now - 2000;
+  f.updated_ms = now - 500;
+  f.interval_ms = 1000;
+  r.freshness = f;
+  TaskStatus s = DeriveStatus("t", r, o);
+  EXPECT_EQ(s.state, "streaming");
+  EXPECT_TRUE(s.healthy());
+  EXPECT_EQ(s.checkpoint, 100);
+  EXPECT_EQ(s.lag_revisions, 4);
+  EXPECT_DOUBLE_EQ(s.lag_seconds, 2.0);
+  o.source_head = 110;  // read live
+  EXPECT_EQ(DeriveStatus("t", r, o).lag_revisions, 10);
+
+  r.freshness->fresh_as_of_ms = now - 31000;
+  EXPECT_EQ(DeriveStatus("t", r, o).state, "lagging");
+  r.freshness->fresh_as_of_ms = 0;  // never caught up
+  EXPECT_EQ(DeriveStatus("t", r, o).state, "lagging");
+  r.freshness->full_sync = true;
+  EXPECT_EQ(DeriveStatus("t", r, o).state, "full-sync");
+  EXPECT_FALSE(DeriveStatus("t", r, o).healthy());
+
+  r.freshness->updated_ms = now - 60000;  // nobody writes
+  EXPECT_EQ(DeriveStatus("t", r, o).state, "stopped");
+  r.freshness->ha = true;
+  EXPECT_EQ(DeriveStatus("t", r, o).state, "no-leader");
+  r.leader = "a-1";
+  EXPECT_EQ(DeriveStatus("t", r, o).state, "stalled");
+
+  checker::RoleRecord role;
+  role.applied_revision = 100;
+  role.source_head = 107;
+  r.role = role;
+  s = DeriveStatus("t", r, o);
+  EXPECT_EQ(s.state, "promoted");
+  EXPECT_EQ(s.role, "promoted");
+  EXPECT_TRUE(s.healthy());
+  EXPECT_EQ(s.lag_revisions, 7);
 }
 
 }  // namespace
