@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "checker/checkpoint.h"
+#include "checker/dr_records.h"
 #include "checker/etcd_check.h"
 #include "cli/command.h"
 #include "cli/etcd2etcd.h"
@@ -18,6 +19,7 @@
 #include "config/yaml_config.h"
 #include "etcd/client.h"
 #include "log/log.h"
+#include "mirror/mirror.h"
 #include "runtime/thread.h"
 
 namespace kvsync::cli {
@@ -93,6 +95,9 @@ int Run(Flags* f, CLI::App* cmd) {
   progress.Join();
   if (!report.ok()) return ReportAndExit("check", report.status());
   if (f->fix && !report->repairs.empty()) {
+    if (absl::Status open = mirror::CheckNotPromoted(dst->get(), c); !open.ok()) {
+      return ReportAndExit("check", open);
+    }
     // While a task leads (--ha), every repair txn carries its leader's fence, read from the
     // task's election cluster (the destination unless --election-endpoints says otherwise).
     etcd::Client* election = dst->get();
@@ -105,6 +110,8 @@ int Run(Flags* f, CLI::App* cmd) {
     }
     auto fence = CurrentLeaderFence(election, ElectionName(c.meta_prefix, c.name));
     if (!fence.ok()) return ReportAndExit("check", fence.status());
+    // A promoted destination is not the task's to repair: the role record fences repairs too.
+    fence->push_back(checker::NotPromoted(checker::RoleKey(c.meta_prefix, c.name)));
     absl::Status fixed = checker::RepairDifferences(
         dst->get(), std::move(*fence),
         checker::TaskLeases(dst->get(), checker::LeaseRecordPrefix(c.meta_prefix, c.name)), &stop,

@@ -374,6 +374,15 @@ TEST_F(DrTest, SwitchoverLosesNothingWhileAWriterKeepsWriting) {
   ASSERT_TRUE(code.has_value()) << mirror->LogTail();
   EXPECT_EQ(*code, 2);
 
+  // A repair is a write of the task too: refused at a promoted destination.
+  std::vector<std::string> fix = {"etcd2etcd"};
+  for (const std::string& x : TaskFlags()) fix.push_back(x);
+  fix.insert(fix.end(), {"--fix", "--single-round"});
+  auto fixed = Run("check", fix);
+  EXPECT_EQ(fixed.exit_code, 2) << fixed.out << fixed.err;
+  EXPECT_TRUE(absl::StrContains(fixed.err, "was promoted")) << fixed.err;
+  EXPECT_EQ(Dump(dst_.get()), at_dst);
+
   // A second promotion is refused; demote makes the destination a standby again, and the
   // task's next run brings it back to the source.
   auto twice = Run("promote", TaskFlags());
