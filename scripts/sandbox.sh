@@ -3,19 +3,24 @@
 # ("city A" primary and "city B" standby), runs a sample service-registry workload against
 # the primary and `kvsync etcd2etcd` syncing it live to the standby with a progress/lag line.
 # Ctrl-C (or --duration N) stops the workload, lets kvsync catch up, prints a consistency
-# summary and tears everything down.
-#   scripts/sandbox.sh [--duration SECONDS] [--no-setup]
+# summary and tears everything down. --drill then plays the disaster-recovery day: the primary
+# city goes dark, `kvsync status`, `kvsync promote --force` with its RPO figure, the dead
+# providers' registrations expiring while a live one keeps its lease, the primary back, and
+# `kvsync failback` with the writes the standby never saw.
+#   scripts/sandbox.sh [--duration SECONDS] [--drill] [--no-setup]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 BUILD_DIR=${BUILD_DIR:-$ROOT/build}
 DURATION=0
 SETUP=1
+DRILL=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) DURATION=$2; shift 2 ;;
     --no-setup) SETUP=0; shift ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    --drill) DRILL=1; shift ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "sandbox: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -45,15 +50,22 @@ free_port() {
   done
 }
 
-start_etcd() {  # name -> sets ENDPOINT
+declare -A CLIENT_PORT PEER_PORT ETCD_PID
+start_etcd() {  # name [existing] -> sets ENDPOINT; a restart keeps its ports and data
   local name=$1 client peer
-  client=$(free_port); peer=$(free_port)
+  if [ -n "${CLIENT_PORT[$name]:-}" ]; then
+    client=${CLIENT_PORT[$name]}; peer=${PEER_PORT[$name]}
+  else
+    client=$(free_port); peer=$(free_port)
+    CLIENT_PORT[$name]=$client; PEER_PORT[$name]=$peer
+  fi
   etcd --name "$name" --data-dir "$WORK/$name" \
     --listen-client-urls "http://127.0.0.1:$client" --advertise-client-urls "http://127.0.0.1:$client" \
     --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
     --initial-cluster "$name=http://127.0.0.1:$peer" --initial-cluster-token "$name-$$" \
-    >"$WORK/$name.log" 2>&1 &
+    >>"$WORK/$name.log" 2>&1 &
   PIDS+=($!)
+  ETCD_PID[$name]=$!
   ENDPOINT=127.0.0.1:$client
   for _ in $(seq 1 100); do
     if ETCDCTL_API=3 etcdctl --endpoints "$ENDPOINT" endpoint health >/dev/null 2>&1; then return; fi
@@ -76,8 +88,26 @@ echo "sandbox: work dir $WORK"
 WORKLOAD=$!
 PIDS+=($WORKLOAD)
 
+LEASE_FLAGS=()
+if [ "$DRILL" = 1 ]; then
+  # Three providers registered with 10 s leases at the primary, kept alive by etcdctl; two will
+  # die with the primary's city, one moves to the standby with its lease ID. A 0 s floor makes
+  # the dead ones expire at the promoted cluster after their own TTL (default floor: 60 s).
+  E="etcdctl --endpoints $SRC"
+  declare -A LEASE KEEPALIVE
+  for p in dead-1 dead-2 live-1; do
+    LEASE[$p]=$(ETCDCTL_API=3 $E lease grant 10 | awk '{print $2}')
+    ETCDCTL_API=3 $E put --lease="${LEASE[$p]}" "/registry/providers/$p" "10.0.0.1:20880" >/dev/null
+    ETCDCTL_API=3 $E lease keep-alive "${LEASE[$p]}" >/dev/null 2>&1 &
+    PIDS+=($!)
+    KEEPALIVE[$p]=$!
+  done
+  LEASE_FLAGS=(--lease-min-ttl 0s --progress-interval 1s)
+  [ "$DURATION" -gt 0 ] || DURATION=10
+fi
+
 "$KVSYNC" etcd2etcd --src-endpoints "$SRC" --dst-endpoints "$DST" --prefix /registry/ \
-  --name sandbox --log-format text --status-interval 2s &
+  --name sandbox --log-format text --status-interval 2s "${LEASE_FLAGS[@]}" &
 KVSYNC_PID=$!
 PIDS+=($KVSYNC_PID)
 
@@ -96,6 +126,58 @@ kill -TERM $WORKLOAD 2>/dev/null || true
 wait $WORKLOAD 2>/dev/null || true
 if ! kill -0 $KVSYNC_PID 2>/dev/null; then
   echo "sandbox: kvsync exited unexpectedly" >&2; exit 1
+fi
+if [ "$DRILL" = 1 ]; then
+  drill() { echo; echo "== drill: $*"; }
+  TASK=(--src-endpoints "$SRC" --dst-endpoints "$DST" --prefix /registry/ --name sandbox
+        --log-format text)
+  drill "the primary city goes dark (etcd and its providers killed)"
+  kill -9 "${ETCD_PID[city-a]}" "${KEEPALIVE[dead-1]}" "${KEEPALIVE[dead-2]}" "${KEEPALIVE[live-1]}"
+  wait "${ETCD_PID[city-a]}" "${KEEPALIVE[dead-1]}" "${KEEPALIVE[dead-2]}" "${KEEPALIVE[live-1]}" 2>/dev/null || true
+  drill "kvsync status (the standby, read from its own records)"
+  "$KVSYNC" status --dst-endpoints "$DST" --log-format text || true
+  drill "kvsync promote --force: the RPO figure"
+  "$KVSYNC" promote "${TASK[@]}" --force
+  ETCDCTL_API=3 etcdctl --endpoints "$DST" lease keep-alive "${LEASE[live-1]}" >/dev/null 2>&1 &
+  PIDS+=($!)
+  wait $KVSYNC_PID 2>/dev/null || echo "sandbox: the running mirror stopped, fenced by the promotion (exit $?)"
+  drill "providers at the promoted cluster (dead ones expire after their TTL; live-1 keeps its lease)"
+  ETCDCTL_API=3 etcdctl --endpoints "$DST" get --prefix /registry/providers/ --keys-only | grep . || true
+  for _ in $(seq 1 300); do
+    dead=$(ETCDCTL_API=3 etcdctl --endpoints "$DST" get --prefix /registry/providers/dead --keys-only)
+    [ -n "$dead" ] || break
+    sleep 0.1
+  done
+  echo "after the TTL:"
+  ETCDCTL_API=3 etcdctl --endpoints "$DST" get --prefix /registry/providers/ --keys-only | grep . || true
+  [ -z "$dead" ] || { echo "sandbox: the dead providers' registrations did not expire" >&2; exit 1; }
+  drill "the primary is back, with writes the standby never saw: kvsync failback --lost-writes"
+  ETCDCTL_API=3 etcdctl --endpoints "$DST" put /registry/drill/written-while-promoted y >/dev/null
+  start_etcd city-a
+  # Stand-ins for the writes the primary took in its last moments that never left its city.
+  for i in 1 2 3; do
+    ETCDCTL_API=3 etcdctl --endpoints "$SRC" put "/registry/drill/never-replicated-$i" x >/dev/null
+  done
+  "$KVSYNC" failback "${TASK[@]}" --lost-writes "$WORK/lost-writes.jsonl" --admin-addr "" \
+    --status-interval 0 >"$WORK/failback.log" 2>&1 &
+  FAILBACK=$!
+  PIDS+=($FAILBACK)
+  consistent=0
+  for _ in $(seq 1 600); do
+    if "$KVSYNC" check etcd2etcd --src-endpoints "$DST" --dst-endpoints "$SRC" --prefix /registry/ \
+      --name sandbox-failback --single-round --log-format text >"$WORK/failback-check.txt" 2>&1; then
+      consistent=1; break
+    fi
+    sleep 0.2
+  done
+  echo "writes the standby never saw ($WORK/lost-writes.jsonl):"
+  cat "$WORK/lost-writes.jsonl" 2>/dev/null || true
+  echo "the old primary vs the promoted cluster:"
+  cat "$WORK/failback-check.txt"
+  kill -TERM $FAILBACK; wait $FAILBACK || true
+  [ $consistent = 1 ] || { echo "sandbox: failback did not make the old primary equal" >&2; exit 1; }
+  drill "done: the standby is primary; \`kvsync promote --reverse\` would switch back (docs/runbook.md)"
+  exit 0
 fi
 
 # Let kvsync apply the last changes: wait until its checkpoint reaches the source revision.

@@ -31,6 +31,8 @@ cmake --build "$BUILD_DIR" -j2
 
 echo "== sandbox smoke run (the README's first command, non-interactive)"
 BUILD_DIR="$BUILD_DIR" bash scripts/sandbox.sh --duration 8 --no-setup
+echo "== sandbox drill (the disaster-recovery day: promote --force, failback)"
+BUILD_DIR="$BUILD_DIR" bash scripts/sandbox.sh --duration 3 --drill --no-setup
 
 echo "== unit and integration tests (integration tests start real etcd servers, one at a time)"
 ctest --test-dir "$BUILD_DIR" --output-on-failure -j2
