@@ -1297,6 +1297,7 @@ struct CompareFlags {
   std::string dst;
   std::string prefix;
   int64_t page_size = 10000;
+  int64_t src_revision = 0;  // compare with the source as it was at this revision (0: now)
 };
 
 int RunCompare(const CompareFlags& f) {
@@ -1306,8 +1307,9 @@ int RunCompare(const CompareFlags& f) {
   auto dst = Open(f.dst, "destination");
   if (!dst.ok()) return Fail("compare", dst.status());
   // Both sides fit in memory at benchmark sizes; keep key -> value hash only.
-  auto digest = [&](etcd::Client* client, std::map<std::string, uint64_t>* out) {
-    int64_t revision = 0;
+  auto digest = [&](etcd::Client* client, std::map<std::string, uint64_t>* out,
+                    int64_t at = 0) {
+    int64_t revision = at;
     return ForEachPage(
         client, f.prefix, f.page_size,
         [&](etcd::RangeResponse* page) {
@@ -1317,8 +1319,22 @@ int RunCompare(const CompareFlags& f) {
         &revision);
   };
   std::map<std::string, uint64_t> a, b;
-  if (auto s = digest(src->get(), &a); !s.ok()) return Fail("compare", s);
+  if (auto s = digest(src->get(), &a, f.src_revision); !s.ok()) return Fail("compare", s);
   if (auto s = digest(dst->get(), &b); !s.ok()) return Fail("compare", s);
+  // With --src-revision: the source's keys changed after it (writes the destination cannot
+  // have if it holds exactly the source at that revision).
+  int64_t changed_after = 0;
+  if (f.src_revision > 0) {
+    int64_t now = 0;
+    absl::Status counted = ForEachPage(
+        src->get(), f.prefix, f.page_size,
+        [&](etcd::RangeResponse* page) {
+          for (const auto& kv : page->kvs) changed_after += kv.mod_revision > f.src_revision;
+          return true;
+        },
+        &now);
+    if (!counted.ok()) return Fail("compare", counted);
+  }
   int64_t missing = 0, extra = 0, different = 0;
   for (const auto& [key, hash] : a) {
     auto it = b.find(key);
@@ -1332,9 +1348,10 @@ int RunCompare(const CompareFlags& f) {
   bool equal = missing == 0 && extra == 0 && different == 0;
   PrintJson(
       absl::StrFormat(R"({"command":"compare","src_keys":%d,"dst_keys":%d,"missing":%d,"extra":%d,)"
-                      R"("different":%d,"equal":%s})",
+                      R"("different":%d,"equal":%s,"src_revision":%d,"src_changed_after":%d})",
                       static_cast<int64_t>(a.size()), static_cast<int64_t>(b.size()), missing,
-                      extra, different, equal ? "true" : "false"));
+                      extra, different, equal ? "true" : "false", f.src_revision,
+                      changed_after));
   return equal ? kExitOk : kExitFailure;
 }
 
@@ -1773,6 +1790,11 @@ int Main(int argc, char** argv) {
   cmd->add_option("--page-size", compare.page_size, "keys per range page")
       ->default_val(10000)
       ->check(CLI::Range(int64_t{1}, kMaxCount));
+  cmd->add_option("--src-revision", compare.src_revision,
+                  "compare with the source as it was at this revision, and count the source keys "
+                  "changed after it (an RPO check: the destination must equal the source at the "
+                  "revision a promotion reported)")
+      ->check(CLI::Range(int64_t{0}, std::numeric_limits<int64_t>::max()));
   commands["compare"] = [&] { return RunCompare(compare); };
 
   SeqPutFlags seq_put;
