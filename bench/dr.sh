@@ -130,7 +130,7 @@ log "failback: loading $(fmt "$KEYS") keys"
 "$KVSYNC" etcd2etcd --src-endpoints "$P_EP" --dst-endpoints "$B_EP" --prefix /fb/ --once \
   --admin-addr "" --log-format text --status-interval 0 >"$WORK/initial.log" 2>&1 \
   || fail "initial sync failed: $(tail -3 "$WORK/initial.log")"
-FULL_S=$(sed -n 's/.*full sync done.* seconds=\([0-9.]*\).*/\1/p' "$WORK/initial.log" | head -1)
+FULL_S=$(calc "$(sed -n 's/.*full sync done.* seconds=\([0-9.]*\).*/\1/p' "$WORK/initial.log" | head -1)" 2)
 "$KVSYNC" promote --src-endpoints "$P_EP" --dst-endpoints "$B_EP" --prefix /fb/ --force \
   --log-format text >"$WORK/fb-promote.txt" 2>&1 || fail "promote failed: $(cat "$WORK/fb-promote.txt")"
 DIVERGED=$((KEYS * DIVERGENCE / 100))
@@ -143,7 +143,7 @@ start_bg FB_PID "$WORK/failback.log" "$KVSYNC" failback --src-endpoints "$P_EP" 
 wait_log "$WORK/failback.log" "full sync done" "$FB_PID"
 t1=$(now_ms)
 FB_S=$(calc "($t1 - $t0) / 1000" 2)
-FB_SYNC_S=$(sed -n 's/.*full sync done.* seconds=\([0-9.]*\).*/\1/p' "$WORK/failback.log" | head -1)
+FB_SYNC_S=$(calc "$(sed -n 's/.*full sync done.* seconds=\([0-9.]*\).*/\1/p' "$WORK/failback.log" | head -1)" 2)
 FB_WRITTEN=$(sed -n 's/.*full sync done.* mismatch_put=\([0-9]*\).*/\1/p' "$WORK/failback.log" | head -1)
 stop_pid "$FB_PID"
 LOST=$(wc -l <"$WORK/lost.jsonl")
@@ -170,7 +170,7 @@ the source *at the revision the promotion printed* (\`kvsync-bench compare --src
 | failover promote (\`--force\`, source frozen) | $(fmt "$FO_MS") ms | ≤ 5 s: $(verdict le "$FO_MS" 5000) |
 | failover RPO: destination = source at the printed revision $FO_A | $FO_EXACT | exact |
 | failover: writes actually lost vs printed | $(fmt "$FO_LOST") lost; printed: head last observed $FO_HEAD, $(fmt "$FO_KNOWN") revisions known not applied, source last seen at or below the applied revision $FO_STALE s before the promotion | lower bound; the rest listed by failback |
-| failback of $(fmt "$KEYS") keys, $DIVERGENCE % diverged ($(fmt "$DIVERGED") keys) | $FB_S s to its full sync done (divergence scan + full sync $FB_SYNC_S s, $(fmt "${FB_WRITTEN:-0}") keys written) | at the full-sync rate |
+| failback of $(fmt "$KEYS") keys, $DIVERGENCE % diverged ($(fmt "$DIVERGED") keys) | $FB_S s to its full sync done (divergence scan + full sync $FB_SYNC_S s, $(fmt "${FB_WRITTEN:-0}") keys written) | at the full-sync rate: $(verdict le "$FB_S" "$FULL_S") |
 | anchor: full sync of the same $(fmt "$KEYS") keys into an empty standby | $FULL_S s | |
 | lost-writes file | $(fmt "$LOST") lines for $(fmt "$DIVERGED") overwritten keys; old primary = promoted cluster afterwards: $FB_EQUAL | exact |
 

@@ -221,7 +221,7 @@ TEST_F(DrTest, CityLossDrill) {
 
   // Failover: at once, with the exact RPO figure.
   std::vector<std::string> promote = TaskFlags();
-  for (const char* x : {"--force", "--output", "json"}) promote.emplace_back(x);
+  for (const char* x : {"--force", "--compact", "--output", "json"}) promote.emplace_back(x);
   auto promoted = Run("promote", promote);
   ASSERT_EQ(promoted.exit_code, 0) << promoted.out << promoted.err;
   nlohmann::json rpo = Json(promoted);
@@ -230,6 +230,11 @@ TEST_F(DrTest, CityLossDrill) {
   EXPECT_GE(rpo["source_head"].get<int64_t>(), last_seen);
   EXPECT_GT(rpo["applied_current_ms"].get<int64_t>(), 0);
   EXPECT_EQ(rpo["mirrored_leases"], 3);
+  // --compact: a watcher resuming with an old revision is told "compacted" and re-lists.
+  etcd::RangeRequest old;
+  old.key = "/registry/config/b";
+  old.revision = 2;
+  EXPECT_TRUE(etcd::IsCompacted(dst_->Range(old).status())) << dst_->Range(old).status();
 
   // The running mirror is fenced and ends (its lease hold with it); the dead providers'
   // registrations expire within their TTL; the live one keeps its key on the same lease ID.
