@@ -1307,8 +1307,7 @@ int RunCompare(const CompareFlags& f) {
   auto dst = Open(f.dst, "destination");
   if (!dst.ok()) return Fail("compare", dst.status());
   // Both sides fit in memory at benchmark sizes; keep key -> value hash only.
-  auto digest = [&](etcd::Client* client, std::map<std::string, uint64_t>* out,
-                    int64_t at = 0) {
+  auto digest = [&](etcd::Client* client, std::map<std::string, uint64_t>* out, int64_t at = 0) {
     int64_t revision = at;
     return ForEachPage(
         client, f.prefix, f.page_size,
@@ -1350,8 +1349,7 @@ int RunCompare(const CompareFlags& f) {
       absl::StrFormat(R"({"command":"compare","src_keys":%d,"dst_keys":%d,"missing":%d,"extra":%d,)"
                       R"("different":%d,"equal":%s,"src_revision":%d,"src_changed_after":%d})",
                       static_cast<int64_t>(a.size()), static_cast<int64_t>(b.size()), missing,
-                      extra, different, equal ? "true" : "false", f.src_revision,
-                      changed_after));
+                      extra, different, equal ? "true" : "false", f.src_revision, changed_after));
   return equal ? kExitOk : kExitFailure;
 }
 

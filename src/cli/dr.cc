@@ -47,8 +47,9 @@ struct StatusFlags {
 absl::Status FinaliseStatus(CLI::App* cmd, StatusFlags* f, bool* whole_task) {
   RETURN_IF_ERROR(CheckOutput(f->output));
   config::MirrorConfig& c = f->task.config;
-  if (!f->task.config_file.empty())
+  if (!f->task.config_file.empty()) {
     RETURN_IF_ERROR(config::ApplyYamlFlags(cmd, f->task.config_file));
+  }
   *whole_task = !c.src.endpoints.empty() && !c.prefix.empty();
   if (*whole_task) return LoadMirrorFlags(cmd, &f->task);
   RETURN_IF_ERROR(log::Init(c.log_level, c.log_format));

@@ -151,7 +151,9 @@ absl::Status LoadMirrorFlags(CLI::App* cmd, MirrorFlags* flags) {
   if (cmd->remaining_size() > 0) {
     return absl::InvalidArgumentError("unexpected argument " + cmd->remaining()[0]);
   }
-  if (!flags->config_file.empty()) RETURN_IF_ERROR(config::ApplyYamlFlags(cmd, flags->config_file));
+  if (!flags->config_file.empty()) {
+    RETURN_IF_ERROR(config::ApplyYamlFlags(cmd, flags->config_file));
+  }
   return Finalise(flags);
 }
 

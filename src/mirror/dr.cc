@@ -205,8 +205,9 @@ std::string RenderStatusText(const std::vector<TaskStatus>& tasks) {
     absl::StrAppendFormat(&out, "%-24s %-9s %-10s %-20s %12d %12s %8d %9s  %s\n", t.task, t.role,
                           t.state, t.leader.empty() ? "-" : t.leader, t.checkpoint, head,
                           t.lag_revisions, t.lag_seconds < 0 ? "-" : Seconds(t.lag_seconds), check);
-    if (!t.detail.empty() && !t.healthy())
+    if (!t.detail.empty() && !t.healthy()) {
       absl::StrAppend(&out, "  ", t.state, ": ", t.detail, "\n");
+    }
   }
   absl::StrAppend(&out,
                   "(* source head as last observed by the task; give --config with a reachable "

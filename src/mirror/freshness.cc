@@ -4,13 +4,8 @@
 #include "common/clock.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
-#include "log/log.h"
 
 namespace kvsync::mirror {
-namespace {
-constexpr char kLog[] = "mirror";
-}  // namespace
-
 FreshnessWriter::FreshnessWriter(Options options, etcd::ClusterApi* dst,
                                  std::vector<etcd::Compare> fence, Stats* stats,
                                  std::function<void(const checker::RoleRecord&)> on_promoted)

@@ -37,8 +37,7 @@ void HeadMonitor::Loop() {
       failures.Reset();
       stats_->head_refusal.store(0);
       stats_->source_head_revision.store(resp->header.revision);
-      stats_->head.Observe(resp->header.revision, sent_ms,
-                           stats_->last_synced_revision.load());
+      stats_->head.Observe(resp->header.revision, sent_ms, stats_->last_synced_revision.load());
     } else {
       stats_->head_poll_failures.fetch_add(1);
       Refusal refusal = RefusalOf(resp.status());

@@ -3,8 +3,8 @@
 #include "absl/status/status.h"
 #include "etcd/types.h"
 #include "gtest/gtest.h"
-#include "mirror/observability.h"
 #include "mirror/dr.h"
+#include "mirror/observability.h"
 #include "mirror/stats.h"
 #include "mirror/txn_batcher.h"
 

@@ -141,8 +141,7 @@ void RegisterMetrics(metrics::Registry* r, const std::string& task, Stats* s) {
           "Wall time (Unix seconds) at which the source was last observed at or below the applied "
           "revision: the destination held everything the source held then (0: not yet)",
           [s] {
-            return static_cast<double>(s->head.FreshAsOf(s->last_synced_revision.load())) /
-                   1000.0;
+            return static_cast<double>(s->head.FreshAsOf(s->last_synced_revision.load())) / 1000.0;
           });
   f.Counter("kvsync_watch_restarts_total", "Source watch streams re-established", s->watch_restarts,
             t);
