@@ -17,6 +17,7 @@
 #include "log/log.h"
 #include "metrics/process_metrics.h"
 #include "metrics/registry.h"
+#include "nlohmann/json.hpp"
 #include "ownership/store.h"
 #include "redis/client.h"
 #include "runtime/thread.h"
@@ -24,6 +25,7 @@
 #include "zk2etcd/check.h"
 #include "zk2etcd/guards.h"
 #include "zk2etcd/observability.h"
+#include "zk2etcd/parity.h"
 #include "zk2etcd/syncer.h"
 
 namespace kvsync::cli {
@@ -40,6 +42,7 @@ struct Flags {
   int show = 10;
   bool single_round = false;
   bool fix = false;
+  bool by_service = false;
 };
 
 // Flags shared by the task and its check: what to sync, where, and who owns what.
@@ -68,6 +71,12 @@ void AddTaskFlags(CLI::App* cmd, Flags* f) {
   cmd->add_option("--etcd-prefix", c.etcd_prefix,
                   "prepended to every znode path to form the etcd key (default: none, keys are "
                   "the znode paths)")
+      ->group("What to sync");
+  cmd->add_option("--service-depth", c.service_depth,
+                  "path levels below a --zk-prefix that name a service, for per-service parity "
+                  "(1: /dubbo/<service>)")
+      ->default_val(c.service_depth)
+      ->check(CLI::Range(1, 16))
       ->group("What to sync");
   cmd->add_option("--name", c.name,
                   "task name: namespaces ownership records and the election (default: from "
@@ -310,6 +319,11 @@ int RunCheck(Flags* f, CLI::App* cmd) {
   options.confirm = !f->single_round;
   options.fix = f->fix;
   options.progress = &walked;
+  std::vector<zk2etcd::ServiceParity> services;
+  if (f->by_service) {
+    options.service_depth = f->config.service_depth;
+    options.services = &services;
+  }
   common::StopToken progress_done;
   runtime::Thread progress;
   if (isatty(STDERR_FILENO)) {
@@ -329,6 +343,15 @@ int RunCheck(Flags* f, CLI::App* cmd) {
   if (!report.ok()) return ReportAndExit("check", report.status());
   std::string out =
       f->output == "json" ? checker::RenderJson(*report) + "\n" : checker::RenderText(*report);
+  if (f->by_service && f->output == "json") {
+    // One document: the report with the services beside its figures.
+    nlohmann::json doc = nlohmann::json::parse(out, nullptr, false);
+    doc["services"] = nlohmann::json::parse(zk2etcd::RenderParityJson(services), nullptr, false);
+    out = doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  } else if (f->by_service) {
+    out += "\nper-service parity (providers: znodes under <service>/providers)\n" +
+           zk2etcd::RenderParityText(services, static_cast<size_t>(std::max(f->show, 1)) * 10);
+  }
   std::fputs(out.c_str(), stdout);
   if (report->fix_held > 0) {
     return ReportAndExit(
@@ -377,6 +400,12 @@ std::function<int()> AddZk2EtcdCommand(CLI::App* app) {
                   kCoalesceRange)
       ->group("Behaviour");
   cmd->add_flag("--once", c.once, "one full sync (no watches), then exit 0")->group("Behaviour");
+  cmd->add_option("--parity-top", c.parity_top,
+                  "per-service parity metrics: the periodic full sync exports this many services "
+                  "without parity, most differences first, plus totals (0 = none)")
+      ->default_val(c.parity_top)
+      ->check(CLI::Range(0, 1000))
+      ->group("Behaviour");
   AddDurationFlag(cmd, "--status-interval", &c.status_interval,
                   "how often a progress line is logged (0 = never)", kStatusIntervalRange)
       ->group("Behaviour");
@@ -411,6 +440,11 @@ std::function<int()> AddCheckZk2EtcdCommand(CLI::App* check) {
   cmd->add_flag("--fix", flags->fix,
                 "repair confirmed differences (put dst miss and mismatch, delete owned src miss); "
                 "a key changed meanwhile is left alone")
+      ->group("Check");
+  cmd->add_flag("--by-service", flags->by_service,
+                "per-service parity: for each service (the path --service-depth levels below "
+                "each --zk-prefix, e.g. /dubbo/<service>) its providers and znodes in ZooKeeper "
+                "and in etcd and its differences; the gate before moving its consumers")
       ->group("Check");
   // Every flag of zk2etcd (--ha, --fullsync-interval, election: {...}, ...) is accepted and
   // ignored, so that a check runs with its task's own config file.

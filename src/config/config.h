@@ -98,7 +98,12 @@ struct Zk2EtcdConfig {
   int page_size = 10000;
   std::chrono::milliseconds fullsync_interval{300000};  // 0 = only at start and on reconnect
   std::chrono::milliseconds coalesce{20};  // a parent's burst of child changes: max delay
-  std::string ownership = "etcd";          // redis | etcd | none
+  // Per-service parity (zk2etcd/parity.h): a service is the path this many levels below a
+  // --zk-prefix; the periodic full sync exports the `parity_top` services without parity with
+  // the most differences (0: no parity metrics).
+  int service_depth = 1;
+  int parity_top = 10;
+  std::string ownership = "etcd";  // redis | etcd | none
   // Deletion guards: a --zk-prefix root (or the chroot) missing at start-up is a configuration
   // error unless allow_missing_prefix; a full-sync round that would delete more than
   // max_delete_fraction of the owned keys, or any key under a root it found missing, deletes

@@ -114,6 +114,8 @@ struct Registry::Family {
   std::string help;
   // Sorted by label values (every metric has the same label names in the same order).
   std::vector<std::unique_ptr<Metric>> metrics;
+  // A family computed at scrape time (AddGaugeFamilyCallback): no `metrics` then.
+  std::function<std::vector<Registry::Sample>()> collect;
 };
 
 void Counter::Inc(double v) {
@@ -204,6 +206,7 @@ Registry::Metric* Registry::Insert(Type type, std::string name, const std::strin
     it = families_.emplace(name, std::move(family)).first;
   }
   Family& family = *it->second;
+  if (family.collect) Fatal(absl::StrCat(name, ": a family callback takes no other series"));
   if (family.type != type) {
     Fatal(
         absl::StrCat(name, ": registered as ", TypeName(family.type), " and as ", TypeName(type)));
@@ -279,12 +282,33 @@ void Registry::AddCounterCallback(std::string name, const std::string& help, Lab
   Insert(Type::kCounter, std::move(name), help, std::move(labels))->fn = std::move(fn);
 }
 
+void Registry::AddGaugeFamilyCallback(const std::string& name, const std::string& help,
+                                      std::function<std::vector<Sample>()> fn) {
+  if (!fn) Fatal(absl::StrCat(name, ": empty family callback"));
+  absl::MutexLock lock(&mu_);
+  // Validates the name and claims it; the placeholder series is dropped at once.
+  Insert(Type::kGauge, name, help, {});
+  Family& family = *families_.at(name);
+  if (family.metrics.size() != 1) Fatal(absl::StrCat(name, ": registered twice"));
+  family.metrics.clear();
+  family.collect = std::move(fn);
+}
+
 std::string Registry::Render() const {
   absl::ReaderMutexLock lock(&mu_);
   std::string out;
   for (const auto& [name, family] : families_) {
     absl::StrAppend(&out, "# HELP ", name, " ", EscapeHelp(family->help), "\n", "# TYPE ", name,
                     " ", TypeName(family->type), "\n");
+    if (family->collect) {
+      std::vector<Sample> samples = family->collect();
+      std::sort(samples.begin(), samples.end(),
+                [](const Sample& a, const Sample& b) { return a.labels < b.labels; });
+      for (const Sample& sample : samples) {
+        AppendSample(&out, name, LabelText(sample.labels), FormatValue(sample.value));
+      }
+      continue;
+    }
     for (const auto& m : family->metrics) {
       if (m->histogram) {
         const Histogram& h = *m->histogram;

@@ -107,6 +107,16 @@ class Registry {
                         std::function<double()> fn);
   void AddCounterCallback(std::string name, const std::string& help, Labels labels,
                           std::function<double()> fn);
+  // A gauge family whose series are computed at scrape time: `fn` returns every series (label
+  // sets with the same names, each once). For series that come and go with the data, such as
+  // the top-N services of a parity check; `fn` must keep their number bounded. The family
+  // takes no other registration.
+  struct Sample {
+    Labels labels;
+    double value = 0;
+  };
+  void AddGaugeFamilyCallback(const std::string& name, const std::string& help,
+                              std::function<std::vector<Sample>()> fn);
 
   // The full text exposition (format 0.0.4): families sorted by name, metrics of a family sorted
   // by label values, one trailing newline. Deterministic for the same values.

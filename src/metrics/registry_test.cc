@@ -146,6 +146,21 @@ TEST(Registry, CallbacksRunAtScrapeTime) {
   EXPECT_EQ(Sample(r.Render(), "events_total{kind=\"put\"}"), 42);
 }
 
+// A family callback's series come and go with its data, sorted by labels, and the family's
+// HELP/TYPE stays when it has none.
+TEST(Registry, FamilyCallbackSeriesComeAndGo) {
+  Registry r;
+  std::vector<Registry::Sample> samples = {{{{"service", "b"}}, 2}, {{{"service", "a\"q"}}, 1}};
+  r.AddGaugeFamilyCallback("services", "Services.", [&samples] { return samples; });
+  std::string text = r.Render();
+  EXPECT_EQ(Sample(text, "services{service=\"b\"}"), 2);
+  EXPECT_LT(text.find("services{service=\"a\\\"q\"}"), text.find("services{service=\"b\"}"));
+  samples.clear();
+  text = r.Render();
+  EXPECT_NE(text.find("# TYPE services gauge"), std::string::npos);
+  EXPECT_EQ(text.find("services{"), std::string::npos);
+}
+
 // Counter and gauge updates from many threads are not lost.
 TEST(Registry, ConcurrentUpdatesAreNotLost) {
   Registry r;
@@ -247,6 +262,13 @@ TEST(RegistryDeathTest, MisuseCrashesLoudly) {
         r.AddGauge("lat_count", "C.");
       },
       "collides with histogram");
+  EXPECT_DEATH(
+      {
+        Registry r;
+        r.AddGaugeFamilyCallback("f", "F.", [] { return std::vector<Registry::Sample>(); });
+        r.AddGauge("f", "F.", {{"a", "1"}});
+      },
+      "family callback takes no other series");
 }
 
 // The process metrics exist under the Go/Python client names with plausible values.

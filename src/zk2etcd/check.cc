@@ -37,6 +37,7 @@ struct RoundResult {
   int64_t zk_bytes = 0;
   int64_t etcd_bytes = 0;
   int64_t etcd_revision = 0;
+  std::optional<ParityCounter> parity;  // with CheckOptions::service_depth
 };
 
 absl::StatusOr<RoundResult> Round(const config::Zk2EtcdConfig& config, const Scope& scope,
@@ -44,6 +45,7 @@ absl::StatusOr<RoundResult> Round(const config::Zk2EtcdConfig& config, const Sco
                                   const CheckOptions& options, const common::StopToken& stop,
                                   etcd::RetryCounters* retries) {
   RoundResult out;
+  if (options.service_depth > 0) out.parity.emplace(scope.roots(), options.service_depth);
   ASSIGN_OR_RETURN(Snapshot snap, Snapshot::Load(etcd, scope, owners->MarkPrefix(),
                                                  config.page_size, stop, retries));
   out.etcd_revision = snap.revision();
@@ -68,6 +70,10 @@ absl::StatusOr<RoundResult> Round(const config::Zk2EtcdConfig& config, const Sco
         KeyHash h = HashKey(key);
         Snapshot::Entry* e = snap.Find(h);
         if (e != nullptr) e->visited = true;
+        if (out.parity) {
+          out.parity->CountZk(path);
+          if (e != nullptr) out.parity->CountEtcd(path);
+        }
         if (e != nullptr && e->value_hash == HashValue(data)) return;
         DiffKind kind = e == nullptr ? DiffKind::kDstMiss : DiffKind::kMismatch;
         (kind == DiffKind::kDstMiss ? out.counts.dst_miss : out.counts.mismatch)++;
@@ -92,6 +98,12 @@ absl::StatusOr<RoundResult> Round(const config::Zk2EtcdConfig& config, const Sco
   std::vector<std::string> keys;
   keys.reserve(unvisited.size());
   for (const auto& u : unvisited) keys.push_back(u.first);
+  if (out.parity) {
+    // Every key in etcd counts for its service, whoever wrote it.
+    for (const std::string& key : keys) {
+      if (std::optional<std::string> path = scope.PathOf(key)) out.parity->CountEtcd(*path);
+    }
+  }
   std::vector<ownership::Owner> owned = owners->Lookup(keys);
   // The deletion guard's denominator, as the syncer counts it.
   if (owners->backend() == "etcd") {
@@ -155,6 +167,13 @@ absl::StatusOr<checker::CheckReport> Check(const config::Zk2EtcdConfig& config, 
     second.counts = counts;
     report.unconfirmed = std::max<int64_t>(0, first_total - counts.total());
     result = std::move(second);
+  }
+  if (result.parity && options.services != nullptr) {
+    for (const auto& [h, f] : result.diffs) {
+      std::string path = f.path.empty() ? scope.PathOf(f.key).value_or("") : f.path;
+      result.parity->CountDifference(path, f.kind);
+    }
+    *options.services = result.parity->Services();
   }
   report.counts = result.counts;
   report.not_owned = result.not_owned;

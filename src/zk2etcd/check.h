@@ -10,6 +10,7 @@
 #pragma once
 
 #include <atomic>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "checker/etcd_check.h"
@@ -19,6 +20,7 @@
 #include "etcd/retry.h"
 #include "ownership/store.h"
 #include "zk/api.h"
+#include "zk2etcd/parity.h"
 
 namespace kvsync::zk2etcd {
 
@@ -27,6 +29,10 @@ struct CheckOptions {
   bool confirm = true;
   bool fix = false;
   std::atomic<int64_t>* progress = nullptr;  // znodes walked (optional)
+  // > 0: per-service parity (zk2etcd/parity.h) with services this many levels below each
+  // root, written to `services` (required then).
+  int service_depth = 0;
+  std::vector<ServiceParity>* services = nullptr;
 };
 
 absl::StatusOr<checker::CheckReport> Check(const config::Zk2EtcdConfig& config, zk::Reader* session,

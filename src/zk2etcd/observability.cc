@@ -22,6 +22,58 @@ const char* SessionStateName(int state) {
   }
 }
 
+namespace {
+
+// The per-service parity families: totals, and the services without parity as the last
+// periodic full sync saw them, at most --parity-top of them (bounded cardinality).
+void RegisterParityMetrics(metrics::Registry* r, const metrics::TaskFamilies& f, Stats* s) {
+  const metrics::Labels& t = f.labels();
+  r->AddGaugeCallback("kvsync_zk2etcd_parity_services",
+                      "Services the last periodic full sync counted (per-service parity)", t,
+                      [s] { return static_cast<double>(s->parity.Get().services); });
+  r->AddGaugeCallback(
+      "kvsync_zk2etcd_parity_services_broken",
+      "Services without parity at the last periodic full sync: confirmed differences, or "
+      "provider counts that differ between ZooKeeper and etcd",
+      t, [s] { return static_cast<double>(s->parity.Get().without_parity); });
+  r->AddGaugeCallback("kvsync_zk2etcd_parity_checked_timestamp_seconds",
+                      "Unix time the last periodic full sync counted parity (0: not yet)", t,
+                      [s] { return static_cast<double>(s->parity.Get().checked_unix_ms) / 1000; });
+  // Bounded: the --parity-top services without parity, most differences first.
+  auto each = [s, t](const std::function<void(const ServiceParity&, const metrics::Labels&,
+                                              std::vector<metrics::Registry::Sample>*)>& add) {
+    std::vector<metrics::Registry::Sample> out;
+    for (const ServiceParity& svc : s->parity.Get().top) {
+      metrics::Labels labels = t;
+      labels.emplace_back("service", svc.service);
+      add(svc, labels, &out);
+    }
+    return out;
+  };
+  r->AddGaugeFamilyCallback(
+      "kvsync_zk2etcd_service_providers",
+      "Providers of a service without parity (the --parity-top with most differences), by side",
+      [each] {
+        return each([](const ServiceParity& svc, const metrics::Labels& labels, auto* out) {
+          metrics::Labels zk = labels;
+          zk.emplace_back("side", "zookeeper");
+          out->push_back({zk, static_cast<double>(svc.zk_providers)});
+          metrics::Labels etcd = labels;
+          etcd.emplace_back("side", "etcd");
+          out->push_back({etcd, static_cast<double>(svc.etcd_providers)});
+        });
+      });
+  r->AddGaugeFamilyCallback(
+      "kvsync_zk2etcd_service_differences",
+      "Confirmed differences of a service without parity (the --parity-top with most)", [each] {
+        return each([](const ServiceParity& svc, const metrics::Labels& labels, auto* out) {
+          out->push_back({labels, static_cast<double>(svc.differences())});
+        });
+      });
+}
+
+}  // namespace
+
 void RegisterMetrics(metrics::Registry* r, const std::string& task, Stats* s,
                      std::function<bool()> owners_available,
                      std::function<int64_t()> owners_pending) {
@@ -112,6 +164,7 @@ void RegisterMetrics(metrics::Registry* r, const std::string& task, Stats* s,
           [s] { return static_cast<double>(s->resync_pending.load()); });
   f.Counter("kvsync_zk2etcd_repairs_paused_total",
             "Full-sync repairs skipped because ownership was unknown", s->repairs_paused, t);
+  RegisterParityMetrics(r, f, s);
 }
 
 bool Ready(const Stats& s, const sink::RoleView& role, std::chrono::milliseconds max_lag,
@@ -175,6 +228,11 @@ std::string StatusJson(const Stats& s, const std::string& task, const sink::Role
   j["deletes_held"] = s.deletes_held.load();
   j["missing_roots"] = s.missing_roots.load();
   j["unreadable_znodes"] = s.unreadable_znodes.load();
+  ParitySummary parity = s.parity.Get();
+  j["parity"] = {{"services", parity.services},
+                 {"without_parity", parity.without_parity},
+                 {"checked_unix_ms", parity.checked_unix_ms},
+                 {"broken", nlohmann::json::parse(RenderParityJson(parity.top))}};
   std::string why;
   j["ready"] = Ready(s, role, max_lag, &why);
   if (!why.empty()) j["not_ready_reason"] = why;

@@ -1,12 +1,14 @@
 // Live counters of a zk2etcd task, written by the engine threads and read by the metrics
 // exporter, /status and the progress log. The parts every task shares (role, txns, puts,
-// deletes, retries, errors, full syncs, lag) are a sink::WriteStats. All atomics; any thread.
+// deletes, retries, errors, full syncs, lag) are a sink::WriteStats. All atomics (the parity board
+// has its own lock); any thread.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 
 #include "sink/write_stats.h"
+#include "zk2etcd/parity.h"
 
 namespace kvsync::metrics {
 class Histogram;
@@ -52,6 +54,8 @@ struct Stats {
   // full sync that makes up for them is still to run (1) or done (0).
   std::atomic<int64_t> inbox_overflows{0};
   std::atomic<int64_t> resync_pending{0};
+  // Per-service parity as the last periodic full sync saw it (mutex inside).
+  ParityBoard parity;
   metrics::Histogram* zk_latency = nullptr;  // set before the engine starts; not owned
   metrics::Histogram* event_lag = nullptr;
 };

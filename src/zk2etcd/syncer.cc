@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/backoff.h"
+#include "common/clock.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "log/log.h"
@@ -64,6 +65,9 @@ struct Syncer::Round {
   absl::flat_hash_map<KeyHash, DiffKind> diffs;
   int64_t walked = 0;
   int64_t fixed = 0;
+  // Periodic rounds: per-service counts; differences counted are all of a first round's and
+  // the confirmed ones of a confirm round.
+  std::optional<ParityCounter> parity;
   bool claim = false;   // record ownership of keys already equal (first sync of a session)
   bool counted = true;  // false for the initial copy: its writes are not "fixes"
   bool Fixes(const KeyHash& h, DiffKind kind, const absl::flat_hash_map<KeyHash, DiffKind>& prev) {
@@ -416,6 +420,10 @@ void Syncer::OnWalkNode(const std::string& path, const std::string& data, const 
   KeyHash h = HashKey(key);
   Snapshot::Entry* e = r->snapshot.Find(h);
   if (e != nullptr) e->visited = true;
+  if (r->parity) {
+    r->parity->CountZk(path);
+    if (e != nullptr) r->parity->CountEtcd(path);
+  }
   Version v{stat.czxid, stat.mzxid};
   nodes_.Touch(h);
   if (e != nullptr && e->value_hash == HashValue(data)) {
@@ -442,7 +450,9 @@ void Syncer::OnWalkNode(const std::string& path, const std::string& data, const 
   DiffKind kind = e == nullptr ? DiffKind::kDstMiss : DiffKind::kMismatch;
   r->diffs[h] = kind;
   if (r->counted) Found(stats_, kind).fetch_add(1);
-  if (!r->Fixes(h, kind, previous_diffs_)) return;
+  bool fixes = r->Fixes(h, kind, previous_diffs_);
+  if (r->parity && (fixes || r->mode == Mode::kFirstRound)) r->parity->CountDifference(path, kind);
+  if (!fixes) return;
   if (r->mode == Mode::kFixNow) {
     nodes_.Advance(h, v);
     SubmitPut(key, h, data, Clock::time_point{});
@@ -463,6 +473,9 @@ absl::Status Syncer::RunRound(Round* r) {
   std::string mark_prefix = owners_->MarkPrefix();
   ASSIGN_OR_RETURN(r->snapshot, Snapshot::Load(etcd_, scope_, mark_prefix, config_.page_size,
                                                *stop_, &stats_->common.retries));
+  if (r->mode != Mode::kFixNow && config_.parity_top > 0) {
+    r->parity.emplace(scope_.roots(), config_.service_depth);
+  }
   stats_->full_sync_walked.store(0);
   RunOnApplier([this, r] {
     round_ = r;
@@ -505,6 +518,12 @@ absl::Status Syncer::RunRound(Round* r) {
   RETURN_IF_ERROR(r->snapshot.ForEachUnvisited(
       etcd_, scope_, config_.page_size, *stop_, &stats_->common.retries,
       [&](const std::string& key, Snapshot::Entry& e) { candidates.emplace_back(key, e.marked); }));
+  if (r->parity) {
+    // Every key in etcd counts for its service, whoever wrote it.
+    for (const auto& c : candidates) {
+      if (std::optional<std::string> path = scope_.PathOf(c.first)) r->parity->CountEtcd(*path);
+    }
+  }
   std::vector<ownership::Owner> owners;
   if (!candidates.empty()) {
     std::vector<std::string> keys;
@@ -551,7 +570,11 @@ absl::Status Syncer::RunRound(Round* r) {
       r->diffs[h] = DiffKind::kSrcMiss;
       src_miss_found = true;
       if (r->counted) Found(stats_, DiffKind::kSrcMiss).fetch_add(1);
-      if (!r->Fixes(h, DiffKind::kSrcMiss, previous_diffs_)) continue;
+      bool fixes = r->Fixes(h, DiffKind::kSrcMiss, previous_diffs_);
+      if (r->parity && path && (fixes || r->mode == Mode::kFirstRound)) {
+        r->parity->CountDifference(*path, DiffKind::kSrcMiss);
+      }
+      if (!fixes) continue;
       plan.deletes++;
       for (const std::string& root : plan.missing_roots) {
         if (path && common::PathUnder(*path, root)) {
@@ -617,15 +640,21 @@ absl::Status Syncer::FullSync(Mode mode) {
     Round first;
     first.mode = Mode::kFirstRound;
     RETURN_IF_ERROR(RunRound(&first));
+    Round second;
+    Round* last = &first;
     if (!first.diffs.empty()) {
       // Differences count only when the next round sees them again: in-flight changes of the
       // first round are gone by then.
       RunOnApplier([&] { previous_diffs_ = std::move(first.diffs); });
-      Round second;
       second.mode = Mode::kConfirmRound;
       absl::Status s = RunRound(&second);
       RunOnApplier([&] { previous_diffs_.clear(); });
       RETURN_IF_ERROR(s);
+      last = &second;
+    }
+    if (last->parity) {
+      stats_->parity.Publish(last->parity->Services(), static_cast<size_t>(config_.parity_top),
+                             common::WallMs());
     }
   }
   stats_->common.phase.store(static_cast<int>(sink::Phase::kIncremental));

@@ -25,6 +25,7 @@
 // unreachable, and keys of other writers are never deleted. The deletion guards (guards.h) hold
 // a round's inferred deletes when a root was missing or they exceed --max-delete-fraction, and
 // znodes kvsync may not read (ACL) are skipped with their subtree, whose etcd keys are kept.
+// Periodic rounds also count per-service parity (parity.h) and publish it to Stats::parity.
 //
 // Threads (all started and joined inside Run(), on the runtime):
 //   - the control thread (Run's caller): sessions, full syncs, the deletion guard's verdict;

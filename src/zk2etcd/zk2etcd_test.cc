@@ -5,6 +5,7 @@
 #include "ownership/store.h"
 #include "zk2etcd/guards.h"
 #include "zk2etcd/node_table.h"
+#include "zk2etcd/parity.h"
 #include "zk2etcd/scope.h"
 #include "zk2etcd/writer.h"
 
@@ -137,4 +138,41 @@ TEST(GuardsTest, UnreadableZnodesCoverTheirSubtrees) {
 }
 
 }  // namespace
+// Services are the paths `depth` levels below a root; providers the children of a node named
+// "providers"; nodes above the service level belong to none.
+TEST(Parity, ServicesAndProvidersByPath) {
+  ParityCounter one({"/dubbo"}, 1);
+  EXPECT_EQ(one.ServiceOf("/dubbo/a.B/providers/x"), "/dubbo/a.B");
+  EXPECT_EQ(one.ServiceOf("/dubbo/a.B"), "/dubbo/a.B");
+  EXPECT_EQ(one.ServiceOf("/dubbo"), "");
+  EXPECT_EQ(one.ServiceOf("/dubbo2/a"), "");
+  ParityCounter two({"/apps", "/"}, 2);
+  EXPECT_EQ(two.ServiceOf("/apps/team/svc/instances/i1"), "/apps/team/svc");
+  EXPECT_EQ(two.ServiceOf("/apps/team"), "");
+  EXPECT_EQ(two.ServiceOf("/x/y/z"), "/x/y");
+  EXPECT_TRUE(ParityCounter::IsProvider("/dubbo/a/providers/dubbo%3A%2F%2F1"));
+  EXPECT_FALSE(ParityCounter::IsProvider("/dubbo/a/providers"));
+  EXPECT_FALSE(ParityCounter::IsProvider("/dubbo/a/consumers/c"));
+
+  for (const char* p : {"/dubbo/a", "/dubbo/a/providers", "/dubbo/a/providers/p1",
+                        "/dubbo/a/providers/p2", "/dubbo/b", "/dubbo/b/providers/p1"}) {
+    one.CountZk(p);
+    one.CountEtcd(p);
+  }
+  one.CountEtcd("/dubbo/b/providers/p9");
+  one.CountDifference("/dubbo/b/providers/p9", checker::DiffKind::kSrcMiss);
+  std::vector<ServiceParity> services = one.Services();
+  ASSERT_EQ(services.size(), 2u);
+  EXPECT_EQ(services[0].service, "/dubbo/b");  // the one without parity first
+  EXPECT_EQ(services[0].zk_providers, 1);
+  EXPECT_EQ(services[0].etcd_providers, 2);
+  EXPECT_EQ(services[0].src_miss, 1);
+  EXPECT_FALSE(services[0].equal());
+  EXPECT_TRUE(services[1].equal());
+  EXPECT_EQ(services[1].zk_providers, 2);
+  EXPECT_EQ(services[1].zk_nodes, 4);
+  std::string text = RenderParityText(services, 10);
+  EXPECT_NE(text.find("2 services, 1 without parity"), std::string::npos) << text;
+}
+
 }  // namespace kvsync::zk2etcd

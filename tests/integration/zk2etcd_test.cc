@@ -562,6 +562,85 @@ TEST_F(Zk2EtcdTest, OnceAndCheck) {
   EXPECT_EQ(EtcdDump("/dubbo").count("/dubbo/svc1/providers/foreign"), 1u);
 }
 
+// Per-service parity (check --by-service): exact provider and znode counts on both sides and
+// the confirmed differences of each service, on a Dubbo tree with one kind of injected
+// difference per service.
+TEST_F(Zk2EtcdTest, ParityByServiceIsExact) {
+  BuildDubbo(4, 5);
+  auto argv = BaseArgs();
+  argv.push_back("--once");
+  auto once = testing::RunCommand(argv, seconds(60));
+  ASSERT_TRUE(once.ok()) << once.status();
+  ASSERT_EQ(once->exit_code, 0) << once->err;
+  ASSERT_TRUE(etcd_->Delete("/dubbo/svc1/providers/" + ProviderName(1, 0)).ok());  // dst miss
+  ASSERT_TRUE(etcd_->Put("/dubbo/svc2/providers/orphan", "").ok());                // src miss
+  ASSERT_TRUE(etcd_->Put(MarkOf("/dubbo/svc2/providers/orphan"), "").ok());
+  ASSERT_TRUE(etcd_->Put("/dubbo/svc3/configurators", "weight=1").ok());  // mismatch
+  auto json = testing::RunCommand(CheckArgs({"--by-service", "--single-round", "--output", "json"}),
+                                  seconds(60));
+  ASSERT_TRUE(json.ok()) << json.status();
+  EXPECT_EQ(json->exit_code, 1) << json->out << json->err;
+  auto j = nlohmann::json::parse(json->out, nullptr, false);
+  ASSERT_TRUE(j.contains("services")) << json->out;
+  std::map<std::string, nlohmann::json> by_name;
+  for (const auto& svc : j["services"]) by_name[svc["service"].get<std::string>()] = svc;
+  ASSERT_EQ(by_name.size(), 4u) << json->out;
+  auto expect = [&](const std::string& svc, int zk, int etcd, int dst_miss, int src_miss,
+                    int mismatch, bool parity) {
+    const nlohmann::json& s = by_name["/dubbo/" + svc];
+    EXPECT_EQ(s["zk_providers"], zk) << svc;
+    EXPECT_EQ(s["etcd_providers"], etcd) << svc;
+    EXPECT_EQ(s["zk_nodes"], 9) << svc;  // service, 3 folders, 5 providers
+    EXPECT_EQ(s["dst_miss"], dst_miss) << svc;
+    EXPECT_EQ(s["src_miss"], src_miss) << svc;
+    EXPECT_EQ(s["mismatch"], mismatch) << svc;
+    EXPECT_EQ(s["parity"], parity) << svc;
+  };
+  expect("svc0", 5, 5, 0, 0, 0, true);
+  expect("svc1", 5, 4, 1, 0, 0, false);
+  expect("svc2", 5, 6, 0, 1, 0, false);
+  expect("svc3", 5, 5, 0, 0, 1, false);
+  EXPECT_EQ(by_name["/dubbo/svc2"]["etcd_keys"], 10);
+  auto text = testing::RunCommand(CheckArgs({"--by-service", "--single-round"}), seconds(60));
+  ASSERT_TRUE(text.ok());
+  EXPECT_NE(text->out.find("4 services, 3 without parity"), std::string::npos) << text->out;
+}
+
+// The running task's parity metrics: a provider registered in etcd by another writer (never
+// deleted by kvsync) breaks its service's parity; the periodic full sync exports the totals
+// and that service's provider counts on both sides, and clears them once parity is back.
+TEST_F(Zk2EtcdTest, ParityMetricsShowABrokenService) {
+  BuildDubbo(3, 4);
+  auto kvsync = StartKvsync({"--fullsync-interval", "1s"});
+  ExpectSynced(kvsync.get());
+  ASSERT_TRUE(
+      WaitFor([&] { return Metric(Label("kvsync_zk2etcd_parity_services")) == 3.0; }, seconds(60)))
+      << DebugMetrics();
+  EXPECT_EQ(Metric(Label("kvsync_zk2etcd_parity_services_broken")), 0.0);
+  std::string foreign = "/dubbo/svc1/providers/foreign";
+  ASSERT_TRUE(etcd_->Put(foreign, "not kvsync's").ok());
+  std::string svc = "service=\"/dubbo/svc1\"";
+  ASSERT_TRUE(WaitFor([&] { return Metric(Label("kvsync_zk2etcd_parity_services_broken")) == 1.0; },
+                      seconds(60)))
+      << DebugMetrics();
+  EXPECT_EQ(Metric(Label("kvsync_zk2etcd_service_providers", svc + ",side=\"zookeeper\"")), 4.0)
+      << DebugMetrics();
+  EXPECT_EQ(Metric(Label("kvsync_zk2etcd_service_providers", svc + ",side=\"etcd\"")), 5.0);
+  EXPECT_EQ(Metric(Label("kvsync_zk2etcd_service_differences", svc)), 0.0);
+  EXPECT_EQ(
+      Metric(Label("kvsync_zk2etcd_service_providers", "service=\"/dubbo/svc0\",side=\"etcd\"")),
+      std::nullopt);  // services with parity are not exported
+  auto status = testing::HttpGet(admin_, "/status");
+  ASSERT_TRUE(status.ok());
+  EXPECT_NE(status->body.find("\"without_parity\":1"), std::string::npos) << status->body;
+  ASSERT_TRUE(etcd_->Delete(foreign).ok());
+  ASSERT_TRUE(WaitFor([&] { return Metric(Label("kvsync_zk2etcd_parity_services_broken")) == 0.0; },
+                      seconds(60)))
+      << DebugMetrics();
+  EXPECT_EQ(Metric(Label("kvsync_zk2etcd_service_providers", svc + ",side=\"etcd\"")),
+            std::nullopt);
+}
+
 // Bad flags exit 2 with one line; unreachable servers exit 3 (runtime failure) naming them.
 TEST_F(Zk2EtcdTest, BadInputFailsClearly) {
   auto run = [&](std::vector<std::string> args) {
