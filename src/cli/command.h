@@ -93,6 +93,7 @@ inline constexpr DurationRange kCoalesceRange{absl::ZeroDuration(), absl::Second
 inline constexpr DurationRange kConfirmTimeoutRange{absl::Milliseconds(100), absl::Hours(1)};
 inline constexpr DurationRange kLeaseMinTtlRange{absl::ZeroDuration(), absl::Hours(1)};
 inline constexpr DurationRange kLeaseHoldRange{absl::Seconds(1), absl::Hours(24 * 365), true};
+inline constexpr DurationRange kEphemeralLeaseTtlRange{absl::Seconds(2), absl::Hours(1), true};
 inline constexpr DurationRange kSettleRange{absl::ZeroDuration(), absl::Minutes(10)};
 
 // Registers a duration flag ("500ms", "5s", "1m") that parses straight into `target`; a bad

@@ -284,6 +284,7 @@ int RunSync(Flags* f, CLI::App* cmd) {
     zk2etcd::Syncer engine(c, zk_sessions.get(), etcd_client->get(), etcd_client->get(), store,
                            &term_stop, &stats);
     engine.set_fence(std::move(fence));
+    engine.set_leases(etcd_client->get());
     return engine.Run();
   };
   return RunTask(spec, &stop);
@@ -400,6 +401,12 @@ std::function<int()> AddZk2EtcdCommand(CLI::App* app) {
                   kCoalesceRange)
       ->group("Behaviour");
   cmd->add_flag("--once", c.once, "one full sync (no watches), then exit 0")->group("Behaviour");
+  AddDurationFlag(cmd, "--ephemeral-lease-ttl", &c.ephemeral_lease_ttl,
+                  "attach the etcd copies of ephemeral znodes to a lease of this TTL that kvsync "
+                  "keeps alive (the same lease across restarts and takeovers), so they expire if "
+                  "kvsync is gone longer than that; 0 = plain keys (see README: trade-off)",
+                  kEphemeralLeaseTtlRange)
+      ->group("Behaviour");
   cmd->add_option("--parity-top", c.parity_top,
                   "per-service parity metrics: the periodic full sync exports this many services "
                   "without parity, most differences first, plus totals (0 = none)")

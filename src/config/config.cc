@@ -265,6 +265,11 @@ absl::Status ValidateZk2EtcdConfig(Zk2EtcdConfig* c) {
     return absl::InvalidArgumentError(
         "--max-delete-fraction must be between 0 and 1 (0.1 = 10 % of the owned keys)");
   }
+  if (c->ephemeral_lease_ttl.count() > 0 && c->once) {
+    return absl::InvalidArgumentError(
+        "--ephemeral-lease-ttl needs a running task, not --once (nothing would keep the lease "
+        "alive and every ephemeral copy would expire)");
+  }
   if (c->ha) {
     if (c->lease_ttl.count() < 1) return absl::InvalidArgumentError("--lease-ttl must be >= 1s");
     if (c->once) return absl::InvalidArgumentError("--once and --ha cannot be combined");

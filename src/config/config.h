@@ -103,6 +103,9 @@ struct Zk2EtcdConfig {
   // the most differences (0: no parity metrics).
   int service_depth = 1;
   int parity_top = 10;
+  // > 0: copies of ephemeral znodes are attached to a lease of this TTL that kvsync keeps
+  // alive (zk2etcd/ephemeral_lease.h); 0: they are plain keys.
+  std::chrono::milliseconds ephemeral_lease_ttl{0};
   std::string ownership = "etcd";  // redis | etcd | none
   // Deletion guards: a --zk-prefix root (or the chroot) missing at start-up is a configuration
   // error unless allow_missing_prefix; a full-sync round that would delete more than

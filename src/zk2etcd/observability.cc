@@ -164,6 +164,17 @@ void RegisterMetrics(metrics::Registry* r, const std::string& task, Stats* s,
           [s] { return static_cast<double>(s->resync_pending.load()); });
   f.Counter("kvsync_zk2etcd_repairs_paused_total",
             "Full-sync repairs skipped because ownership was unknown", s->repairs_paused, t);
+  f.Gauge("kvsync_zk2etcd_ephemeral_lease_remaining_seconds",
+          "Remaining TTL of the lease of ephemeral copies as last renewed (--ephemeral-lease-ttl; "
+          "0 when off or gone)",
+          t, [s] { return static_cast<double>(s->ephemeral_lease.remaining_ttl.load()); });
+  f.Counter("kvsync_zk2etcd_ephemeral_lease_replaced_total",
+            "Leases of ephemeral copies granted because the previous one was gone (its copies "
+            "expired; a full sync put them back)",
+            s->ephemeral_lease.replaced, t);
+  f.Counter("kvsync_zk2etcd_ephemeral_lease_keepalive_failures_total",
+            "Keep-alives of the ephemeral copies' lease that failed (etcd unreachable)",
+            s->ephemeral_lease.keepalive_failures, t);
   RegisterParityMetrics(r, f, s);
 }
 
@@ -228,6 +239,11 @@ std::string StatusJson(const Stats& s, const std::string& task, const sink::Role
   j["deletes_held"] = s.deletes_held.load();
   j["missing_roots"] = s.missing_roots.load();
   j["unreadable_znodes"] = s.unreadable_znodes.load();
+  if (int64_t lease = s.ephemeral_lease.id.load(); lease != 0) {
+    j["ephemeral_lease"] = {{"id", absl::StrCat(absl::Hex(lease))},
+                            {"remaining_ttl_s", s.ephemeral_lease.remaining_ttl.load()},
+                            {"replaced", s.ephemeral_lease.replaced.load()}};
+  }
   ParitySummary parity = s.parity.Get();
   j["parity"] = {{"services", parity.services},
                  {"without_parity", parity.without_parity},

@@ -42,7 +42,7 @@ absl::StatusOr<Snapshot> Snapshot::Load(etcd::KvApi* etcd, const Scope& scope,
         [&](const etcd::KeyValue& kv) {
           snap.bytes_ += static_cast<int64_t>(kv.key.size() + kv.value.size());
           if (!scope.PathOf(kv.key)) return;
-          snap.entries_[HashKey(kv.key)] = Entry{HashValue(kv.value), kv.mod_revision};
+          snap.entries_[HashKey(kv.key)] = Entry{HashValue(kv.value), kv.mod_revision, kv.lease};
         },
         &rev));
     if (snap.revision_ == 0) snap.revision_ = rev;

@@ -26,6 +26,7 @@ class Snapshot {
   struct Entry {
     uint64_t value_hash = 0;
     int64_t mod_revision = 0;
+    int64_t lease = 0;    // the key's lease (0: none)
     bool marked = false;  // the etcd ownership backend's mark exists
     bool visited = false;
   };

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "sink/write_stats.h"
+#include "zk2etcd/ephemeral_lease.h"
 #include "zk2etcd/parity.h"
 
 namespace kvsync::metrics {
@@ -54,6 +55,8 @@ struct Stats {
   // full sync that makes up for them is still to run (1) or done (0).
   std::atomic<int64_t> inbox_overflows{0};
   std::atomic<int64_t> resync_pending{0};
+  // --ephemeral-lease-ttl: the lease, its remaining TTL, replacements, failed keep-alives.
+  EphemeralLease::Stats ephemeral_lease;
   // Per-service parity as the last periodic full sync saw it (mutex inside).
   ParityBoard parity;
   metrics::Histogram* zk_latency = nullptr;  // set before the engine starts; not owned

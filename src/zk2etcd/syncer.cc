@@ -8,6 +8,7 @@
 #include "common/clock.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
+#include "etcd/retry.h"
 #include "log/log.h"
 #include "metrics/registry.h"
 #include "zk2etcd/guards.h"
@@ -317,7 +318,9 @@ void Syncer::OnNode(const std::string& path, const std::string& data, const zk::
   if (!scope_.Covers(path)) return;
   std::string key = scope_.KeyOf(path);
   KeyHash h = HashKey(key);
-  if (nodes_.Advance(h, Version{stat.czxid, stat.mzxid})) SubmitPut(key, h, data, origin);
+  if (nodes_.Advance(h, Version{stat.czxid, stat.mzxid})) {
+    SubmitPut(key, h, data, stat.ephemeral_owner != 0, origin);
+  }
   if (discover && stat.ephemeral_owner == 0) List(path, origin);
   stats_->znodes_watched.store(nodes_.live());
 }
@@ -334,13 +337,19 @@ void Syncer::OnGone(const std::string& path, Clock::time_point origin) {
 }
 
 void Syncer::SubmitPut(const std::string& key, const KeyHash& h, const std::string& data,
-                       Clock::time_point origin) {
+                       bool ephemeral, Clock::time_point origin) {
   Change c;
   c.key = key;
   c.hash = h;
+  c.ephemeral = ephemeral && lease_ != nullptr;
   owners_->AppendPut(key, data, &c.ops);
   c.origin = origin;
   writer_->Submit(std::move(c));
+}
+
+bool Syncer::LeaseMatches(int64_t lease, const zk::Stat& stat) const {
+  bool leased = lease_ != nullptr && stat.ephemeral_owner != 0;
+  return leased ? lease == lease_->id() : lease == 0;
 }
 
 void Syncer::SubmitDelete(const std::string& key, const KeyHash& h, Clock::time_point origin) {
@@ -426,12 +435,13 @@ void Syncer::OnWalkNode(const std::string& path, const std::string& data, const 
   }
   Version v{stat.czxid, stat.mzxid};
   nodes_.Touch(h);
-  if (e != nullptr && e->value_hash == HashValue(data)) {
+  bool ephemeral = stat.ephemeral_owner != 0;
+  if (e != nullptr && e->value_hash == HashValue(data) && LeaseMatches(e->lease, stat)) {
     nodes_.Advance(h, v);
     // Equal keys become kvsync's: the znode exists, so etcd must lose the key with it.
     if (owners_->backend() == "etcd" ? !e->marked : r->claim) {
       if (owners_->backend() == "etcd") {
-        SubmitPut(key, h, data, Clock::time_point{});
+        SubmitPut(key, h, data, ephemeral, Clock::time_point{});
       } else if (owners_->backend() == "redis") {
         // Recorded by the Writer, in order with this key's other changes.
         Change c;
@@ -455,7 +465,7 @@ void Syncer::OnWalkNode(const std::string& path, const std::string& data, const 
   if (!fixes) return;
   if (r->mode == Mode::kFixNow) {
     nodes_.Advance(h, v);
-    SubmitPut(key, h, data, Clock::time_point{});
+    SubmitPut(key, h, data, ephemeral, Clock::time_point{});
   } else {
     // A confirmed repair re-reads the znode with watches (the periodic walk arms none), and
     // puts what that read returns: force it by forgetting the recorded version.
@@ -677,6 +687,24 @@ absl::Status Syncer::Run() {
   options.on_failure = [this] {
     SignalControl([this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(control_mu_) { writer_failed_ = true; });
   };
+  if (config_.ephemeral_lease_ttl.count() > 0) {
+    if (leases_ == nullptr) return absl::InternalError("--ephemeral-lease-ttl without a lease API");
+    lease_ = std::make_unique<EphemeralLease>(
+        leases_, etcd_, etcd_txn_, config_.TaskMeta() + "ephemeral-lease",
+        std::chrono::duration_cast<std::chrono::seconds>(config_.ephemeral_lease_ttl), stop_,
+        &stats_->ephemeral_lease, [this] {
+          stats_->resync_pending.store(1);
+          SignalControl([this]()
+                            ABSL_EXCLUSIVE_LOCKS_REQUIRED(control_mu_) { lease_replaced_ = true; });
+        });
+    absl::StatusOr<bool> started = etcd::RetryTransient(
+        *stop_, "ephemeral lease", &stats_->common.retries, [this]() -> absl::StatusOr<bool> {
+          RETURN_IF_ERROR(lease_->Start(fence_));
+          return true;
+        });
+    if (!started.ok()) return started.status();
+    options.lease = lease_.get();
+  }
   writer_ = std::make_unique<Writer>(etcd_txn_, owners_, &nodes_, std::move(options), stop_,
                                      &stats_->common, stats_->event_lag);
   writer_->set_fence(fence_);
@@ -688,6 +716,7 @@ absl::Status Syncer::Run() {
     shutting_down_.store(true);
     applier_.Shutdown();  // runs what is queued, which may still submit writes
     writer_.reset();
+    lease_.reset();  // stops keeping it alive; never revoked: copies outlive a restart
     ++gen_;
     std::shared_ptr<zk::Reader> closing;
     {
@@ -716,7 +745,7 @@ absl::Status Syncer::Run() {
                                                            : Clock::now() + std::chrono::hours(1);
       auto reported = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(control_mu_) {
         return expired_ || reconnected_ || auth_failed_ || overflowed_ || writer_failed_ ||
-               stopping_;
+               lease_replaced_ || stopping_;
       };
       auto left = until - Clock::now();
       if (left > Clock::duration::zero()) {
@@ -725,9 +754,10 @@ absl::Status Syncer::Run() {
       expired = expired_;
       reconnected = reconnected_;
       auth_failed = auth_failed_;
-      overflowed = overflowed_;
+      overflowed = overflowed_ || lease_replaced_;
       reconnected_ = false;
       overflowed_ = false;
+      lease_replaced_ = false;
     }
     if (stop_->stopped()) break;
     if (!writer_->status().ok()) return finish(writer_->status());
@@ -780,6 +810,7 @@ absl::Status Syncer::Run() {
     if (mode == Mode::kFixNow) {
       absl::MutexLock lock(&control_mu_);
       overflowed_ = false;
+      lease_replaced_ = false;
     }
     absl::Status s = FullSync(mode);
     if (s.ok()) {
@@ -788,7 +819,7 @@ absl::Status Syncer::Run() {
       next_periodic = Clock::now() + config_.fullsync_interval;
       if (mode == Mode::kFixNow) {
         absl::MutexLock lock(&control_mu_);
-        if (!overflowed_) stats_->resync_pending.store(0);
+        if (!overflowed_ && !lease_replaced_) stats_->resync_pending.store(0);
       }
       // --once reports a hold as a refusal (exit 2); a running task keeps holding, not ready.
       if (config_.once) return finish(hold_);

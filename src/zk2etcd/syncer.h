@@ -26,6 +26,9 @@
 // a round's inferred deletes when a root was missing or they exceed --max-delete-fraction, and
 // znodes kvsync may not read (ACL) are skipped with their subtree, whose etcd keys are kept.
 // Periodic rounds also count per-service parity (parity.h) and publish it to Stats::parity.
+// With --ephemeral-lease-ttl the copies of ephemeral znodes (and their ownership marks) are
+// put on the lease of ephemeral_lease.h; a key on another lease (or on none) differs from its
+// znode, and a replaced lease triggers a fixing full sync that re-attaches every copy.
 //
 // Threads (all started and joined inside Run(), on the runtime):
 //   - the control thread (Run's caller): sessions, full syncs, the deletion guard's verdict;
@@ -63,6 +66,7 @@
 #include "ownership/store.h"
 #include "runtime/executor.h"
 #include "zk/api.h"
+#include "zk2etcd/ephemeral_lease.h"
 #include "zk2etcd/node_table.h"
 #include "zk2etcd/scope.h"
 #include "zk2etcd/snapshot.h"
@@ -82,6 +86,8 @@ class Syncer {
   ~Syncer();
 
   void set_fence(std::vector<etcd::Compare> fence) { fence_ = std::move(fence); }
+  // The destination's leases, for --ephemeral-lease-ttl (required then). Not owned.
+  void set_leases(etcd::LeaseApi* leases) { leases_ = leases; }
 
   // Runs until stopped (OK), or with --once until one full sync is applied. Errors: ZooKeeper
   // unreachable at start (Unavailable), auth refused (PermissionDenied), a fenced write,
@@ -115,8 +121,11 @@ class Syncer {
               std::chrono::steady_clock::time_point origin);
   void OnGone(const std::string& path, std::chrono::steady_clock::time_point origin);
   void OnWalkNode(const std::string& path, const std::string& data, const zk::Stat& stat);
-  void SubmitPut(const std::string& key, const KeyHash& h, const std::string& data,
+  // `ephemeral`: the znode is ephemeral (its copy goes on the ephemeral lease, if any).
+  void SubmitPut(const std::string& key, const KeyHash& h, const std::string& data, bool ephemeral,
                  std::chrono::steady_clock::time_point origin);
+  // Whether an etcd key's lease is the one its znode's copy should have.
+  bool LeaseMatches(int64_t lease, const zk::Stat& stat) const;
   // Deletes `key` if kvsync owns it: the Writer asks the ownership store; a key whose owner is
   // unknown (Redis down) comes back through Defer.
   void SubmitDelete(const std::string& key, const KeyHash& h,
@@ -142,6 +151,8 @@ class Syncer {
   Stats* stats_;
   Scope scope_;
   std::vector<etcd::Compare> fence_;
+  etcd::LeaseApi* leases_ = nullptr;
+  std::unique_ptr<EphemeralLease> lease_;  // with --ephemeral-lease-ttl, during Run()
   NodeTable nodes_;
   std::unique_ptr<Writer> writer_;
   runtime::Executor applier_;
@@ -160,6 +171,8 @@ class Syncer {
   bool auth_failed_ ABSL_GUARDED_BY(control_mu_) = false;
   bool overflowed_ ABSL_GUARDED_BY(control_mu_) = false;
   bool writer_failed_ ABSL_GUARDED_BY(control_mu_) = false;
+  // The ephemeral lease was gone and replaced: its copies need a fixing full sync.
+  bool lease_replaced_ ABSL_GUARDED_BY(control_mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(control_mu_) = false;
 
   // Deletes waiting for the ownership store; filled by writer workers, drained on the applier.

@@ -135,6 +135,7 @@ class SyncerTest : public ::testing::Test {
 
   void Start() {
     syncer_ = std::make_unique<Syncer>(config_, &zk_, &etcd_, &etcd_, owners_, &stop_, &stats_);
+    syncer_->set_leases(&etcd_);
     thread_ = std::thread([this] { result_ = syncer_->Run(); });
   }
   absl::Status Stop() {
@@ -489,5 +490,41 @@ TEST_F(SyncerTest, UnreadableZnodeKeepsItsKeys) {
   EXPECT_EQ(stats_.unreadable_znodes.load(), 1);
 }
 
+// --ephemeral-lease-ttl: ephemeral copies (and their marks) go on the lease, persistent ones
+// on none. When the cluster has lost the lease, the first txn that names it is refused; the
+// writer gets a new lease, sends the txn again, and a fixing full sync puts back the copies
+// that expired with the old one.
+TEST_F(SyncerTest, ALostEphemeralLeaseIsReplacedAndItsCopiesPutBack) {
+  // Renewals every 20 minutes: the writer, not the keep-alive, finds the lease gone.
+  config_.ephemeral_lease_ttl = std::chrono::hours(1);
+  ASSERT_TRUE(zk_.CreateAll("/app/svc", "").ok());
+  ASSERT_TRUE(zk_.Create("/app/svc/p1", "a", 0x51).ok());
+  auto lease_of = [&](const std::string& key) -> int64_t {
+    auto r = etcd_.Range({.key = key});
+    return r.ok() && !r->kvs.empty() ? r->kvs[0].lease : -1;
+  };
+  Start();
+  ASSERT_TRUE(Eventually([&] { return Mirrored(); }));
+  int64_t lease = lease_of("/app/svc/p1");
+  EXPECT_GT(lease, 0);
+  EXPECT_EQ(lease_of(etcd_owners_->MarkKey("/app/svc/p1")), lease);
+  EXPECT_EQ(lease_of("/app/svc"), 0);
+  etcd_.ExpireLease(lease);
+  ASSERT_FALSE(etcd_.Get("/app/svc/p1").has_value());
+  ASSERT_TRUE(zk_.Create("/app/svc/p2", "b", 0x51).ok());
+  ASSERT_TRUE(Eventually([&] {
+    return Mirrored() && stats_.ephemeral_lease.replaced.load() == 1 &&
+           stats_.resync_pending.load() == 0;
+  })) << "replaced "
+      << stats_.ephemeral_lease.replaced.load();
+  int64_t next = lease_of("/app/svc/p1");
+  EXPECT_GT(next, 0);
+  EXPECT_NE(next, lease);
+  EXPECT_EQ(lease_of("/app/svc/p2"), next);
+  EXPECT_EQ(stats_.ephemeral_lease.id.load(), next);
+  EXPECT_TRUE(Stop().ok());
+}
+
 }  // namespace
+
 }  // namespace kvsync::zk2etcd

@@ -137,6 +137,21 @@ void Writer::CheckOwners(std::vector<Change>* batch, std::vector<Change>* skippe
   *batch = std::move(kept);
 }
 
+absl::Status Writer::Commit(std::vector<etcd::Op> ops, int64_t lease, int64_t* revision) {
+  if (lease == 0) return txn_.Commit(std::move(ops), std::nullopt, revision);
+  while (true) {
+    absl::Status s = txn_.Commit(ops, std::nullopt, revision);
+    if (!etcd::IsLeaseNotFound(s)) return s;
+    // Only ephemeral copies carry a lease: move them to the new one and send the txn again.
+    absl::StatusOr<int64_t> next = options_.lease->Replace(lease);
+    if (!next.ok()) return next.status();
+    for (auto& op : ops) {
+      if (op.lease == lease) op.lease = *next;
+    }
+    lease = *next;
+  }
+}
+
 void Writer::Work() {
   while (true) {
     std::vector<Change> batch;
@@ -181,14 +196,22 @@ void Writer::Work() {
     std::vector<std::string> puts;
     std::vector<std::string> deletes;
     std::vector<etcd::Op> ops;
+    int64_t lease = options_.lease != nullptr ? options_.lease->id() : 0;
+    bool leased = false;
     for (auto& c : batch) {
       (c.is_delete ? deletes : puts).push_back(c.key);
-      for (auto& op : c.ops) ops.push_back(std::move(op));
+      for (auto& op : c.ops) {
+        if (lease != 0 && c.ephemeral && op.type == etcd::Op::Type::kPut) {
+          op.lease = lease;
+          leased = true;
+        }
+        ops.push_back(std::move(op));
+      }
     }
     if (!puts.empty()) owners_->RecordWrites(puts);
     int64_t revision = 0;
     absl::Status s;
-    if (!ops.empty()) s = txn_.Commit(std::move(ops), std::nullopt, &revision);
+    if (!ops.empty()) s = Commit(std::move(ops), leased ? lease : 0, &revision);
     if (s.ok()) {
       if (!deletes.empty()) owners_->ForgetDeletes(deletes);
       auto now = std::chrono::steady_clock::now();

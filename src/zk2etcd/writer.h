@@ -37,6 +37,7 @@
 #include "runtime/thread.h"
 #include "sink/txn_writer.h"
 #include "sink/write_stats.h"
+#include "zk2etcd/ephemeral_lease.h"
 #include "zk2etcd/node_table.h"
 
 namespace kvsync::zk2etcd {
@@ -53,6 +54,9 @@ struct Change {
   // No etcd write: only record the key as kvsync's in the ownership store (Redis), in order
   // with the key's other changes (a full sync claiming keys already equal).
   bool claim_only = false;
+  // The copy of an ephemeral znode (with --ephemeral-lease-ttl): its puts (the key and its
+  // ownership mark) are attached to the ephemeral lease current when the txn is sent.
+  bool ephemeral = false;
   // When the ZooKeeper change was seen (lag metrics); default: not measured.
   std::chrono::steady_clock::time_point origin{};
 };
@@ -69,6 +73,9 @@ class Writer {
     std::function<void(const Change& change, ownership::Owner owner)> on_skipped_delete;
     // Called on a worker once, when the writer stops on a failure.
     std::function<void()> on_failure;
+    // With --ephemeral-lease-ttl: the lease of ephemeral copies. A txn refused because the
+    // lease is gone is sent again with the lease EphemeralLease::Replace grants. Not owned.
+    EphemeralLease* lease = nullptr;
   };
   Writer(etcd::TxnApi* etcd, ownership::Store* owners, NodeTable* nodes, Options options,
          const common::StopToken* stop, sink::WriteStats* stats, metrics::Histogram* lag);
@@ -88,6 +95,8 @@ class Writer {
   void UpdatePendingAge() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Moves the deletes of `batch` kvsync may not apply (not owned, owner unknown) to `skipped`.
   void CheckOwners(std::vector<Change>* batch, std::vector<Change>* skipped);
+  // Commits `ops`; with an ephemeral lease, again with a new lease when the cluster lost it.
+  absl::Status Commit(std::vector<etcd::Op> ops, int64_t lease, int64_t* revision);
 
   ownership::Store* owners_;
   NodeTable* nodes_;

@@ -453,6 +453,84 @@ TEST_F(Zk2EtcdTest, KillAndRestartLosesNothing) {
   ExpectSynced(kvsync.get());
 }
 
+// --ephemeral-lease-ttl: the copies of ephemeral znodes (and their ownership marks) share one
+// lease and persistent ones have none; turning the option on re-attaches existing copies; a
+// kvsync restarted within the TTL adopts the same lease (nothing expires); a kvsync gone for
+// longer lets the copies expire like their sessions would, persistent keys stay; when it comes
+// back its full sync puts them back on a new lease.
+TEST_F(Zk2EtcdTest, EphemeralCopiesLiveOnKvsyncsLease) {
+  BuildDubbo(2, 3);
+  ASSERT_TRUE(zk_->CreateAll("/dubbo/persistent/a", "1").ok());
+  auto lease_of = [&](const std::string& key) -> int64_t {
+    auto r = etcd_->Range({.key = key});
+    return r.ok() && !r->kvs.empty() ? r->kvs[0].lease : -1;
+  };
+  std::string provider = "/dubbo/svc0/providers/" + ProviderName(0, 0);
+  auto kvsync = StartKvsync();
+  ExpectSynced(kvsync.get());
+  EXPECT_EQ(lease_of(provider), 0);
+  kvsync->Signal(SIGTERM);
+  kvsync->Wait(seconds(30));
+
+  const std::vector<std::string> flags = {"--ephemeral-lease-ttl", "15s"};
+  kvsync = StartKvsync(flags);
+  ASSERT_TRUE(WaitFor([&] { return lease_of(provider) > 0; }, seconds(60))) << kvsync->LogTail();
+  ExpectSynced(kvsync.get());
+  int64_t lease = lease_of(provider);
+  EXPECT_EQ(lease_of(MarkOf(provider)), lease);
+  EXPECT_EQ(lease_of("/dubbo/svc1/providers/" + ProviderName(1, 2)), lease);
+  EXPECT_EQ(lease_of("/dubbo/persistent/a"), 0);
+  EXPECT_EQ(lease_of("/dubbo/svc0/providers"), 0);
+  EXPECT_TRUE(WaitFor(
+      [&] { return MetricAtLeast(Label("kvsync_zk2etcd_ephemeral_lease_remaining_seconds"), 1); },
+      seconds(30)));
+
+  kvsync->Signal(SIGKILL);
+  kvsync->Wait(seconds(10));
+  kvsync = StartKvsync(flags);
+  // The copies are still there: wait for the new process to have taken the lease over.
+  ASSERT_TRUE(WaitFor(
+      [&] { return MetricAtLeast(Label("kvsync_zk2etcd_ephemeral_lease_remaining_seconds"), 1); },
+      seconds(60)))
+      << kvsync->LogTail();
+  auto status = testing::HttpGet(admin_, "/status");
+  ASSERT_TRUE(status.ok());
+  EXPECT_NE(status->body.find(absl::StrCat("\"id\":\"", absl::Hex(lease), "\"")), std::string::npos)
+      << "a restart within the TTL keeps the lease: " << status->body;
+  ExpectSynced(kvsync.get());
+  EXPECT_EQ(lease_of(provider), lease);
+  EXPECT_EQ(Metric(Label("kvsync_zk2etcd_ephemeral_lease_replaced_total")), 0.0);
+
+  // The lease revoked behind kvsync's back (as if it expired during a long etcd outage): the
+  // copies go with it; kvsync grants a new lease and a fixing full sync puts them back.
+  ASSERT_TRUE(etcd_->LeaseRevoke(lease).ok());
+  ASSERT_TRUE(
+      WaitFor([&] { return Metric(Label("kvsync_zk2etcd_ephemeral_lease_replaced_total")) == 1.0; },
+              seconds(60)))
+      << kvsync->LogTail();
+  ExpectSynced(kvsync.get());
+  int64_t replaced = lease_of(provider);
+  EXPECT_GT(replaced, 0);
+  EXPECT_NE(replaced, lease);
+  lease = replaced;
+
+  kvsync->Signal(SIGKILL);
+  kvsync->Wait(seconds(10));
+  ASSERT_TRUE(WaitFor([&] { return lease_of(provider) == -1; }, seconds(90)));
+  KvMap left = EtcdDump("/dubbo");
+  EXPECT_EQ(left.count("/dubbo/persistent/a"), 1u);
+  EXPECT_EQ(left.count("/dubbo/svc0/providers"), 1u);
+  for (const auto& [key, value] : left) {
+    EXPECT_FALSE(absl::StrContains(key, "/providers/")) << key << " outlived kvsync's lease";
+  }
+  EXPECT_EQ(lease_of(MarkOf(provider)), -1);
+
+  kvsync = StartKvsync(flags);
+  ExpectSynced(kvsync.get());
+  EXPECT_GT(lease_of(provider), 0);
+  EXPECT_NE(lease_of(provider), lease);
+}
+
 // Two replicas with --ha: one leads; kill -9 of the leader hands over and syncing goes on.
 TEST_F(Zk2EtcdTest, LeaderTakeover) {
   BuildDubbo(2, 10);
@@ -671,6 +749,12 @@ TEST_F(Zk2EtcdTest, BadInputFailsClearly) {
         "redis"},
        "--redis-addr"},
       {{"--zk-servers", zk, "--zk-prefix", "/dubbo", "--etcd-endpoints", etcd, "--bogus"}, "bogus"},
+      {{"--zk-servers", zk, "--zk-prefix", "/dubbo", "--etcd-endpoints", etcd, "--once",
+        "--ephemeral-lease-ttl", "5s"},
+       "--ephemeral-lease-ttl needs a running task"},
+      {{"--zk-servers", zk, "--zk-prefix", "/dubbo", "--etcd-endpoints", etcd,
+        "--ephemeral-lease-ttl", "1s"},
+       "--ephemeral-lease-ttl"},
       {{"--zk-servers", zk, "--zk-prefix", "/dubbo", "--etcd-endpoints", etcd,
         "--zk-session-timeout", "soon"},
        "duration"},
