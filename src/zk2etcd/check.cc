@@ -124,6 +124,11 @@ absl::StatusOr<RoundResult> Round(const config::Zk2EtcdConfig& config, const Sco
                                             : owned[i] == ownership::Owner::kOwned;
     if (!mine) {
       out.not_owned++;
+      if (out.parity) {
+        if (std::optional<std::string> path = scope.PathOf(unvisited[i].first)) {
+          out.parity->CountForeign(*path);
+        }
+      }
       continue;
     }
     out.counts.src_miss++;

@@ -15,7 +15,8 @@ namespace kvsync::zk2etcd {
 EphemeralLease::EphemeralLease(etcd::LeaseApi* leases, etcd::KvApi* kv, etcd::TxnApi* txn,
                                std::string record_key, std::chrono::seconds ttl,
                                const common::StopToken* stop, Stats* stats,
-                               std::function<void()> on_replaced)
+                               std::function<void()> on_replaced,
+                               std::function<void(const absl::Status&)> on_failure)
     : leases_(leases),
       kv_(kv),
       txn_(txn),
@@ -23,11 +24,15 @@ EphemeralLease::EphemeralLease(etcd::LeaseApi* leases, etcd::KvApi* kv, etcd::Tx
       ttl_(ttl),
       stop_(stop),
       stats_(stats),
-      on_replaced_(std::move(on_replaced)) {}
+      on_replaced_(std::move(on_replaced)),
+      on_failure_(std::move(on_failure)) {
+  on_stop_.emplace(*stop_, [this] { done_.RequestStop(); });
+}
 
 EphemeralLease::~EphemeralLease() {
   done_.RequestStop();
   keepalive_.Join();
+  on_stop_.reset();
 }
 
 absl::Status EphemeralLease::Start(std::vector<etcd::Compare> fence) {
@@ -39,11 +44,25 @@ absl::Status EphemeralLease::Start(std::vector<etcd::Compare> fence) {
   int64_t adopted = 0;
   if (!recorded.kvs.empty() && absl::SimpleAtoi(recorded.kvs[0].value, &adopted) && adopted > 0) {
     ASSIGN_OR_RETURN(etcd::LeaseInfo info, leases_->LeaseTimeToLive(adopted));
-    if (info.exists()) {
-      stats_->id.store(adopted);
-      stats_->remaining_ttl.store(info.ttl);
-      log::Info("zk2etcd", "ephemeral lease adopted",
-                {{"lease", absl::StrCat(absl::Hex(adopted))}, {"remaining_ttl_s", info.ttl}});
+    if (info.exists() && info.granted_ttl != ttl_.count()) {
+      // A lease of another TTL would be renewed too late (or too often): the start-up full
+      // sync moves the copies to the new lease before the old one runs out.
+      log::Info("zk2etcd", "ephemeral lease TTL changed, granting a new lease",
+                {{"lease", absl::StrCat(absl::Hex(adopted))},
+                 {"granted_ttl_s", info.granted_ttl},
+                 {"ttl_s", static_cast<int64_t>(ttl_.count())}});
+      adopted = 0;
+    } else if (info.exists()) {
+      // Renewed at once: the previous holder may have renewed it up to TTL/3 before it died.
+      ASSIGN_OR_RETURN(std::vector<etcd::LeaseInfo> renewed, leases_->LeaseKeepAlive({adopted}));
+      if (renewed.empty() || !renewed[0].exists()) {
+        adopted = 0;
+      } else {
+        stats_->id.store(adopted);
+        stats_->remaining_ttl.store(renewed[0].ttl);
+        log::Info("zk2etcd", "ephemeral lease adopted",
+                  {{"lease", absl::StrCat(absl::Hex(adopted))}, {"ttl_s", renewed[0].ttl}});
+      }
     } else {
       adopted = 0;
     }
@@ -83,7 +102,7 @@ absl::StatusOr<int64_t> EphemeralLease::Replace(int64_t dead) {
             {{"lease", absl::StrCat(absl::Hex(dead))},
              {"effect", "copies of ephemeral znodes expired; a full sync puts them back"}});
   etcd::RetryCounters retries;
-  ASSIGN_OR_RETURN(int64_t granted, etcd::RetryTransient(*stop_, "grant ephemeral lease", &retries,
+  ASSIGN_OR_RETURN(int64_t granted, etcd::RetryTransient(done_, "grant ephemeral lease", &retries,
                                                          [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
                                                            return Grant();
                                                          }));
@@ -94,7 +113,6 @@ absl::StatusOr<int64_t> EphemeralLease::Replace(int64_t dead) {
 }
 
 void EphemeralLease::KeepAlive() {
-  common::StopCallback on_stop(*stop_, [this] { done_.RequestStop(); });
   auto interval = std::max<std::chrono::milliseconds>(ttl_ / 3, std::chrono::milliseconds(500));
   while (!done_.WaitFor(interval)) {
     int64_t id = stats_->id.load();
@@ -109,7 +127,12 @@ void EphemeralLease::KeepAlive() {
       continue;
     }
     stats_->remaining_ttl.store(0);
-    if (!Replace(id).ok()) return;  // stopped or fenced: the term is ending
+    absl::StatusOr<int64_t> replaced = Replace(id);
+    if (!replaced.ok()) {
+      // Stopping, or nothing can renew the lease any more: the engine must know.
+      if (!done_.stopped() && on_failure_) on_failure_(replaced.status());
+      return;
+    }
   }
 }
 

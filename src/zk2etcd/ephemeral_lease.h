@@ -12,14 +12,15 @@
 // (kvsync away too long, or etcd lost it), Replace() grants a new one, records it and calls
 // `on_replaced` so that a fixing full sync re-attaches every copy.
 //
-// Threads: Start() on the caller; a keep-alive thread ("zk2etcd-lease") renews every TTL/3;
-// id() and Replace() from any thread (the writer's workers call Replace on a txn refused for
-// an unknown lease).
+// Threads: Start() and Stop() on the caller; a keep-alive thread ("zk2etcd-lease") renews
+// every TTL/3; id() and Replace() from any thread (the writer's workers call Replace on a txn
+// refused for an unknown lease).
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,22 +44,30 @@ class EphemeralLease {
   };
 
   // `record_key`: where the lease ID is recorded. None of the pointers is owned.
+  // `on_replaced` runs after a replacement; `on_failure` when the keep-alive thread has to give
+  // up (a replacement failed for good: fenced, refused), after which nothing renews the lease.
   EphemeralLease(etcd::LeaseApi* leases, etcd::KvApi* kv, etcd::TxnApi* txn, std::string record_key,
                  std::chrono::seconds ttl, const common::StopToken* stop, Stats* stats,
-                 std::function<void()> on_replaced);
+                 std::function<void()> on_replaced,
+                 std::function<void(const absl::Status&)> on_failure);
   ~EphemeralLease();
   EphemeralLease(const EphemeralLease&) = delete;
   EphemeralLease& operator=(const EphemeralLease&) = delete;
 
-  // Adopts the recorded lease if the cluster still has it, else grants one and records it
-  // (with `fence`); then keeps it alive until destroyed or stopped. Errors: etcd errors (the
-  // caller retries transient ones), a fenced record write.
+  // Adopts the recorded lease if the cluster still has it with the configured TTL (renewing
+  // it at once), else grants one and records it (with `fence`); then keeps it alive until
+  // stopped or destroyed. Errors: etcd errors (the caller retries transient ones), a fenced
+  // record write.
   absl::Status Start(std::vector<etcd::Compare> fence);
+  // Ends the keep-alives and makes a Replace in progress return (Cancelled). Never revokes:
+  // the copies outlive a restart within the TTL.
+  void Stop() { done_.RequestStop(); }
 
   int64_t id() const { return stats_->id.load(); }
 
   // `dead` was refused as unknown: grants and records a new lease unless that was done
-  // already, and returns the current ID. Retries transient errors until stopped.
+  // already, and returns the current ID. Retries transient errors until Stop() or a stop of
+  // the task.
   absl::StatusOr<int64_t> Replace(int64_t dead);
 
  private:
@@ -73,8 +82,10 @@ class EphemeralLease {
   const common::StopToken* stop_;
   Stats* stats_;
   std::function<void()> on_replaced_;
-  common::StopToken done_;  // stops the keep-alive thread
-  absl::Mutex mu_;          // serializes grants (Replace from several workers)
+  std::function<void(const absl::Status&)> on_failure_;
+  common::StopToken done_;  // Stop(), or the task's stop: ends keep-alives and retries
+  std::optional<common::StopCallback> on_stop_;
+  absl::Mutex mu_;  // serializes grants (Replace from several workers)
   std::vector<etcd::Compare> fence_ ABSL_GUARDED_BY(mu_);
   runtime::Thread keepalive_;
 };

@@ -33,8 +33,8 @@ void RegisterParityMetrics(metrics::Registry* r, const metrics::TaskFamilies& f,
                       [s] { return static_cast<double>(s->parity.Get().services); });
   r->AddGaugeCallback(
       "kvsync_zk2etcd_parity_services_broken",
-      "Services without parity at the last periodic full sync: confirmed differences, or "
-      "provider counts that differ between ZooKeeper and etcd",
+      "Services without parity at the last periodic full sync: confirmed differences, or etcd "
+      "keys of other writers",
       t, [s] { return static_cast<double>(s->parity.Get().without_parity); });
   r->AddGaugeCallback("kvsync_zk2etcd_parity_checked_timestamp_seconds",
                       "Unix time the last periodic full sync counted parity (0: not yet)", t,
@@ -65,9 +65,11 @@ void RegisterParityMetrics(metrics::Registry* r, const metrics::TaskFamilies& f,
       });
   r->AddGaugeFamilyCallback(
       "kvsync_zk2etcd_service_differences",
-      "Confirmed differences of a service without parity (the --parity-top with most)", [each] {
+      "Confirmed differences plus keys of other writers of a service without parity (the "
+      "--parity-top with most)",
+      [each] {
         return each([](const ServiceParity& svc, const metrics::Labels& labels, auto* out) {
-          out->push_back({labels, static_cast<double>(svc.differences())});
+          out->push_back({labels, static_cast<double>(svc.differences() + svc.foreign)});
         });
       });
 }
@@ -197,8 +199,8 @@ bool Ready(const Stats& s, const sink::RoleView& role, std::chrono::milliseconds
   }
   if (s.resync_pending.load() != 0) {
     *why =
-        "ZooKeeper changes dropped (applier inbox full); waiting for the full sync that repairs "
-        "them";
+        "waiting for the full sync that repairs dropped ZooKeeper changes (applier inbox full) "
+        "or puts back the copies of a replaced ephemeral lease";
     return false;
   }
   if (int64_t held = s.deletes_held.load(); held > 0) {

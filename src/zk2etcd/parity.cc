@@ -75,13 +75,17 @@ void ParityCounter::CountDifference(std::string_view path, checker::DiffKind kin
   }
 }
 
+void ParityCounter::CountForeign(std::string_view path) {
+  if (ServiceParity* s = Of(path)) s->foreign++;
+}
+
 std::vector<ServiceParity> ParityCounter::Services() const {
   std::vector<ServiceParity> out;
   out.reserve(services_.size());
   for (const auto& entry : services_) out.push_back(entry.second);
   std::stable_sort(out.begin(), out.end(), [](const ServiceParity& a, const ServiceParity& b) {
     if (a.equal() != b.equal()) return !a.equal();
-    return a.differences() > b.differences();
+    return a.differences() + a.foreign > b.differences() + b.foreign;
   });
   return out;
 }
@@ -105,16 +109,16 @@ ParitySummary ParityBoard::Get() const {
 }
 
 std::string RenderParityText(const std::vector<ServiceParity>& services, size_t limit) {
-  std::string out = absl::StrFormat("%-48s %10s %10s %9s %9s %8s %8s %8s  %s\n", "SERVICE",
+  std::string out = absl::StrFormat("%-48s %10s %10s %9s %9s %8s %8s %8s %8s  %s\n", "SERVICE",
                                     "ZK-PROV", "ETCD-PROV", "ZK-NODES", "ETCD-KEYS", "DST-MISS",
-                                    "SRC-MISS", "MISMATCH", "PARITY");
+                                    "SRC-MISS", "MISMATCH", "FOREIGN", "PARITY");
   int64_t unequal = 0;
   for (const ServiceParity& s : services) unequal += s.equal() ? 0 : 1;
   for (size_t i = 0; i < services.size() && i < limit; ++i) {
     const ServiceParity& s = services[i];
-    absl::StrAppendFormat(&out, "%-48s %10d %10d %9d %9d %8d %8d %8d  %s\n", s.service,
+    absl::StrAppendFormat(&out, "%-48s %10d %10d %9d %9d %8d %8d %8d %8d  %s\n", s.service,
                           s.zk_providers, s.etcd_providers, s.zk_nodes, s.etcd_keys, s.dst_miss,
-                          s.src_miss, s.mismatch, s.equal() ? "ok" : "BROKEN");
+                          s.src_miss, s.mismatch, s.foreign, s.equal() ? "ok" : "BROKEN");
   }
   if (services.size() > limit) {
     absl::StrAppend(&out, "(", services.size() - limit, " more services not shown)\n");
@@ -134,6 +138,7 @@ std::string RenderParityJson(const std::vector<ServiceParity>& services) {
                    {"dst_miss", s.dst_miss},
                    {"src_miss", s.src_miss},
                    {"mismatch", s.mismatch},
+                   {"foreign", s.foreign},
                    {"parity", s.equal()}});
   }
   return all.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);

@@ -30,8 +30,12 @@ struct ServiceParity {
   int64_t dst_miss = 0;
   int64_t src_miss = 0;
   int64_t mismatch = 0;
+  int64_t foreign = 0;  // etcd keys of other writers, which kvsync never deletes
   int64_t differences() const { return dst_miss + src_miss + mismatch; }
-  bool equal() const { return differences() == 0 && zk_providers == etcd_providers; }
+  // Parity is decided by confirmed differences and keys of other writers. The counts are
+  // informative: read from the walk and from an etcd snapshot taken just before it, they may
+  // differ by changes in flight, which are not differences.
+  bool equal() const { return differences() == 0 && foreign == 0; }
 };
 
 class ParityCounter {
@@ -47,6 +51,7 @@ class ParityCounter {
   void CountZk(std::string_view path);
   void CountEtcd(std::string_view path);
   void CountDifference(std::string_view path, checker::DiffKind kind);
+  void CountForeign(std::string_view path);
 
   // Every service seen, most differences first (then by name).
   std::vector<ServiceParity> Services() const;

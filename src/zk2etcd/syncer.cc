@@ -3,6 +3,7 @@
 #include <optional>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/backoff.h"
 #include "common/clock.h"
@@ -348,8 +349,10 @@ void Syncer::SubmitPut(const std::string& key, const KeyHash& h, const std::stri
 }
 
 bool Syncer::LeaseMatches(int64_t lease, const zk::Stat& stat) const {
-  bool leased = lease_ != nullptr && stat.ephemeral_owner != 0;
-  return leased ? lease == lease_->id() : lease == 0;
+  // Only kvsync's own lease matters: other writers' leases are theirs to keep.
+  if (lease_ == nullptr) return lease == 0 || lease != retired_lease_;
+  bool ours = lease == lease_->id();
+  return stat.ephemeral_owner != 0 ? ours : !ours;
 }
 
 void Syncer::SubmitDelete(const std::string& key, const KeyHash& h, Clock::time_point origin) {
@@ -571,11 +574,12 @@ absl::Status Syncer::RunRound(Round* r) {
       }
       bool owned = owners_->backend() == "etcd" ? candidates[i].second
                                                 : owners[i] == ownership::Owner::kOwned;
+      std::optional<std::string> path = scope_.PathOf(key);
       if (!owned) {
         stats_->unowned_skipped.fetch_add(1);
+        if (r->parity && path) r->parity->CountForeign(*path);
         continue;
       }
-      std::optional<std::string> path = scope_.PathOf(key);
       if (path && UnderAny(*path, unreadable_)) continue;  // its znode may well exist: keep
       r->diffs[h] = DiffKind::kSrcMiss;
       src_miss_found = true;
@@ -673,6 +677,11 @@ absl::Status Syncer::FullSync(Mode mode) {
 
 absl::Status Syncer::Flush() { return writer_->Flush(); }
 
+absl::Status Syncer::LeaseError() {
+  absl::MutexLock lock(&control_mu_);
+  return lease_error_;
+}
+
 absl::Status Syncer::Run() {
   RETURN_IF_ERROR(OpenSession());
   Writer::Options options{config_.inflight, config_.max_txn_ops, config_.max_request_bytes,
@@ -692,10 +701,16 @@ absl::Status Syncer::Run() {
     lease_ = std::make_unique<EphemeralLease>(
         leases_, etcd_, etcd_txn_, config_.TaskMeta() + "ephemeral-lease",
         std::chrono::duration_cast<std::chrono::seconds>(config_.ephemeral_lease_ttl), stop_,
-        &stats_->ephemeral_lease, [this] {
-          stats_->resync_pending.store(1);
-          SignalControl([this]()
-                            ABSL_EXCLUSIVE_LOCKS_REQUIRED(control_mu_) { lease_replaced_ = true; });
+        &stats_->ephemeral_lease,
+        [this] {
+          SignalControl([this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(control_mu_) {
+            lease_replaced_ = true;
+            stats_->resync_pending.store(1);  // under the lock, as the control thread clears it
+          });
+        },
+        [this](const absl::Status& error) {
+          SignalControl([this, error]()
+                            ABSL_EXCLUSIVE_LOCKS_REQUIRED(control_mu_) { lease_error_ = error; });
         });
     absl::StatusOr<bool> started = etcd::RetryTransient(
         *stop_, "ephemeral lease", &stats_->common.retries, [this]() -> absl::StatusOr<bool> {
@@ -704,6 +719,16 @@ absl::Status Syncer::Run() {
         });
     if (!started.ok()) return started.status();
     options.lease = lease_.get();
+  } else {
+    // Copies left on the lease of an earlier run with --ephemeral-lease-ttl become plain keys
+    // at the start-up full sync, before that lease runs out.
+    etcd::RangeRequest read;
+    read.key = config_.TaskMeta() + "ephemeral-lease";
+    absl::StatusOr<etcd::RangeResponse> recorded = etcd_->Range(read);
+    if (recorded.ok() && !recorded->kvs.empty()) {
+      int64_t id = 0;
+      if (absl::SimpleAtoi(recorded->kvs[0].value, &id)) retired_lease_ = id;
+    }
   }
   writer_ = std::make_unique<Writer>(etcd_txn_, owners_, &nodes_, std::move(options), stop_,
                                      &stats_->common, stats_->event_lag);
@@ -714,9 +739,14 @@ absl::Status Syncer::Run() {
   });
   auto finish = [&](absl::Status s) {
     shutting_down_.store(true);
-    applier_.Shutdown();  // runs what is queued, which may still submit writes
+    if (lease_) lease_->Stop();  // a worker waiting for a new lease returns
+    applier_.Shutdown();         // runs what is queued, which may still submit writes
     writer_.reset();
-    lease_.reset();  // stops keeping it alive; never revoked: copies outlive a restart
+    lease_.reset();  // never revoked: the copies outlive a restart within the TTL
+    stats_->ephemeral_lease.id.store(0);
+    stats_->ephemeral_lease.remaining_ttl.store(0);
+    // A standby (or a stopped task) exports no parity: the next leader counts its own.
+    stats_->parity.Publish({}, 0, 0);
     ++gen_;
     std::shared_ptr<zk::Reader> closing;
     {
@@ -745,7 +775,7 @@ absl::Status Syncer::Run() {
                                                            : Clock::now() + std::chrono::hours(1);
       auto reported = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(control_mu_) {
         return expired_ || reconnected_ || auth_failed_ || overflowed_ || writer_failed_ ||
-               lease_replaced_ || stopping_;
+               lease_replaced_ || !lease_error_.ok() || stopping_;
       };
       auto left = until - Clock::now();
       if (left > Clock::duration::zero()) {
@@ -761,6 +791,7 @@ absl::Status Syncer::Run() {
     }
     if (stop_->stopped()) break;
     if (!writer_->status().ok()) return finish(writer_->status());
+    if (absl::Status lease_error = LeaseError(); !lease_error.ok()) return finish(lease_error);
     if (auth_failed) {
       return finish(absl::PermissionDeniedError("ZooKeeper refused the credentials (--zk-auth)"));
     }

@@ -141,6 +141,8 @@ class Syncer {
   absl::Status FullSync(Mode mode);
   absl::Status RunRound(Round* round);
   absl::Status Flush();
+  // The ephemeral lease's keep-alive gave up (OK otherwise).
+  absl::Status LeaseError();
 
   const config::Zk2EtcdConfig& config_;
   zk::SessionFactory* zk_;
@@ -153,6 +155,8 @@ class Syncer {
   std::vector<etcd::Compare> fence_;
   etcd::LeaseApi* leases_ = nullptr;
   std::unique_ptr<EphemeralLease> lease_;  // with --ephemeral-lease-ttl, during Run()
+  // Without it: the lease an earlier run recorded, whose copies must become plain keys.
+  int64_t retired_lease_ = 0;
   NodeTable nodes_;
   std::unique_ptr<Writer> writer_;
   runtime::Executor applier_;
@@ -173,6 +177,7 @@ class Syncer {
   bool writer_failed_ ABSL_GUARDED_BY(control_mu_) = false;
   // The ephemeral lease was gone and replaced: its copies need a fixing full sync.
   bool lease_replaced_ ABSL_GUARDED_BY(control_mu_) = false;
+  absl::Status lease_error_ ABSL_GUARDED_BY(control_mu_);
   bool stopping_ ABSL_GUARDED_BY(control_mu_) = false;
 
   // Deletes waiting for the ownership store; filled by writer workers, drained on the applier.

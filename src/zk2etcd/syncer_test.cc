@@ -490,6 +490,55 @@ TEST_F(SyncerTest, UnreadableZnodeKeepsItsKeys) {
   EXPECT_EQ(stats_.unreadable_znodes.load(), 1);
 }
 
+// The lease across runs: a restart adopts the recorded lease; a changed TTL gets a new lease
+// and the copies move to it; without the option, copies on the recorded lease become plain
+// keys (before that lease runs out), while a key put on another writer's lease is left alone
+// (no rewrite in every round).
+TEST_F(SyncerTest, EphemeralLeaseIsAdoptedMovedAndRetired) {
+  ASSERT_TRUE(zk_.CreateAll("/app/svc", "").ok());
+  ASSERT_TRUE(zk_.Create("/app/svc/p1", "a", 0x51).ok());
+  ASSERT_TRUE(zk_.CreateAll("/app/theirs", "t").ok());
+  absl::StatusOr<int64_t> theirs = etcd_.LeaseGrant(0, std::chrono::seconds(60));
+  ASSERT_TRUE(theirs.ok());
+  etcd_.Put("/app/theirs", "t", *theirs);  // claimed already (marked): equal, never rewritten
+  etcd_.Put(etcd_owners_->MarkKey("/app/theirs"), "");
+  auto lease_of = [&](const std::string& key) -> int64_t {
+    auto r = etcd_.Range({.key = key});
+    return r.ok() && !r->kvs.empty() ? r->kvs[0].lease : -1;
+  };
+  // One run with `ttl` until `done` holds, then a stop.
+  auto run = [&](std::chrono::milliseconds ttl, const std::function<bool()>& done) {
+    config::Zk2EtcdConfig c = config_;
+    c.ephemeral_lease_ttl = ttl;
+    common::StopToken stop;
+    Stats stats;
+    Syncer syncer(c, &zk_, &etcd_, &etcd_, owners_, &stop, &stats);
+    syncer.set_leases(&etcd_);
+    absl::Status result;
+    std::thread thread([&] { result = syncer.Run(); });
+    bool ok = Eventually([&] { return Mirrored() && done(); });
+    stop.RequestStop();
+    thread.join();
+    EXPECT_TRUE(result.ok()) << result;
+    return ok;
+  };
+  const std::string mark = etcd_owners_->MarkKey("/app/svc/p1");
+  ASSERT_TRUE(run(std::chrono::hours(1), [&] { return lease_of("/app/svc/p1") > 0; }));
+  int64_t first = lease_of("/app/svc/p1");
+  ASSERT_TRUE(run(std::chrono::hours(1), [&] { return true; }));
+  EXPECT_EQ(lease_of("/app/svc/p1"), first) << "a restart adopts the recorded lease";
+  EXPECT_TRUE(PutsOf("/app/svc/p1").size() == 1u) << "nothing rewritten on adoption";
+  ASSERT_TRUE(run(std::chrono::hours(2), [&] {
+    int64_t now = lease_of("/app/svc/p1");
+    return now > 0 && now != first && lease_of(mark) == now;
+  })) << "a new TTL moves the copies to a new lease";
+  ASSERT_TRUE(run(std::chrono::milliseconds(0), [&] {
+    return lease_of("/app/svc/p1") == 0 && lease_of(mark) == 0;
+  })) << "without the option the copies become plain keys";
+  EXPECT_EQ(lease_of("/app/theirs"), *theirs) << "another writer's lease is left alone";
+  EXPECT_TRUE(PutsOf("/app/theirs").empty());
+}
+
 // --ephemeral-lease-ttl: ephemeral copies (and their marks) go on the lease, persistent ones
 // on none. When the cluster has lost the lease, the first txn that names it is refused; the
 // writer gets a new lease, sends the txn again, and a fixing full sync puts back the copies

@@ -173,6 +173,20 @@ TEST(Parity, ServicesAndProvidersByPath) {
   EXPECT_EQ(services[1].zk_nodes, 4);
   std::string text = RenderParityText(services, 10);
   EXPECT_NE(text.find("2 services, 1 without parity"), std::string::npos) << text;
+
+  // Counts that differ by a change in flight are no difference; a key of another writer is.
+  ParityCounter flight({"/dubbo"}, 1);
+  flight.CountZk("/dubbo/c/providers/new");  // created after the etcd snapshot was read
+  flight.CountEtcd("/dubbo/d/providers/theirs");
+  flight.CountForeign("/dubbo/d/providers/theirs");
+  services = flight.Services();
+  ASSERT_EQ(services.size(), 2u);
+  EXPECT_EQ(services[0].service, "/dubbo/d");
+  EXPECT_EQ(services[0].foreign, 1);
+  EXPECT_FALSE(services[0].equal());
+  EXPECT_EQ(services[1].zk_providers, 1);
+  EXPECT_EQ(services[1].etcd_providers, 0);
+  EXPECT_TRUE(services[1].equal());
 }
 
 }  // namespace kvsync::zk2etcd

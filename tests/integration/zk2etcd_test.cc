@@ -704,7 +704,7 @@ TEST_F(Zk2EtcdTest, ParityMetricsShowABrokenService) {
   EXPECT_EQ(Metric(Label("kvsync_zk2etcd_service_providers", svc + ",side=\"zookeeper\"")), 4.0)
       << DebugMetrics();
   EXPECT_EQ(Metric(Label("kvsync_zk2etcd_service_providers", svc + ",side=\"etcd\"")), 5.0);
-  EXPECT_EQ(Metric(Label("kvsync_zk2etcd_service_differences", svc)), 0.0);
+  EXPECT_EQ(Metric(Label("kvsync_zk2etcd_service_differences", svc)), 1.0);  // the foreign key
   EXPECT_EQ(
       Metric(Label("kvsync_zk2etcd_service_providers", "service=\"/dubbo/svc0\",side=\"etcd\"")),
       std::nullopt);  // services with parity are not exported
