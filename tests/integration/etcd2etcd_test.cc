@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "checker/checkpoint.h"
 #include "etcd/client.h"
 #include "gtest/gtest.h"
@@ -624,8 +625,9 @@ TEST_F(Etcd2EtcdTest, ProgressAdvancesCheckpointOfQuietPrefix) {
   EXPECT_EQ(again->LogTail(20000).find("full sync started"), std::string::npos);
 }
 
-// Chained mirrors A -> B -> C over the whole keyspace: B holds the A->B task's meta key, which
-// the B->C task must neither copy to C nor delete; C ends up with A's data only.
+// Chained mirrors A -> B -> C over the whole keyspace: B holds the A->B task's meta keys
+// (checkpoint, freshness record), which the B->C task must neither copy to C nor delete; C ends
+// up with A's data and the B->C task's own records only.
 TEST_F(Etcd2EtcdTest, ChainedMirrorsNeverCopyMetaKeys) {
   StartClusters();
   auto c_cluster = EtcdCluster::Start({.name = "third"});
@@ -644,11 +646,22 @@ TEST_F(Etcd2EtcdTest, ChainedMirrorsNeverCopyMetaKeys) {
   ASSERT_TRUE(src_->Put("/svc/late", "l").ok());
   ASSERT_TRUE(WaitFor([&] { return testing::DumpPrefix(c.get(), "/svc/").count("/svc/late") == 1; },
                       seconds(30)));
-  KvMap meta_c = testing::DumpPrefix(c.get(), "/kvsync/meta/");
-  EXPECT_EQ(meta_c.size(), 1u);
-  EXPECT_EQ(meta_c.count("/kvsync/meta/bc/checkpoint"), 1u);
-  EXPECT_EQ(testing::DumpPrefix(dst_.get(), "/kvsync/meta/").count("/kvsync/meta/ab/checkpoint"),
-            1u);
+  // The freshness record is written by its own thread: wait for it, then nothing else.
+  const std::set<std::string> want = {"/kvsync/meta/bc/checkpoint", "/kvsync/meta/bc/freshness"};
+  std::set<std::string> meta_keys;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        meta_keys.clear();
+        for (const auto& [key, value] : testing::DumpPrefix(c.get(), "/kvsync/meta/")) {
+          meta_keys.insert(key);
+        }
+        return meta_keys == want;
+      },
+      seconds(30)))
+      << absl::StrJoin(meta_keys, ", ");
+  KvMap meta_b = testing::DumpPrefix(dst_.get(), "/kvsync/meta/");
+  EXPECT_EQ(meta_b.count("/kvsync/meta/ab/checkpoint"), 1u);
+  EXPECT_EQ(meta_b.count("/kvsync/meta/ab/freshness"), 1u);
 }
 
 // The running syncer checks itself: a destination key the source does not have (src miss) is
@@ -702,7 +715,10 @@ TEST_F(Etcd2EtcdTest, RefusesCheckpointFromAnotherSourceCluster) {
 }
 
 // Flag mistakes and unreachable servers give one clear error line and the documented codes.
+// The destination is reached first (a promoted destination refuses the task before anything
+// else), so an unreachable source is named with a reachable destination.
 TEST_F(Etcd2EtcdTest, BadFlagsAndUnreachableEndpointsGiveClearErrors) {
+  StartClusters();
   struct Case {
     std::vector<std::string> argv;
     int code;
@@ -726,10 +742,15 @@ TEST_F(Etcd2EtcdTest, BadFlagsAndUnreachableEndpointsGiveClearErrors) {
        2,
        "--max-txn-ops"},
       {{"etcd2etcd", "--src-endpoints", absl::StrCat("127.0.0.1:", dead), "--dst-endpoints",
-        "127.0.0.1:2", "--prefix", "/a/", "--src-dial-timeout", "500ms", "--admin-addr",
-        "127.0.0.1:0"},
+        dst_cluster_->endpoints_csv(), "--prefix", "/a/", "--src-dial-timeout", "500ms",
+        "--admin-addr", "127.0.0.1:0"},
        3,
        absl::StrCat("cannot reach source etcd at 127.0.0.1:", dead)},
+      {{"etcd2etcd", "--src-endpoints", src_cluster_->endpoints_csv(), "--dst-endpoints",
+        absl::StrCat("127.0.0.1:", dead), "--prefix", "/a/", "--dst-dial-timeout", "500ms",
+        "--admin-addr", "127.0.0.1:0"},
+       3,
+       absl::StrCat("cannot reach destination etcd at 127.0.0.1:", dead)},
   };
   cases.push_back({{"etcd2etcd", "--src-endpoints", "127.0.0.1:1", "--dst-endpoints", "127.0.0.1:2",
                     "--prefix", "/a/", "--admin-addr", "nonsense"},
