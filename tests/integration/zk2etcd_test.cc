@@ -157,6 +157,15 @@ class Zk2EtcdTest : public ::testing::Test {
     return p.ok() ? std::move(*p) : nullptr;
   }
 
+  // One `kvsync zk2etcd --once` run, which must exit 0.
+  void SyncOnce() {
+    auto argv = BaseArgs();
+    argv.push_back("--once");
+    auto once = testing::RunCommand(argv, seconds(60));
+    ASSERT_TRUE(once.ok()) << once.status();
+    ASSERT_EQ(once->exit_code, 0) << once->err;
+  }
+
   std::unique_ptr<Subprocess> StartKvsync(const std::vector<std::string>& extra = {}) {
     auto argv = BaseArgs();
     argv.insert(argv.end(), extra.begin(), extra.end());
@@ -589,11 +598,7 @@ TEST_F(Zk2EtcdTest, HaReplicasLeadAgainAfterEtcdRestarts) {
 // reports drift with exit 1 and JSON counts, --fix repairs it, and a consistent tree exits 0.
 TEST_F(Zk2EtcdTest, OnceAndCheck) {
   BuildDubbo(2, 10);
-  auto argv = BaseArgs();
-  argv.push_back("--once");
-  auto once = testing::RunCommand(argv, seconds(60));
-  ASSERT_TRUE(once.ok()) << once.status();
-  ASSERT_EQ(once->exit_code, 0) << once->err;
+  SyncOnce();
   ExpectSynced(nullptr);
   std::vector<std::string> check = {testing::KvsyncBinary(),
                                     "check",
@@ -645,11 +650,7 @@ TEST_F(Zk2EtcdTest, OnceAndCheck) {
 // difference per service.
 TEST_F(Zk2EtcdTest, ParityByServiceIsExact) {
   BuildDubbo(4, 5);
-  auto argv = BaseArgs();
-  argv.push_back("--once");
-  auto once = testing::RunCommand(argv, seconds(60));
-  ASSERT_TRUE(once.ok()) << once.status();
-  ASSERT_EQ(once->exit_code, 0) << once->err;
+  SyncOnce();
   ASSERT_TRUE(etcd_->Delete("/dubbo/svc1/providers/" + ProviderName(1, 0)).ok());  // dst miss
   ASSERT_TRUE(etcd_->Put("/dubbo/svc2/providers/orphan", "").ok());                // src miss
   ASSERT_TRUE(etcd_->Put(MarkOf("/dubbo/svc2/providers/orphan"), "").ok());
@@ -782,11 +783,7 @@ TEST_F(Zk2EtcdTest, BadInputFailsClearly) {
 // deletes nothing under it.
 TEST_F(Zk2EtcdTest, MissingChrootOrRootDeletesNothing) {
   BuildDubbo(2, 3);
-  auto argv = BaseArgs();
-  argv.push_back("--once");
-  auto once = testing::RunCommand(argv, seconds(60));
-  ASSERT_TRUE(once.ok()) << once.status();
-  ASSERT_EQ(once->exit_code, 0) << once->err;
+  SyncOnce();
   KvMap synced = EtcdDump("/dubbo");
   ASSERT_GT(synced.size(), 8u);
 
@@ -869,11 +866,7 @@ TEST_F(Zk2EtcdTest, MassDeleteIsHeldUntilConfirmed) {
 TEST_F(Zk2EtcdTest, UnreadableZnodeIsSkippedAndItsKeysKept) {
   BuildDubbo(2, 3);
   ASSERT_TRUE(zk_->CreateAll("/dubbo/secret/child", "old").ok());
-  auto argv = BaseArgs();
-  argv.push_back("--once");
-  auto once = testing::RunCommand(argv, seconds(60));
-  ASSERT_TRUE(once.ok()) << once.status();
-  ASSERT_EQ(once->exit_code, 0) << once->err;
+  SyncOnce();
   ASSERT_EQ(EtcdDump("/dubbo").count("/dubbo/secret/child"), 1u);
 
   // While kvsync is down another client re-creates the subtree readable only by itself.
