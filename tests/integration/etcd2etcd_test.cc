@@ -686,7 +686,10 @@ TEST_F(Etcd2EtcdTest, ContinuousCheckReportsAndRepairsSrcMiss) {
   ASSERT_TRUE(
       WaitFor([&] { return metric("kvsync_check_dst_miss{task=\"cc\"} 1\n"); }, seconds(30)))
       << testing::HttpGet(admin, "/metrics")->body;
-  EXPECT_TRUE(metric("kvsync_check_repairs_total{task=\"cc\"} 1\n"));
+  // The counter is bumped when the repair call returns, just after the delete became visible.
+  EXPECT_TRUE(
+      WaitFor([&] { return metric("kvsync_check_repairs_total{task=\"cc\"} 1\n"); }, seconds(30)))
+      << testing::HttpGet(admin, "/metrics")->body;
   EXPECT_EQ(testing::DumpPrefix(dst_.get(), "/cc/").count("/cc/00007"), 0u);  // not repaired
   EXPECT_NE(kvsync->LogTail(50000).find("consistency differences confirmed"), std::string::npos);
 }
