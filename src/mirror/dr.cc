@@ -379,9 +379,17 @@ absl::StatusOr<PromoteReport> Promote(etcd::ClusterApi* dst, etcd::ClusterApi* s
     report.full_sync_interrupted = cp.full_sync_pending;
     if (src != nullptr) {
       if (cp.full_sync_pending) {
-        return undo(absl::FailedPreconditionError(
-            "a full sync is running at the destination; wait for it to finish before a "
-            "switchover"));
+        // Not caught up yet: a full sync ends with a checkpoint, written a moment after the
+        // data. Wait for it like for any lag, within --timeout.
+        if (now() - started > o.timeout.count()) {
+          return undo(absl::FailedPreconditionError(absl::StrCat(
+              "a full sync is still running at the destination after ", o.timeout.count() / 1000,
+              "s; nothing was changed. Wait for it to finish (kvsync status) or raise --timeout")));
+        }
+        if (o.stop != nullptr && o.stop->WaitFor(std::chrono::milliseconds(50))) {
+          return undo(absl::CancelledError("stopped"));
+        }
+        continue;
       }
       if (target == 0) {
         int64_t sent = now();

@@ -11,6 +11,7 @@
 #include <set>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "etcd/client.h"
@@ -360,6 +361,12 @@ TEST_F(DrTest, SwitchoverLosesNothingWhileAWriterKeepsWriting) {
       }
     }
   });
+  // A failed assertion below must not leave the writer running (std::terminate).
+  absl::Cleanup join_writer = [&] {
+    stop = true;
+    if (writer.joinable()) writer.join();
+  };
+  // Promoted right after start: a switchover waits for the first full sync's checkpoint.
   ASSERT_TRUE(WaitFor([&] { return acknowledged >= 50; }, seconds(60)));
   std::vector<std::string> promote = TaskFlags();
   for (const char* x : {"--output", "json"}) promote.emplace_back(x);
@@ -371,8 +378,7 @@ TEST_F(DrTest, SwitchoverLosesNothingWhileAWriterKeepsWriting) {
   EXPECT_EQ(report["late_writes"], false) << promoted.out;
   const int at_promotion = acknowledged;
   EXPECT_TRUE(WaitFor([&] { return moved && acknowledged >= at_promotion + 20; }, seconds(60)));
-  stop = true;
-  writer.join();
+  std::move(join_writer).Invoke();
   auto at_dst = Dump(dst_.get());
   for (const std::string& k : written) EXPECT_TRUE(at_dst.contains(k)) << k << " lost";
   auto code = mirror->Wait(seconds(30));
