@@ -29,6 +29,7 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   std::map<std::string, std::function<int()>> commands;
   commands["etcd2etcd"] = kvsync::cli::AddEtcd2EtcdCommand(&app);
   commands["zk2etcd"] = kvsync::cli::AddZk2EtcdCommand(&app);
+  commands["etcd2zk"] = kvsync::cli::AddEtcd2ZkCommand(&app);
   commands["check"] = kvsync::cli::AddCheckCommand(&app);
   commands["etcdwatch"] = kvsync::cli::AddEtcdwatchCommand(&app);
   commands["status"] = kvsync::cli::AddStatusCommand(&app);

@@ -14,6 +14,8 @@
 #include "config/config.h"
 #include "config/yaml_config.h"
 #include "etcd/client.h"
+#include "etcd2zk/observability.h"
+#include "etcd2zk/publisher.h"
 #include "log/log.h"
 #include "metrics/process_metrics.h"
 #include "metrics/registry.h"
@@ -290,6 +292,87 @@ int RunSync(Flags* f, CLI::App* cmd) {
   return RunTask(spec, &stop);
 }
 
+// `kvsync etcd2zk`: the forward task's flags; its own task is "<name>-etcd2zk".
+int RunEtcd2Zk(Flags* f, CLI::App* cmd) {
+  if (int rc = LoadAndValidate("etcd2zk", f, cmd); rc >= 0) return rc;
+  const config::Zk2EtcdConfig& forward = f->config;
+  if (forward.ownership != "etcd") {
+    return ReportAndExit(
+        "etcd2zk", absl::InvalidArgumentError(
+                       "etcd2zk tells the zk2etcd direction's keys by their ownership marks in "
+                       "etcd: the zk2etcd task must run with --ownership etcd, got --ownership " +
+                       forward.ownership));
+  }
+  config::Zk2EtcdConfig c = forward;
+  c.name = forward.name + "-etcd2zk";
+  const std::string forward_marks = forward.TaskMeta() + "owned/";
+  common::StopToken& stop = StartSignalThread();
+  auto etcd_client = etcd::Client::Create(c.etcd.ToClientOptions("etcd"));
+  if (!etcd_client.ok()) return ReportAndExit("etcd2zk", etcd_client.status());
+  if (auto connected = (*etcd_client)->Connect(); !connected.ok()) {
+    return ReportAndExit("etcd2zk", connected.status());
+  }
+  std::unique_ptr<etcd::Client> election_client;
+  if (c.ha) {
+    auto created = etcd::Client::Create(c.election.ToClientOptions("election"));
+    if (!created.ok()) return ReportAndExit("etcd2zk", created.status());
+    election_client = std::move(*created);
+  }
+  {
+    auto preflight = OpenZk(c);
+    if (!preflight.ok()) return ReportAndExit("etcd2zk", preflight.status());
+    absl::Status roots = zk2etcd::CheckRootsExist(preflight->get(), c);
+    if (!roots.ok()) return ReportAndExit("etcd2zk", roots);
+  }
+  log::Info("main", "started",
+            {{"command", "etcd2zk"},
+             {"version", KVSYNC_VERSION},
+             {"task", c.name},
+             {"forward_task", forward.name},
+             {"zk_servers", c.zk_servers},
+             {"etcd_prefix", c.etcd_prefix}});
+  etcd2zk::Stats stats;
+  metrics::Registry registry;
+  metrics::AddProcessMetrics(&registry);
+  etcd2zk::RegisterMetrics(&registry, c.name, &stats);
+  TaskSpec spec;
+  spec.command = "etcd2zk";
+  spec.task = c.name;
+  spec.ha = c.ha;
+  spec.instance_id = c.instance_id;
+  spec.election_name = ElectionName(c.meta_prefix, c.name);
+  spec.lease_ttl = c.lease_ttl;
+  spec.election_client = election_client.get();
+  spec.admin_addr = c.admin_addr;
+  spec.status_interval = c.status_interval;
+  spec.stats = &stats.common;
+  spec.registry = &registry;
+  spec.ready = [&stats](const sink::RoleView& role, std::string* why) {
+    return etcd2zk::Ready(stats, role, why);
+  };
+  spec.status_json = [&stats, task = c.name](const sink::RoleView& role) {
+    return etcd2zk::StatusJson(stats, task, role);
+  };
+  spec.log_progress = [&stats, task = c.name] {
+    log::Info("status", "progress",
+              {{"task", task},
+               {"phase", sink::PhaseName(static_cast<sink::Phase>(stats.common.phase.load()))},
+               {"zk_session", zk2etcd::SessionStateName(stats.session_state.load())},
+               {"published", stats.published.load()},
+               {"held_exists", stats.held_exists.load()},
+               {"held_no_parent", stats.held_no_parent.load()},
+               {"applied_revision", stats.applied_revision.load()}});
+  };
+  spec.connect = [] { return absl::OkStatus(); };  // etcd was connected above
+  spec.run = [&](const common::StopToken& term_stop, std::vector<etcd::Compare> fence) {
+    etcd2zk::Publisher engine(c, forward_marks, ZkOptions(c), etcd_client->get(), &term_stop,
+                              &stats);
+    engine.set_fence(std::move(fence));
+    return engine.Run();
+  };
+  return RunTask(spec, &stop);
+}
+
 int RunCheck(Flags* f, CLI::App* cmd) {
   if (f->output != "text" && f->output != "json") {
     return ReportAndExit("check", absl::InvalidArgumentError(
@@ -419,6 +502,34 @@ std::function<int()> AddZk2EtcdCommand(CLI::App* app) {
   AddHaFlags(cmd, &c.ha, &flags->lease_ttl, &c.instance_id, &c.election);
   AddAdminFlags(cmd, &c.admin_addr, &c.ready_max_lag);
   return [flags, cmd] { return RunSync(flags.get(), cmd); };
+}
+
+std::function<int()> AddEtcd2ZkCommand(CLI::App* app) {
+  auto flags = std::make_shared<Flags>();
+  config::Zk2EtcdConfig& c = flags->config;
+  CLI::App* cmd = app->add_subcommand(
+      "etcd2zk",
+      "The way back of a migration: publish etcd registrations into ZooKeeper, so that\n"
+      "consumers still reading ZooKeeper find services that already register in etcd. Takes\n"
+      "the zk2etcd task's own flags (or --config); its task is \"<name>-etcd2zk\". Every etcd\n"
+      "key of that scope the zk2etcd task did not write (no ownership mark: the zk2etcd task\n"
+      "must use --ownership etcd) becomes an EPHEMERAL znode of kvsync's own ZooKeeper session:\n"
+      "it vanishes when kvsync's session ends and the (new) leader publishes it again. The\n"
+      "session is recorded in etcd before any znode is created, and zk2etcd never copies a\n"
+      "znode of a recorded session: the two directions never echo each other. Parents are\n"
+      "never created (a key under a missing parent is held, counted and logged), and a path\n"
+      "another znode holds is left alone until that znode goes.");
+  AddTaskFlags(cmd, flags.get());
+  AddDurationFlag(cmd, "--status-interval", &c.status_interval,
+                  "how often a progress line is logged (0 = never)", kStatusIntervalRange)
+      ->group("Behaviour");
+  AddHaFlags(cmd, &c.ha, &flags->lease_ttl, &c.instance_id, &c.election);
+  AddAdminFlags(cmd, &c.admin_addr, &c.ready_max_lag);
+  // The zk2etcd task's other flags are accepted and ignored, so that its config file works.
+  CLI::App task_flags;
+  AddZk2EtcdCommand(&task_flags);
+  AcceptTaskFlags(cmd, task_flags.get_subcommand("zk2etcd"));
+  return [flags, cmd] { return RunEtcd2Zk(flags.get(), cmd); };
 }
 
 std::function<int()> AddCheckZk2EtcdCommand(CLI::App* check) {

@@ -10,6 +10,9 @@ namespace kvsync::cli {
 // Adds `zk2etcd` to `app`; returns the function main calls when it was selected.
 std::function<int()> AddZk2EtcdCommand(CLI::App* app);
 
+// Adds `etcd2zk` (the reverse direction, with the zk2etcd task's flags) to `app`.
+std::function<int()> AddEtcd2ZkCommand(CLI::App* app);
+
 // Adds `zk2etcd` under the `check` command; returns its run function.
 std::function<int()> AddCheckZk2EtcdCommand(CLI::App* check);
 

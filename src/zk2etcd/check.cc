@@ -9,6 +9,7 @@
 #include "log/log.h"
 #include "zk2etcd/guards.h"
 #include "zk2etcd/node_table.h"
+#include "zk2etcd/reverse_sessions.h"
 #include "zk2etcd/scope.h"
 #include "zk2etcd/snapshot.h"
 
@@ -38,13 +39,15 @@ struct RoundResult {
   int64_t etcd_bytes = 0;
   int64_t etcd_revision = 0;
   std::optional<ParityCounter> parity;  // with CheckOptions::service_depth
+  int64_t reverse_copies = 0;           // znodes of the etcd2zk direction, not compared
 };
 
 absl::StatusOr<RoundResult> Round(const config::Zk2EtcdConfig& config, const Scope& scope,
                                   zk::Reader* session, etcd::KvApi* etcd, ownership::Store* owners,
-                                  const CheckOptions& options, const common::StopToken& stop,
-                                  etcd::RetryCounters* retries) {
+                                  ReverseSessions* reverse, const CheckOptions& options,
+                                  const common::StopToken& stop, etcd::RetryCounters* retries) {
   RoundResult out;
+  if (absl::Status loaded = reverse->Preload(); !loaded.ok()) return loaded;
   if (options.service_depth > 0) out.parity.emplace(scope.roots(), options.service_depth);
   ASSIGN_OR_RETURN(Snapshot snap, Snapshot::Load(etcd, scope, owners->MarkPrefix(),
                                                  config.page_size, stop, retries));
@@ -60,9 +63,22 @@ absl::StatusOr<RoundResult> Round(const config::Zk2EtcdConfig& config, const Sco
   walk.skip_unreadable = true;
   auto walked = session->Walk(
       walk,
-      [&](const std::string& path, const std::string& data, const zk::Stat&) {
+      [&](const std::string& path, const std::string& data, const zk::Stat& stat) {
         if (!scope.Covers(path)) return;
+        // The etcd2zk direction's copy of an etcd key: that key is its original, not a
+        // difference (reverse_sessions.h).
+        bool reverse_copy = stat.ephemeral_owner != 0 && reverse->IsReverse(stat.ephemeral_owner);
         std::lock_guard<std::mutex> lock(mu);
+        if (reverse_copy) {
+          Snapshot::Entry* e = snap.Find(HashKey(scope.KeyOf(path)));
+          if (e != nullptr) e->visited = true;
+          if (out.parity) {
+            out.parity->CountZk(path);
+            if (e != nullptr) out.parity->CountEtcd(path);
+          }
+          out.reverse_copies++;
+          return;
+        }
         out.counts.source_keys++;
         out.zk_bytes += static_cast<int64_t>(path.size() + data.size());
         if (options.progress != nullptr) options.progress->store(out.counts.source_keys);
@@ -147,13 +163,14 @@ absl::StatusOr<checker::CheckReport> Check(const config::Zk2EtcdConfig& config, 
                                            etcd::RetryCounters* retries) {
   auto started = std::chrono::steady_clock::now();
   Scope scope(config.zk_prefixes, config.zk_excludes, config.etcd_prefix, config.meta_prefix);
+  ReverseSessions reverse(etcd, config.meta_prefix);
   ASSIGN_OR_RETURN(RoundResult result,
-                   Round(config, scope, session, etcd, owners, options, stop, retries));
+                   Round(config, scope, session, etcd, owners, &reverse, options, stop, retries));
   checker::CheckReport report;
   report.zookeeper_source = true;
   if (options.confirm && !result.diffs.empty()) {
     ASSIGN_OR_RETURN(RoundResult second,
-                     Round(config, scope, session, etcd, owners, options, stop, retries));
+                     Round(config, scope, session, etcd, owners, &reverse, options, stop, retries));
     report.rounds = 2;
     int64_t first_total = static_cast<int64_t>(result.diffs.size());
     // Keep round 2's view of the differences round 1 also saw, with the same kind.

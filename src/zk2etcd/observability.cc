@@ -134,6 +134,12 @@ void RegisterMetrics(metrics::Registry* r, const std::string& task, Stats* s,
             f.With("kind", "mismatch"));
   f.Gauge("kvsync_zk2etcd_full_sync_walked", "Znodes walked by the current or last full sync", t,
           [s] { return static_cast<double>(s->full_sync_walked.load()); });
+  f.Counter("kvsync_zk2etcd_reverse_skipped_total",
+            "Znodes read that were the etcd2zk direction's copies (never copied back)",
+            s->reverse_skipped, t);
+  f.Counter("kvsync_zk2etcd_reverse_lookups_total",
+            "etcd reads made to tell whether an ephemeral znode's owner is an etcd2zk session",
+            s->reverse_lookups, t);
   f.Counter("kvsync_zk2etcd_unowned_skipped_total",
             "etcd keys left alone because kvsync does not own them", s->unowned_skipped, t);
   f.Gauge(

@@ -40,6 +40,10 @@ struct Stats {
   std::atomic<int64_t> fixed_src_miss{0};
   std::atomic<int64_t> fixed_mismatch{0};
   std::atomic<int64_t> full_sync_walked{0};  // znodes walked by the current full sync
+  // Znodes read that were the etcd2zk direction's copies (skipped), and etcd reads made to
+  // tell (reverse_sessions.h).
+  std::atomic<int64_t> reverse_skipped{0};
+  std::atomic<int64_t> reverse_lookups{0};
   // Keys kvsync left alone because another writer owns them.
   std::atomic<int64_t> unowned_skipped{0};
   // Deletes waiting for the ownership store (Redis down); repairs paused meanwhile.

@@ -91,6 +91,7 @@ Syncer::Syncer(const config::Zk2EtcdConfig& config, zk::SessionFactory* zk, etcd
       stop_(stop),
       stats_(stats),
       scope_(config.zk_prefixes, config.zk_excludes, config.etcd_prefix, config.meta_prefix),
+      reverse_(etcd_kv, config.meta_prefix),
       applier_({.name = "zk2etcd-apply", .max_queued_bytes = config.queue_bytes}) {}
 
 Syncer::~Syncer() = default;
@@ -314,9 +315,19 @@ void Syncer::List(const std::string& path, Clock::time_point origin) {
                  });
 }
 
+bool Syncer::IsReverseCopy(const zk::Stat& stat) {
+  if (stat.ephemeral_owner == 0 || !reverse_.IsReverse(stat.ephemeral_owner)) return false;
+  stats_->reverse_skipped.fetch_add(1);
+  stats_->reverse_lookups.store(reverse_.lookups());
+  return true;
+}
+
 void Syncer::OnNode(const std::string& path, const std::string& data, const zk::Stat& stat,
                     bool discover, Clock::time_point origin) {
   if (!scope_.Covers(path)) return;
+  // The etcd2zk direction's copy of an etcd key: never copied back (its deletion is not one
+  // either: the node table never saw it live).
+  if (IsReverseCopy(stat)) return;
   std::string key = scope_.KeyOf(path);
   KeyHash h = HashKey(key);
   if (nodes_.Advance(h, Version{stat.czxid, stat.mzxid})) {
@@ -436,6 +447,9 @@ void Syncer::OnWalkNode(const std::string& path, const std::string& data, const 
     r->parity->CountZk(path);
     if (e != nullptr) r->parity->CountEtcd(path);
   }
+  // The etcd2zk direction's copy: its etcd key (visited above) is the original, another
+  // writer's, and is neither claimed nor compared; nothing is copied back.
+  if (IsReverseCopy(stat)) return;
   Version v{stat.czxid, stat.mzxid};
   nodes_.Touch(h);
   bool ephemeral = stat.ephemeral_owner != 0;
@@ -643,6 +657,11 @@ absl::Status Syncer::RunRound(Round* r) {
 
 absl::Status Syncer::FullSync(Mode mode) {
   stats_->common.full_syncs.fetch_add(1);
+  // One read for every etcd2zk session recorded so far (owners seen later are read once each).
+  if (absl::Status loaded = reverse_.Preload(); !loaded.ok()) {
+    log::Warn("zk2etcd", "cannot read the etcd2zk session registry",
+              {{"error", loaded}, {"effect", "each ephemeral owner is looked up on its own"}});
+  }
   stats_->common.phase.store(static_cast<int>(sink::Phase::kFullSync));
   if (mode == Mode::kFixNow) {
     Round r;

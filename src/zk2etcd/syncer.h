@@ -25,6 +25,8 @@
 // unreachable, and keys of other writers are never deleted. The deletion guards (guards.h) hold
 // a round's inferred deletes when a root was missing or they exceed --max-delete-fraction, and
 // znodes kvsync may not read (ACL) are skipped with their subtree, whose etcd keys are kept.
+// Ephemeral znodes of an etcd2zk session (reverse_sessions.h) are that direction's copies of
+// etcd keys: they are skipped, so the two directions never echo each other.
 // Periodic rounds also count per-service parity (parity.h) and publish it to Stats::parity.
 // With --ephemeral-lease-ttl the copies of ephemeral znodes (and their ownership marks) are
 // put on the lease of ephemeral_lease.h; a key on another lease (or on none) differs from its
@@ -68,6 +70,7 @@
 #include "zk/api.h"
 #include "zk2etcd/ephemeral_lease.h"
 #include "zk2etcd/node_table.h"
+#include "zk2etcd/reverse_sessions.h"
 #include "zk2etcd/scope.h"
 #include "zk2etcd/snapshot.h"
 #include "zk2etcd/stats.h"
@@ -121,6 +124,8 @@ class Syncer {
               std::chrono::steady_clock::time_point origin);
   void OnGone(const std::string& path, std::chrono::steady_clock::time_point origin);
   void OnWalkNode(const std::string& path, const std::string& data, const zk::Stat& stat);
+  // Whether a znode is the etcd2zk direction's copy (reverse_sessions.h); counts it.
+  bool IsReverseCopy(const zk::Stat& stat);
   // `ephemeral`: the znode is ephemeral (its copy goes on the ephemeral lease, if any).
   void SubmitPut(const std::string& key, const KeyHash& h, const std::string& data, bool ephemeral,
                  std::chrono::steady_clock::time_point origin);
@@ -152,6 +157,7 @@ class Syncer {
   const common::StopToken* stop_;
   Stats* stats_;
   Scope scope_;
+  ReverseSessions reverse_;
   std::vector<etcd::Compare> fence_;
   etcd::LeaseApi* leases_ = nullptr;
   std::unique_ptr<EphemeralLease> lease_;  // with --ephemeral-lease-ttl, during Run()
