@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/time.h"
 #include "checker/key_mapper.h"
 #include "cli/command.h"
 #include "cli/etcd2etcd.h"
@@ -20,6 +21,7 @@
 #include "log/log.h"
 #include "mirror/dr.h"
 #include "nlohmann/json.hpp"
+#include "zk2etcd/migration.h"
 
 namespace kvsync::cli {
 namespace {
@@ -113,6 +115,34 @@ int RunStatus(CLI::App* cmd, StatusFlags* f) {
   }
   std::string out = f->output == "json" ? mirror::RenderStatusJson(statuses) + "\n"
                                         : mirror::RenderStatusText(statuses);
+  // zk2etcd tasks with migration phases (kvsync migrate) sharing this meta prefix.
+  auto migrations = zk2etcd::ListMigrations(dst->get(), c.meta_prefix);
+  if (!migrations.ok()) {
+    ReportAndExit("status", migrations.status());
+    return Exit(ExitCode::kConfig);
+  }
+  if (!migrations->empty()) {
+    if (f->output == "json") {
+      nlohmann::json all = nlohmann::json::parse(out, nullptr, false);
+      nlohmann::json list = nlohmann::json::array();
+      for (const auto& [task, r] : *migrations) {
+        list.push_back({{"task", task},
+                        {"phase", zk2etcd::PhaseName(r.phase)},
+                        {"previous", zk2etcd::PhaseName(r.previous)},
+                        {"since_ms", r.since_ms},
+                        {"by", r.by}});
+      }
+      all["migrations"] = list;
+      out = all.dump() + "\n";
+    } else {
+      for (const auto& [task, r] : *migrations) {
+        out += absl::StrCat("migration ", task, ": phase ", zk2etcd::PhaseName(r.phase), " since ",
+                            absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixMillis(r.since_ms),
+                                             absl::UTCTimeZone()),
+                            " by ", r.by, " (point of no return: done)\n");
+      }
+    }
+  }
   std::fputs(out.c_str(), stdout);
   bool healthy = true;
   for (const auto& s : statuses) healthy = healthy && s.healthy();

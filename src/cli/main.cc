@@ -30,6 +30,7 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   commands["etcd2etcd"] = kvsync::cli::AddEtcd2EtcdCommand(&app);
   commands["zk2etcd"] = kvsync::cli::AddZk2EtcdCommand(&app);
   commands["etcd2zk"] = kvsync::cli::AddEtcd2ZkCommand(&app);
+  commands["migrate"] = kvsync::cli::AddMigrateCommand(&app);
   commands["check"] = kvsync::cli::AddCheckCommand(&app);
   commands["etcdwatch"] = kvsync::cli::AddEtcdwatchCommand(&app);
   commands["status"] = kvsync::cli::AddStatusCommand(&app);

@@ -5,11 +5,16 @@
 #include <atomic>
 #include <cstdio>
 #include <memory>
+#include <optional>
+#include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "cli/command.h"
 #include "cli/task_runner.h"
+#include "common/clock.h"
 #include "common/status_macros.h"
 #include "config/config.h"
 #include "config/yaml_config.h"
@@ -26,6 +31,7 @@
 #include "zk/session.h"
 #include "zk2etcd/check.h"
 #include "zk2etcd/guards.h"
+#include "zk2etcd/migration.h"
 #include "zk2etcd/observability.h"
 #include "zk2etcd/parity.h"
 #include "zk2etcd/syncer.h"
@@ -45,7 +51,27 @@ struct Flags {
   bool single_round = false;
   bool fix = false;
   bool by_service = false;
+  // migrate only
+  std::string to;
+  std::vector<std::string> services;
+  bool point_of_no_return = false;
 };
+
+// What a direction asks before it runs and while it runs (migration.h): OK unless the recorded
+// phase stops it. A record that cannot be read does not stop a running task (logged; asked
+// again at the next check); a record that is not a migration record does.
+std::function<absl::Status()> PhaseCheck(etcd::KvApi* kv, std::string meta_prefix, std::string task,
+                                         bool reverse) {
+  return [kv, meta_prefix = std::move(meta_prefix), task = std::move(task), reverse] {
+    auto record = zk2etcd::ReadMigration(kv, meta_prefix, task);
+    if (!record.ok()) {
+      if (absl::IsFailedPrecondition(record.status())) return record.status();
+      log::Warn("main", "cannot read the migration phase", {{"error", record.status()}});
+      return absl::OkStatus();
+    }
+    return zk2etcd::AllowedToRun(*record, task, reverse);
+  };
+}
 
 // Flags shared by the task and its check: what to sync, where, and who owns what.
 void AddTaskFlags(CLI::App* cmd, Flags* f) {
@@ -287,6 +313,7 @@ int RunSync(Flags* f, CLI::App* cmd) {
                            &term_stop, &stats);
     engine.set_fence(std::move(fence));
     engine.set_leases(etcd_client->get());
+    engine.set_phase_check(PhaseCheck(etcd_client->get(), c.meta_prefix, c.name, false));
     return engine.Run();
   };
   return RunTask(spec, &stop);
@@ -368,9 +395,195 @@ int RunEtcd2Zk(Flags* f, CLI::App* cmd) {
     etcd2zk::Publisher engine(c, forward_marks, ZkOptions(c), etcd_client->get(), &term_stop,
                               &stats);
     engine.set_fence(std::move(fence));
+    engine.set_phase_check(PhaseCheck(etcd_client->get(), c.meta_prefix, forward.name, true));
     return engine.Run();
   };
   return RunTask(spec, &stop);
+}
+
+// The precondition of done: no consumer of the services concerned (all, or --service) still
+// registered in ZooKeeper (Dubbo consumers register under <service>/consumers).
+absl::StatusOr<std::string> CountZkConsumers(const config::Zk2EtcdConfig& c,
+                                             const std::vector<std::string>& only,
+                                             zk::Session* session, const common::StopToken& stop) {
+  std::set<std::string> concerned(only.begin(), only.end());
+  zk2etcd::ParityCounter naming(c.zk_prefixes, c.service_depth);
+  int64_t consumers = 0;
+  std::string first;
+  absl::Mutex mu;  // visits run on the session's loop thread
+  zk::WalkOptions walk;
+  walk.roots = c.zk_prefixes;
+  walk.excludes = c.zk_excludes;
+  walk.read_data = false;
+  auto walked = session->Walk(
+      walk,
+      [&](const std::string& path, const std::string&, const zk::Stat&) {
+        if (!absl::EndsWith(zk::ParentPath(path), "/consumers")) return;
+        if (!concerned.empty() && !concerned.contains(naming.ServiceOf(path))) return;
+        absl::MutexLock lock(&mu);
+        if (consumers++ == 0) first = path;
+      },
+      &stop);
+  if (!walked.ok()) return walked.status();
+  if (consumers > 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(consumers, " consumers still registered in ZooKeeper (e.g. ", first,
+                     "): moving to done would hide etcd's providers from them; nothing was "
+                     "changed"));
+  }
+  return std::string("no consumer left in ZooKeeper");
+}
+
+// The precondition of a forward step, from one check of the services concerned (all, or
+// --service): to dual, no confirmed difference; to etcd-primary, full parity; to done, no
+// consumer registered in ZooKeeper. Returns a one-line summary, or FailedPrecondition.
+absl::StatusOr<std::string> CheckStep(const config::Zk2EtcdConfig& c, zk2etcd::Phase to,
+                                      const std::vector<std::string>& only, zk::Session* session,
+                                      etcd::Client* etcd, ownership::Store* owners,
+                                      const common::StopToken& stop) {
+  if (to == zk2etcd::Phase::kDone) {
+    // zk2etcd is stopped in etcd-primary: parity no longer applies, only who still reads.
+    return CountZkConsumers(c, only, session, stop);
+  }
+  std::vector<zk2etcd::ServiceParity> services;
+  zk2etcd::CheckOptions options;
+  options.show = 0;
+  options.service_depth = c.service_depth;
+  options.services = &services;
+  etcd::RetryCounters retries;
+  auto report = zk2etcd::Check(c, session, etcd, etcd, owners, options, stop, &retries);
+  if (!report.ok()) return report.status();
+  std::set<std::string> wanted(only.begin(), only.end());
+  std::vector<std::string> broken;
+  size_t concerned = 0;
+  for (const zk2etcd::ServiceParity& svc : services) {
+    if (!wanted.empty() && !wanted.erase(svc.service)) continue;
+    ++concerned;
+    bool ok = to == zk2etcd::Phase::kDual ? svc.differences() == 0 : svc.equal();
+    if (!ok) broken.push_back(svc.service);
+  }
+  if (!wanted.empty()) {
+    return absl::InvalidArgumentError("--service " + *wanted.begin() +
+                                      " is not a service of this task (kvsync check zk2etcd "
+                                      "--by-service lists them)");
+  }
+  if (report->unreadable > 0 || report->ownership_unknown > 0) {
+    return absl::FailedPreconditionError(
+        "the parity check was inconclusive (unreadable znodes or ownership unknown): kvsync "
+        "check zk2etcd --by-service says why");
+  }
+  if (!broken.empty()) {
+    std::string names =
+        absl::StrJoin(broken.begin(), broken.begin() + std::min<size_t>(5, broken.size()), ", ");
+    return absl::FailedPreconditionError(absl::StrCat(
+        broken.size(), " of ", concerned, " services ",
+        to == zk2etcd::Phase::kDual ? "have confirmed differences" : "are without parity", " (",
+        names, broken.size() > 5 ? ", ..." : "",
+        "): nothing was changed; kvsync check zk2etcd --by-service shows them"));
+  }
+  return absl::StrCat(concerned, " services checked, ",
+                      to == zk2etcd::Phase::kDual ? "no differences" : "parity ok");
+}
+
+// `kvsync migrate`: shows or moves the migration phase of a zk2etcd task (migration.h).
+int RunMigrate(Flags* f, CLI::App* cmd) {
+  if (f->output != "text" && f->output != "json") {
+    return ReportAndExit(
+        "migrate",
+        absl::InvalidArgumentError("--output must be text or json, got \"" + f->output + "\""));
+  }
+  std::optional<zk2etcd::Phase> to;
+  if (!f->to.empty()) {
+    to = zk2etcd::ParsePhase(f->to);
+    if (!to) {
+      return ReportAndExit(
+          "migrate",
+          absl::InvalidArgumentError("--to must be mirroring, dual, etcd-primary or done, got \"" +
+                                     f->to + "\""));
+    }
+  }
+  if (int rc = LoadAndValidate("migrate", f, cmd); rc >= 0) return rc;
+  const config::Zk2EtcdConfig& c = f->config;
+  common::StopToken& stop = StartSignalThread();
+  auto etcd_client = ConnectClient(c.etcd, "etcd");
+  if (!etcd_client.ok()) return ReportAndExit("migrate", etcd_client.status());
+  auto current = zk2etcd::ReadMigration(etcd_client->get(), c.meta_prefix, c.name);
+  if (!current.ok()) return ReportAndExit("migrate", current.status());
+  const char* kNoReturn = "point of no return: done (nothing leaves it)";
+  auto render = [&](const zk2etcd::MigrationRecord& r, const std::string& summary) {
+    if (f->output == "json") {
+      nlohmann::json j = {{"task", c.name},
+                          {"phase", r.exists ? zk2etcd::PhaseName(r.phase) : "none"},
+                          {"previous", zk2etcd::PhaseName(r.previous)},
+                          {"since_ms", r.since_ms},
+                          {"by", r.by},
+                          {"check", summary},
+                          {"point_of_no_return", "done"}};
+      return j.dump() + "\n";
+    }
+    if (!r.exists) {
+      return absl::StrCat("task ", c.name,
+                          ": no migration phase recorded (both directions may run); start with "
+                          "kvsync migrate --to mirroring\n");
+    }
+    std::string line = absl::StrCat("task ", c.name, ": phase ", zk2etcd::PhaseName(r.phase));
+    if (!summary.empty()) absl::StrAppend(&line, " (", summary, ")");
+    if (r.phase != zk2etcd::Phase::kDone) {
+      int p = static_cast<int>(r.phase);
+      absl::StrAppend(&line, "; next: kvsync migrate --to ",
+                      zk2etcd::PhaseName(static_cast<zk2etcd::Phase>(p + 1)));
+      if (p > 0) {
+        absl::StrAppend(&line, "; revert: kvsync migrate --to ",
+                        zk2etcd::PhaseName(static_cast<zk2etcd::Phase>(p - 1)));
+      }
+    }
+    absl::StrAppend(&line, "; ", kNoReturn, "\n");
+    return line;
+  };
+  if (!to) {
+    EndStartup();
+    std::fputs(render(*current, "").c_str(), stdout);
+    return Exit(ExitCode::kOk);
+  }
+  zk2etcd::Phase from = current->exists ? current->phase : zk2etcd::Phase::kMirroring;
+  if (current->exists || *to != zk2etcd::Phase::kMirroring) {
+    if (absl::Status step = zk2etcd::CheckTransition(from, *to); !step.ok()) {
+      return ReportAndExit("migrate", step);
+    }
+  }
+  std::string summary;
+  bool forward_step = static_cast<int>(*to) > static_cast<int>(from);
+  if (forward_step) {
+    if (*to == zk2etcd::Phase::kDone && !f->point_of_no_return) {
+      return ReportAndExit("migrate",
+                           absl::FailedPreconditionError(
+                               "done is the point of no return (etcd2zk stops, ZooKeeper consumers "
+                               "lose etcd's providers, and nothing leaves done): confirm with "
+                               "--point-of-no-return"));
+    }
+    auto session = OpenZk(c);
+    if (!session.ok()) return ReportAndExit("migrate", session.status());
+    auto owners = OpenOwnership(c);
+    if (!owners.ok()) return ReportAndExit("migrate", owners.status());
+    auto checked =
+        CheckStep(c, *to, f->services, session->get(), etcd_client->get(), owners->get(), stop);
+    if (!checked.ok()) return ReportAndExit("migrate", checked.status());
+    summary = *checked;
+  }
+  EndStartup();
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  absl::Status written = zk2etcd::WriteMigration(etcd_client->get(), c.meta_prefix, c.name,
+                                                 *current, *to, host, common::WallMs());
+  if (!written.ok()) return ReportAndExit("migrate", written);
+  auto now = zk2etcd::ReadMigration(etcd_client->get(), c.meta_prefix, c.name);
+  if (!now.ok()) return ReportAndExit("migrate", now.status());
+  log::Info("main", "migration phase changed",
+            {{"task", c.name},
+             {"from", current->exists ? zk2etcd::PhaseName(from) : "none"},
+             {"to", zk2etcd::PhaseName(*to)}});
+  std::fputs(render(*now, summary).c_str(), stdout);
+  return Exit(ExitCode::kOk);
 }
 
 int RunCheck(Flags* f, CLI::App* cmd) {
@@ -530,6 +743,38 @@ std::function<int()> AddEtcd2ZkCommand(CLI::App* app) {
   AddZk2EtcdCommand(&task_flags);
   AcceptTaskFlags(cmd, task_flags.get_subcommand("zk2etcd"));
   return [flags, cmd] { return RunEtcd2Zk(flags.get(), cmd); };
+}
+
+std::function<int()> AddMigrateCommand(CLI::App* app) {
+  auto flags = std::make_shared<Flags>();
+  CLI::App* cmd = app->add_subcommand(
+      "migrate",
+      "Show or move the migration phase of a zk2etcd task, recorded in etcd\n"
+      "(<meta-prefix><name>/migration) and shown by kvsync status:\n"
+      "  mirroring     zk2etcd runs, etcd2zk does not\n"
+      "  dual          both directions run (etcd registrations published into ZooKeeper)\n"
+      "  etcd-primary  zk2etcd stops (within --fullsync-interval); etcd2zk keeps publishing\n"
+      "                for consumers still on ZooKeeper\n"
+      "  done          etcd2zk stops too. THE POINT OF NO RETURN: nothing leaves done.\n"
+      "One step at a time, forward or back. Forward steps check first (nothing changes if the\n"
+      "check fails, exit 2): to dual, no confirmed difference; to etcd-primary, full parity\n"
+      "(every etcd registration visible in ZooKeeper and the reverse); to done, no consumer\n"
+      "registered in ZooKeeper, and --point-of-no-return. --service limits the checks to some\n"
+      "services. Without --to: show the phase. Takes the zk2etcd task's flags (or --config).");
+  AddTaskFlags(cmd, flags.get());
+  cmd->add_option("--to", flags->to, "mirroring, dual, etcd-primary or done")->group("Migrate");
+  cmd->add_option("--service", flags->services,
+                  "check only this service (repeatable; its znode path, e.g. "
+                  "/dubbo/com.foo.DemoService)")
+      ->group("Migrate");
+  cmd->add_flag("--point-of-no-return", flags->point_of_no_return,
+                "confirm the move to done, which cannot be reverted")
+      ->group("Migrate");
+  cmd->add_option("--output", flags->output, "text or json")->default_val("text")->group("Migrate");
+  CLI::App task_flags;
+  AddZk2EtcdCommand(&task_flags);
+  AcceptTaskFlags(cmd, task_flags.get_subcommand("zk2etcd"));
+  return [flags, cmd] { return RunMigrate(flags.get(), cmd); };
 }
 
 std::function<int()> AddCheckZk2EtcdCommand(CLI::App* check) {

@@ -323,6 +323,7 @@ absl::Status Publisher::Run() {
   common::Backoff backoff(std::chrono::milliseconds(200), std::chrono::milliseconds(5000));
   while (!stop_->stopped()) {
     stats_->common.phase.store(static_cast<int>(sink::Phase::kStarting));
+    if (phase_check_) RETURN_IF_ERROR(phase_check_());
     absl::Status opened = OpenSession();
     if (!opened.ok()) {
       session_.reset();
@@ -380,6 +381,17 @@ absl::Status Publisher::Run() {
       }
       if (std::chrono::steady_clock::now() >= next_retry) {
         next_retry = std::chrono::steady_clock::now() + kNoParentRetry;
+        if (phase_check_) {
+          if (absl::Status allowed = phase_check_(); !allowed.ok()) {
+            StopWatches();
+            session_.reset();  // its znodes go at once
+            published_.clear();
+            held_.clear();
+            Publish();
+            stats_->common.phase.store(static_cast<int>(sink::Phase::kStopped));
+            return allowed;
+          }
+        }
         std::vector<std::string> retry;
         for (const auto& [path, why] : held_) {
           if (why == Held::kNoParent) retry.push_back(path);

@@ -29,6 +29,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -80,6 +81,9 @@ class Publisher {
   Publisher& operator=(const Publisher&) = delete;
 
   void set_fence(std::vector<etcd::Compare> fence) { fence_ = std::move(fence); }
+  // Asked at start and every 10 s: a non-OK answer (the migration phase stopped this
+  // direction) ends Run() with it, closing the session.
+  void set_phase_check(std::function<absl::Status()> check) { phase_check_ = std::move(check); }
 
   // Runs until stopped (OK). Errors: ZooKeeper refused auth, a fenced record write,
   // non-transient etcd errors. Closing the session on return removes every published znode.
@@ -116,6 +120,7 @@ class Publisher {
   Stats* stats_;
   zk2etcd::Scope scope_;
   std::vector<etcd::Compare> fence_;
+  std::function<absl::Status()> phase_check_;
   std::unique_ptr<zk::Session> session_;
 
   // Control thread state.

@@ -855,6 +855,11 @@ absl::Status Syncer::Run() {
     } else {
       continue;
     }
+    // The migration phase may have stopped this direction (migration.h): checked before
+    // every full sync, so a running task stops within --fullsync-interval.
+    if (phase_check_) {
+      if (absl::Status allowed = phase_check_(); !allowed.ok()) return finish(allowed);
+    }
     // Changes dropped from here on are not covered by this full sync's walk: they set the
     // flag again.
     if (mode == Mode::kFixNow) {

@@ -89,6 +89,9 @@ class Syncer {
   ~Syncer();
 
   void set_fence(std::vector<etcd::Compare> fence) { fence_ = std::move(fence); }
+  // Asked before every full sync: a non-OK answer (the migration phase stopped this direction)
+  // ends Run() with it.
+  void set_phase_check(std::function<absl::Status()> check) { phase_check_ = std::move(check); }
   // The destination's leases, for --ephemeral-lease-ttl (required then). Not owned.
   void set_leases(etcd::LeaseApi* leases) { leases_ = leases; }
 
@@ -160,6 +163,7 @@ class Syncer {
   ReverseSessions reverse_;
   std::vector<etcd::Compare> fence_;
   etcd::LeaseApi* leases_ = nullptr;
+  std::function<absl::Status()> phase_check_;
   std::unique_ptr<EphemeralLease> lease_;  // with --ephemeral-lease-ttl, during Run()
   // Without it: the lease an earlier run recorded, whose copies must become plain keys.
   int64_t retired_lease_ = 0;

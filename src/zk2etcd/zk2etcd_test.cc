@@ -4,6 +4,7 @@
 
 #include "ownership/store.h"
 #include "zk2etcd/guards.h"
+#include "zk2etcd/migration.h"
 #include "zk2etcd/node_table.h"
 #include "zk2etcd/parity.h"
 #include "zk2etcd/scope.h"
@@ -187,6 +188,41 @@ TEST(Parity, ServicesAndProvidersByPath) {
   EXPECT_EQ(services[1].zk_providers, 1);
   EXPECT_EQ(services[1].etcd_providers, 0);
   EXPECT_TRUE(services[1].equal());
+}
+
+TEST(Migration, OneStepAtATimeAndNothingLeavesDone) {
+  EXPECT_TRUE(CheckTransition(Phase::kMirroring, Phase::kDual).ok());
+  EXPECT_TRUE(CheckTransition(Phase::kDual, Phase::kMirroring).ok());
+  EXPECT_TRUE(CheckTransition(Phase::kEtcdPrimary, Phase::kDone).ok());
+  EXPECT_TRUE(CheckTransition(Phase::kEtcdPrimary, Phase::kDual).ok());
+  EXPECT_FALSE(CheckTransition(Phase::kMirroring, Phase::kEtcdPrimary).ok());
+  EXPECT_FALSE(CheckTransition(Phase::kDual, Phase::kDual).ok());
+  absl::Status out = CheckTransition(Phase::kDone, Phase::kEtcdPrimary);
+  EXPECT_TRUE(absl::IsFailedPrecondition(out));
+  EXPECT_NE(out.message().find("point of no return"), std::string::npos);
+  for (Phase p : {Phase::kMirroring, Phase::kDual, Phase::kEtcdPrimary, Phase::kDone}) {
+    EXPECT_EQ(ParsePhase(PhaseName(p)), p);
+  }
+  EXPECT_EQ(ParsePhase("etcd_primary"), std::nullopt);
+}
+
+TEST(Migration, EachDirectionRunsInItsPhases) {
+  MigrationRecord none;
+  EXPECT_TRUE(AllowedToRun(none, "t", false).ok());  // phases not in use
+  EXPECT_TRUE(AllowedToRun(none, "t", true).ok());
+  MigrationRecord r;
+  r.exists = true;
+  const std::pair<Phase, std::pair<bool, bool>> want[] = {
+      {Phase::kMirroring, {true, false}},
+      {Phase::kDual, {true, true}},
+      {Phase::kEtcdPrimary, {false, true}},
+      {Phase::kDone, {false, false}},
+  };
+  for (const auto& [phase, runs] : want) {
+    r.phase = phase;
+    EXPECT_EQ(AllowedToRun(r, "t", false).ok(), runs.first) << PhaseName(phase);
+    EXPECT_EQ(AllowedToRun(r, "t", true).ok(), runs.second) << PhaseName(phase);
+  }
 }
 
 }  // namespace kvsync::zk2etcd

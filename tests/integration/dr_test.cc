@@ -366,8 +366,10 @@ TEST_F(DrTest, SwitchoverLosesNothingWhileAWriterKeepsWriting) {
     stop = true;
     if (writer.joinable()) writer.join();
   };
-  // Promoted right after start: a switchover waits for the first full sync's checkpoint.
+  // As the runbook says: a switchover starts from a healthy standby (kvsync status exit 0).
   ASSERT_TRUE(WaitFor([&] { return acknowledged >= 50; }, seconds(60)));
+  ASSERT_TRUE(WaitFor([&] { return Run("status", TaskFlags()).exit_code == 0; }, seconds(60)))
+      << mirror->LogTail();
   std::vector<std::string> promote = TaskFlags();
   for (const char* x : {"--output", "json"}) promote.emplace_back(x);
   auto promoted = Run("promote", promote);

@@ -315,5 +315,84 @@ TEST_F(MigrationTest, HeldKeysArePublishedWhenTheirPathFrees) {
   EXPECT_NE(refused->err.find("--ownership etcd"), std::string::npos) << refused->err;
 }
 
+// The phases: one step at a time, each forward step refused (exit 2, nothing written) while
+// its precondition fails, and each direction stops in the phases it does not run in.
+TEST_F(MigrationTest, PhaseTransitionsRefuseWhenParityIsBroken) {
+  BuildDubbo(2, 2);
+  auto migrate = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv = CheckArgs({});
+    argv.erase(argv.begin() + 1, argv.begin() + 3);  // "check", "zk2etcd"
+    argv.insert(argv.begin() + 1, "migrate");
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto r = testing::RunCommand(argv, seconds(60));
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : testing::CommandResult{};
+  };
+  auto shown = migrate({});
+  EXPECT_EQ(shown.exit_code, 0) << shown.err;
+  EXPECT_NE(shown.out.find("no migration phase recorded"), std::string::npos) << shown.out;
+  auto started = migrate({"--to", "mirroring"});
+  ASSERT_EQ(started.exit_code, 0) << started.err;
+  auto skip = migrate({"--to", "etcd-primary"});
+  EXPECT_EQ(skip.exit_code, 2);
+  EXPECT_NE(skip.err.find("one step at a time"), std::string::npos) << skip.err;
+
+  // A difference (a znode created while zk2etcd is stopped) blocks dual for its service only.
+  SyncOnce();
+  ASSERT_TRUE(zk_->Create("/dubbo/svc1/providers/late", "l", false).ok());
+  auto refused = migrate({"--to", "dual"});
+  EXPECT_EQ(refused.exit_code, 2) << refused.out;
+  EXPECT_NE(refused.err.find("/dubbo/svc1"), std::string::npos) << refused.err;
+  EXPECT_NE(migrate({}).out.find("phase mirroring"), std::string::npos);  // nothing written
+  auto one = migrate({"--to", "dual", "--service", "/dubbo/svc0"});
+  EXPECT_EQ(one.exit_code, 0) << one.err;
+  ASSERT_EQ(migrate({"--to", "mirroring"}).exit_code, 0);  // one step back
+  auto forward = StartKvsync({"--fullsync-interval", "1s"});
+  ExpectSynced(forward.get());
+  // A provider that registers in etcd only: expected before dual (etcd2zk publishes it), not
+  // before etcd-primary until ZooKeeper sees it.
+  ASSERT_TRUE(etcd_->Put("/dubbo/svc0/providers/etcd-only", "e").ok());
+  ASSERT_EQ(migrate({"--to", "dual"}).exit_code, 0);
+  auto early = migrate({"--to", "etcd-primary"});
+  EXPECT_EQ(early.exit_code, 2);
+  EXPECT_NE(early.err.find("without parity"), std::string::npos) << early.err;
+  std::string reverse_admin = absl::StrCat("127.0.0.1:", testing::FreePort());
+  auto reverse = StartReverse(reverse_admin);
+  ASSERT_TRUE(WaitFor([&] { return OwnerOf("/dubbo/svc0/providers/etcd-only") != 0; }, seconds(60)))
+      << reverse->LogTail();
+  auto primary = migrate({"--to", "etcd-primary"});
+  ASSERT_EQ(primary.exit_code, 0) << primary.err;
+  EXPECT_NE(primary.out.find("parity ok"), std::string::npos) << primary.out;
+  // zk2etcd stops at its next full sync and refuses to start again; etcd2zk keeps publishing.
+  EXPECT_EQ(forward->Wait(seconds(60)), std::optional<int>(2)) << forward->LogTail();
+  EXPECT_NE(forward->LogTail().find("phase etcd-primary"), std::string::npos) << forward->LogTail();
+  auto again = StartKvsync();
+  EXPECT_EQ(again->Wait(seconds(60)), std::optional<int>(2)) << again->LogTail();
+  EXPECT_TRUE(reverse->Running());
+
+  // done: confirmed, and only without consumers left in ZooKeeper.
+  auto unconfirmed = migrate({"--to", "done"});
+  EXPECT_EQ(unconfirmed.exit_code, 2);
+  EXPECT_NE(unconfirmed.err.find("--point-of-no-return"), std::string::npos) << unconfirmed.err;
+  ASSERT_TRUE(zk_->Create("/dubbo/svc1/consumers/c1", "", true).ok());
+  auto consumers = migrate({"--to", "done", "--point-of-no-return"});
+  EXPECT_EQ(consumers.exit_code, 2);
+  EXPECT_NE(consumers.err.find("/dubbo/svc1/consumers/c1"), std::string::npos) << consumers.err;
+  ASSERT_TRUE(zk_->Delete("/dubbo/svc1/consumers/c1").ok());
+  ASSERT_EQ(migrate({"--to", "done", "--point-of-no-return"}).exit_code, 0);
+  // etcd2zk stops (its znodes go with its session); nothing leaves done.
+  EXPECT_EQ(reverse->Wait(seconds(60)), std::optional<int>(2)) << reverse->LogTail();
+  EXPECT_TRUE(
+      WaitFor([&] { return !zk_->Get("/dubbo/svc0/providers/etcd-only").ok(); }, seconds(30)));
+  auto back = migrate({"--to", "etcd-primary"});
+  EXPECT_EQ(back.exit_code, 2);
+  EXPECT_NE(back.err.find("point of no return"), std::string::npos) << back.err;
+  auto status = testing::RunCommand(
+      {testing::KvsyncBinary(), "status", "--dst-endpoints", etcd_cluster_->endpoints_csv()},
+      seconds(60));
+  ASSERT_TRUE(status.ok());
+  EXPECT_NE(status->out.find("migration dubbo: phase done"), std::string::npos) << status->out;
+}
+
 }  // namespace
 }  // namespace kvsync
