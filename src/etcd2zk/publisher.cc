@@ -68,6 +68,9 @@ void Publisher::OnZkEvent(const zk::WatchEvent& event) {
       }
       break;
     case zk::WatchEvent::Type::kDeleted:
+    case zk::WatchEvent::Type::kDataChanged:
+      // The exists watch on a path another znode holds: gone (publish now), or changed (the
+      // watch is spent: the retry arms it again).
       Push(Work{.kind = Work::Kind::kRetry, .path = event.path});
       break;
     default:
@@ -254,12 +257,12 @@ bool Publisher::Converge(const std::string& path) {
       return Converge(path);
     }
     if (!got.ok() && !absl::IsNotFound(got.status())) return transient(got.status());
-    if (held_.emplace(path, Held::kExists).second || !got.ok()) {
-      // Published when that znode goes: the watch's kDeleted (or a NotFound now) retries.
-      session_->Exists(path, true, [this, path](const absl::Status& s, const zk::Stat&) {
-        if (absl::IsNotFound(s)) Push(Work{.kind = Work::Kind::kRetry, .path = path});
-      });
-    }
+    held_[path] = Held::kExists;
+    // Published when that znode goes: the watch's kDeleted (or a NotFound now) retries. A
+    // session keeps one watch per path, so arming it again on every retry costs nothing.
+    session_->Exists(path, true, [this, path](const absl::Status& s, const zk::Stat&) {
+      if (absl::IsNotFound(s)) Push(Work{.kind = Work::Kind::kRetry, .path = path});
+    });
     return true;
   }
   if (zk::IsTransient(created) || zk::IsSessionExpired(created)) return transient(created);
@@ -279,6 +282,8 @@ bool Publisher::Converge(const std::string& path) {
 absl::Status Publisher::Apply(const std::vector<etcd::Event>& events) {
   std::set<std::string> touched;
   for (const etcd::Event& e : events) {
+    // Queued by a watch before the last re-read: that read already reflects it.
+    if (e.kv.mod_revision <= loaded_revision_) continue;
     std::optional<std::string> path = scope_.PathOf(e.kv.key);
     if (!path || !scope_.Covers(*path)) continue;
     revision_ = std::max(revision_, e.kv.mod_revision);
@@ -347,7 +352,7 @@ absl::Status Publisher::Run() {
           if (!etcd::IsTransient(loaded.status())) return loaded.status();
           continue;
         }
-        revision_ = *loaded;
+        revision_ = loaded_revision_ = *loaded;
         std::set<std::string> paths;
         for (const auto& [path, data] : desired_) paths.insert(path);
         for (const auto& [path, data] : published_) paths.insert(path);

@@ -127,7 +127,8 @@ class Publisher {
   std::map<std::string, std::string> desired_;    // path -> data: what ZooKeeper should have
   std::map<std::string, std::string> published_;  // path -> data: znodes this session created
   std::map<std::string, Held> held_;
-  int64_t revision_ = 0;
+  int64_t revision_ = 0;         // the last revision applied
+  int64_t loaded_revision_ = 0;  // the last re-read's: older queued events are skipped
 
   // The work queue: watch threads and the session's callback feed it.
   absl::Mutex mu_;

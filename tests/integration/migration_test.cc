@@ -288,6 +288,15 @@ TEST_F(MigrationTest, HeldKeysArePublishedWhenTheirPathFrees) {
   EXPECT_EQ(*zk_->Get("/dubbo/svc0/providers/both"), "zk");  // another's znode: untouched
 
   ASSERT_TRUE(zk_->CreateAll("/dubbo/svc7/providers", "").ok());
+  // A data change first: it spends the exists watch, which must be armed again.
+  ASSERT_TRUE(zk_->Set("/dubbo/svc0/providers/both", "zk2").ok());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return Metric(ReverseLabel("kvsync_etcd2zk_held_keys", "reason=\"no_parent\""), admin) ==
+               0.0;
+      },
+      seconds(60)))
+      << reverse->LogTail();
   ASSERT_TRUE(zk_->Delete("/dubbo/svc0/providers/both").ok());
   ASSERT_TRUE(WaitFor(
       [&] {
