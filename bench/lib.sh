@@ -259,6 +259,21 @@ start_bg() {
   printf -v "$var" '%s' "$!"
 }
 
+# load_dubbo_tree SERVICES PROVIDERS NAME_BYTES LOG: kvsync-bench zk-load into $ZK_EP under
+# $ROOT_ZNODE, providers ephemeral as Dubbo registers them, held by a background loader session
+# (LOADER_PID); returns once it printed "ready" (600 s deadline).
+load_dubbo_tree() {
+  local services=$1 providers=$2 name_bytes=$3 logfile=$4 i
+  start_bg LOADER_PID "$logfile" "$BENCH" zk-load --zk-servers "$ZK_EP" --root "$ROOT_ZNODE" \
+    --services "$services" --providers "$providers" --name-bytes "$name_bytes" --ephemeral
+  for ((i = 0; i < 6000; i++)); do
+    grep -q '^ready' "$logfile" && return 0
+    kill -0 "$LOADER_PID" 2>/dev/null || fail "zk-load failed: $(tail -1 "$logfile")"
+    sleep 0.1
+  done
+  fail "zk-load did not finish in 600 s"
+}
+
 # --- report --------------------------------------------------------------------------------
 
 ge() { awk "BEGIN { exit !($1 >= $2) }"; }

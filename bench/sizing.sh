@@ -140,15 +140,7 @@ for size in "${SIZE_LIST[@]}"; do
   if [[ -n ${DST_PID:-} ]]; then stop_pid "$DST_PID"; rm -rf "$DST_DIR/data"; fi
   start_zk "n$size" ZK 2048
   start_etcd dst DST
-  start_bg LOADER_PID "$WORK/load-$size.log" "$BENCH" zk-load --zk-servers "$ZK_EP" \
-    --root "$ROOT_ZNODE" --services "$services" --providers $((PER_SERVICE - 5)) \
-    --name-bytes "$NAME_BYTES" --ephemeral
-  for ((i = 0; i < 6000; i++)); do
-    grep -q '^ready' "$WORK/load-$size.log" && break
-    kill -0 "$LOADER_PID" 2>/dev/null || fail "zk-load failed: $(tail -1 "$WORK/load-$size.log")"
-    sleep 0.1
-  done
-  grep -q '^ready' "$WORK/load-$size.log" || fail "zk-load did not finish in 600 s"
+  load_dubbo_tree "$services" $((PER_SERVICE - 5)) "$NAME_BYTES" "$WORK/load-$size.log"
   M[$size,nodes]=$nodes
   M[$size,services]=$services
   log "$size: loaded $nodes znodes ($services services)"

@@ -121,16 +121,7 @@ for size in "${SIZE_LIST[@]}"; do
   if [[ -n ${LOADER_PID:-} ]]; then stop_pid "$LOADER_PID"; fi
   if [[ -n ${ZK_PID:-} ]]; then stop_pid "$ZK_PID"; rm -rf "$ZK_DIR/data"; fi
   start_zk "n$size" ZK
-  # Providers are ephemeral, as Dubbo registers them, held by a background loader session.
-  start_bg LOADER_PID "$WORK/load-$size.log" "$BENCH" zk-load --zk-servers "$ZK_EP" \
-    --root "$ROOT_ZNODE" --services "$services" --providers $((PER_SERVICE - 5)) \
-    --name-bytes "$NAME_BYTES" --ephemeral
-  for ((i = 0; i < 3000; i++)); do
-    grep -q '^ready' "$WORK/load-$size.log" && break
-    kill -0 "$LOADER_PID" 2>/dev/null || fail "zk-load failed: $(tail -1 "$WORK/load-$size.log")"
-    sleep 0.1
-  done
-  grep -q '^ready' "$WORK/load-$size.log" || fail "zk-load did not finish in 300 s"
+  load_dubbo_tree "$services" $((PER_SERVICE - 5)) "$NAME_BYTES" "$WORK/load-$size.log"
   out=$(head -1 "$WORK/load-$size.log")
   record "$out"
   [[ $(json nodes "$out") == $((nodes - 1)) ]] || fail "zk-load made $(json nodes "$out") znodes, expected $((nodes - 1))"

@@ -226,6 +226,46 @@ int LoadAndValidate(const char* what, Flags* f, CLI::App* cmd) {
   return -1;
 }
 
+// The clients a ZooKeeper task needs, connected, after checking that its tree exists (a
+// root missing would look like an empty tree: guards.h).
+struct ZkTaskClients {
+  std::unique_ptr<etcd::Client> etcd;
+  std::unique_ptr<etcd::Client> election;  // with --ha
+};
+absl::StatusOr<ZkTaskClients> ConnectZkTask(const config::Zk2EtcdConfig& c,
+                                            const std::string& command) {
+  ZkTaskClients out;
+  ASSIGN_OR_RETURN(out.etcd, etcd::Client::Create(c.etcd.ToClientOptions("etcd")));
+  log::Info("main", "connecting", {{"command", command}, {"task", c.name}});
+  RETURN_IF_ERROR(out.etcd->Connect().status());
+  if (c.ha) {
+    ASSIGN_OR_RETURN(out.election, etcd::Client::Create(c.election.ToClientOptions("election")));
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<zk::Session> preflight, OpenZk(c));
+  RETURN_IF_ERROR(zk2etcd::CheckRootsExist(preflight.get(), c));
+  return out;
+}
+
+// What RunTask needs of a ZooKeeper task besides its engine, readiness, status and progress.
+TaskSpec ZkTaskSpec(const std::string& command, const config::Zk2EtcdConfig& c,
+                    etcd::Client* election, sink::WriteStats* stats,
+                    const metrics::Registry* registry) {
+  TaskSpec spec;
+  spec.command = command;
+  spec.task = c.name;
+  spec.ha = c.ha;
+  spec.instance_id = c.instance_id;
+  spec.election_name = ElectionName(c.meta_prefix, c.name);
+  spec.lease_ttl = c.lease_ttl;
+  spec.election_client = election;
+  spec.admin_addr = c.admin_addr;
+  spec.status_interval = c.status_interval;
+  spec.stats = stats;
+  spec.registry = registry;
+  spec.connect = [] { return absl::OkStatus(); };  // connected by ConnectZkTask
+  return spec;
+}
+
 // One progress line (every --status-interval).
 void LogProgress(const zk2etcd::Stats& s, const std::string& task) {
   log::Info("status", "progress",
@@ -245,25 +285,9 @@ int RunSync(Flags* f, CLI::App* cmd) {
   if (int rc = LoadAndValidate("zk2etcd", f, cmd); rc >= 0) return rc;
   const config::Zk2EtcdConfig& c = f->config;
   common::StopToken& stop = StartSignalThread();
-  auto etcd_client = etcd::Client::Create(c.etcd.ToClientOptions("etcd"));
-  if (!etcd_client.ok()) return ReportAndExit("zk2etcd", etcd_client.status());
-  log::Info("main", "connecting", {{"command", "zk2etcd"}, {"task", c.name}});
-  if (auto connected = (*etcd_client)->Connect(); !connected.ok()) {
-    return ReportAndExit("zk2etcd", connected.status());
-  }
-  std::unique_ptr<etcd::Client> election_client;
-  if (c.ha) {
-    auto created = etcd::Client::Create(c.election.ToClientOptions("election"));
-    if (!created.ok()) return ReportAndExit("zk2etcd", created.status());
-    election_client = std::move(*created);
-  }
-  {
-    // The tree must exist before anything can be inferred from walking it (guards.h).
-    auto preflight = OpenZk(c);
-    if (!preflight.ok()) return ReportAndExit("zk2etcd", preflight.status());
-    absl::Status roots = zk2etcd::CheckRootsExist(preflight->get(), c);
-    if (!roots.ok()) return ReportAndExit("zk2etcd", roots);
-  }
+  auto clients = ConnectZkTask(c, "zk2etcd");
+  if (!clients.ok()) return ReportAndExit("zk2etcd", clients.status());
+  etcd::Client* etcd_client = clients->etcd.get();
   if (c.confirm_mass_delete && !c.once) {
     log::Warn("main", "deletion guard lifted for the life of this process (--confirm-mass-delete)",
               {{"hint", "use it with --once or check --fix, then drop it"}});
@@ -286,18 +310,7 @@ int RunSync(Flags* f, CLI::App* cmd) {
   zk2etcd::RegisterMetrics(
       &registry, c.name, &stats, [store] { return store->available(); },
       [store] { return store->pending(); });
-  TaskSpec spec;
-  spec.command = "zk2etcd";
-  spec.task = c.name;
-  spec.ha = c.ha;
-  spec.instance_id = c.instance_id;
-  spec.election_name = ElectionName(c.meta_prefix, c.name);
-  spec.lease_ttl = c.lease_ttl;
-  spec.election_client = election_client.get();
-  spec.admin_addr = c.admin_addr;
-  spec.status_interval = c.status_interval;
-  spec.stats = &stats.common;
-  spec.registry = &registry;
+  TaskSpec spec = ZkTaskSpec("zk2etcd", c, clients->election.get(), &stats.common, &registry);
   spec.ready = [&stats, max_lag = c.ready_max_lag](const sink::RoleView& role, std::string* why) {
     return zk2etcd::Ready(stats, role, max_lag, why);
   };
@@ -306,14 +319,13 @@ int RunSync(Flags* f, CLI::App* cmd) {
     return zk2etcd::StatusJson(stats, task, role, max_lag, store->available());
   };
   spec.log_progress = [&stats, task = c.name] { LogProgress(stats, task); };
-  spec.connect = [] { return absl::OkStatus(); };  // etcd was connected above
   std::unique_ptr<zk::SessionFactory> zk_sessions = zk::NewSessionFactory(ZkOptions(c));
   spec.run = [&](const common::StopToken& term_stop, std::vector<etcd::Compare> fence) {
-    zk2etcd::Syncer engine(c, zk_sessions.get(), etcd_client->get(), etcd_client->get(), store,
-                           &term_stop, &stats);
+    zk2etcd::Syncer engine(c, zk_sessions.get(), etcd_client, etcd_client, store, &term_stop,
+                           &stats);
     engine.set_fence(std::move(fence));
-    engine.set_leases(etcd_client->get());
-    engine.set_phase_check(PhaseCheck(etcd_client->get(), c.meta_prefix, c.name, false));
+    engine.set_leases(etcd_client);
+    engine.set_phase_check(PhaseCheck(etcd_client, c.meta_prefix, c.name, false));
     return engine.Run();
   };
   return RunTask(spec, &stop);
@@ -334,23 +346,9 @@ int RunEtcd2Zk(Flags* f, CLI::App* cmd) {
   c.name = forward.name + "-etcd2zk";
   const std::string forward_marks = forward.TaskMeta() + "owned/";
   common::StopToken& stop = StartSignalThread();
-  auto etcd_client = etcd::Client::Create(c.etcd.ToClientOptions("etcd"));
-  if (!etcd_client.ok()) return ReportAndExit("etcd2zk", etcd_client.status());
-  if (auto connected = (*etcd_client)->Connect(); !connected.ok()) {
-    return ReportAndExit("etcd2zk", connected.status());
-  }
-  std::unique_ptr<etcd::Client> election_client;
-  if (c.ha) {
-    auto created = etcd::Client::Create(c.election.ToClientOptions("election"));
-    if (!created.ok()) return ReportAndExit("etcd2zk", created.status());
-    election_client = std::move(*created);
-  }
-  {
-    auto preflight = OpenZk(c);
-    if (!preflight.ok()) return ReportAndExit("etcd2zk", preflight.status());
-    absl::Status roots = zk2etcd::CheckRootsExist(preflight->get(), c);
-    if (!roots.ok()) return ReportAndExit("etcd2zk", roots);
-  }
+  auto clients = ConnectZkTask(c, "etcd2zk");
+  if (!clients.ok()) return ReportAndExit("etcd2zk", clients.status());
+  etcd::Client* etcd_client = clients->etcd.get();
   log::Info("main", "started",
             {{"command", "etcd2zk"},
              {"version", KVSYNC_VERSION},
@@ -362,18 +360,7 @@ int RunEtcd2Zk(Flags* f, CLI::App* cmd) {
   metrics::Registry registry;
   metrics::AddProcessMetrics(&registry);
   etcd2zk::RegisterMetrics(&registry, c.name, &stats);
-  TaskSpec spec;
-  spec.command = "etcd2zk";
-  spec.task = c.name;
-  spec.ha = c.ha;
-  spec.instance_id = c.instance_id;
-  spec.election_name = ElectionName(c.meta_prefix, c.name);
-  spec.lease_ttl = c.lease_ttl;
-  spec.election_client = election_client.get();
-  spec.admin_addr = c.admin_addr;
-  spec.status_interval = c.status_interval;
-  spec.stats = &stats.common;
-  spec.registry = &registry;
+  TaskSpec spec = ZkTaskSpec("etcd2zk", c, clients->election.get(), &stats.common, &registry);
   spec.ready = [&stats](const sink::RoleView& role, std::string* why) {
     return etcd2zk::Ready(stats, role, why);
   };
@@ -390,12 +377,10 @@ int RunEtcd2Zk(Flags* f, CLI::App* cmd) {
                {"held_no_parent", stats.held_no_parent.load()},
                {"applied_revision", stats.applied_revision.load()}});
   };
-  spec.connect = [] { return absl::OkStatus(); };  // etcd was connected above
   spec.run = [&](const common::StopToken& term_stop, std::vector<etcd::Compare> fence) {
-    etcd2zk::Publisher engine(c, forward_marks, ZkOptions(c), etcd_client->get(), &term_stop,
-                              &stats);
+    etcd2zk::Publisher engine(c, forward_marks, ZkOptions(c), etcd_client, &term_stop, &stats);
     engine.set_fence(std::move(fence));
-    engine.set_phase_check(PhaseCheck(etcd_client->get(), c.meta_prefix, forward.name, true));
+    engine.set_phase_check(PhaseCheck(etcd_client, c.meta_prefix, forward.name, true));
     return engine.Run();
   };
   return RunTask(spec, &stop);

@@ -5,6 +5,7 @@
 // with both sides equal and nothing created by echo); the reverse leader's znodes vanish with
 // its session after kill -9 and the new leader publishes them again; keys it cannot publish
 // are held and counted.
+#include <algorithm>
 #include <cstdlib>
 #include <random>
 #include <set>
@@ -21,24 +22,11 @@ class MigrationTest : public Zk2EtcdTest {
   // `kvsync etcd2zk` with the forward task's flags and its own admin address.
   std::unique_ptr<Subprocess> StartReverse(const std::string& admin,
                                            std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv = {testing::KvsyncBinary(),
-                                     "etcd2zk",
-                                     "--zk-servers",
-                                     zk_server_->connect_string(),
-                                     "--zk-prefix",
-                                     "/dubbo",
-                                     "--etcd-endpoints",
-                                     etcd_cluster_->endpoints_csv(),
-                                     "--name",
-                                     kTask,
-                                     "--admin-addr",
-                                     admin,
-                                     "--zk-session-timeout",
-                                     "4s",
-                                     "--log-format",
-                                     "text",
-                                     "--status-interval",
-                                     "0"};
+    std::string forward_admin = admin_;  // BaseArgs() picks a new one for the forward task
+    std::vector<std::string> argv = BaseArgs();
+    admin_ = forward_admin;
+    argv[1] = "etcd2zk";
+    *(std::find(argv.begin(), argv.end(), "--admin-addr") + 1) = admin;
     argv.insert(argv.end(), extra.begin(), extra.end());
     return Start(std::move(argv));
   }
