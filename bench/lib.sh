@@ -259,6 +259,16 @@ start_bg() {
   printf -v "$var" '%s' "$!"
 }
 
+# parse_sizes LIST MIN: splits the comma-separated --sizes LIST into SIZE_LIST; each size must
+# be at least MIN znodes (one service's worth).
+parse_sizes() {
+  local s
+  IFS=, read -r -a SIZE_LIST <<<"$1"
+  for s in "${SIZE_LIST[@]}"; do
+    [[ $s -ge $2 ]] || die_usage "each size must be at least $2 znodes"
+  done
+}
+
 # load_dubbo_tree SERVICES PROVIDERS NAME_BYTES LOG: kvsync-bench zk-load into $ZK_EP under
 # $ROOT_ZNODE, providers ephemeral as Dubbo registers them, held by a background loader session
 # (LOADER_PID); returns once it printed "ready" (600 s deadline).

@@ -45,10 +45,7 @@ while [[ $# -gt 0 ]]; do
     *) common_arg "$@"; shift "$ARG_SHIFT" ;;
   esac
 done
-IFS=, read -r -a SIZE_LIST <<<"$SIZES"
-for s in "${SIZE_LIST[@]}"; do
-  [[ $s -ge $PER_SERVICE ]] || die_usage "each size must be at least $PER_SERVICE znodes"
-done
+parse_sizes "$SIZES" "$PER_SERVICE"
 
 require_tools "$ETCD" "$ETCDCTL" "$ZK_JAVA" curl awk timeout
 build_binaries

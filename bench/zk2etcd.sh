@@ -54,10 +54,7 @@ while [[ $# -gt 0 ]]; do
     *) common_arg "$@"; shift "$ARG_SHIFT" ;;
   esac
 done
-IFS=, read -r -a SIZE_LIST <<<"$SIZES"
-for s in "${SIZE_LIST[@]}"; do
-  [[ $s -ge $PER_SERVICE ]] || die_usage "each size must be at least $PER_SERVICE znodes"
-done
+parse_sizes "$SIZES" "$PER_SERVICE"
 mapfile -t SIZE_LIST < <(printf '%s\n' "${SIZE_LIST[@]}" | sort -n)
 LARGEST=${SIZE_LIST[-1]}
 
