@@ -2,6 +2,8 @@
 // that engine tests rely on match etcd's.
 #include "etcd/fake_etcd.h"
 
+#include "absl/strings/str_cat.h"
+#include "etcd/names.h"
 #include "gtest/gtest.h"
 
 namespace kvsync::etcd {
@@ -183,6 +185,44 @@ TEST(FakeEtcdTest, LeasesAreGrantedOnceAndTakeTheirKeysWithThem) {
   auto renewed = etcd.LeaseKeepAlive({0x42});
   ASSERT_TRUE(renewed.ok());
   EXPECT_EQ((*renewed)[0].ttl, 0);
+}
+
+// Counts the keys each Range returns (ListNames below must not read a name's keys).
+class CountingKv : public KvApi {
+ public:
+  explicit CountingKv(KvApi* inner) : inner_(inner) {}
+  absl::StatusOr<RangeResponse> Range(const RangeRequest& request) override {
+    auto resp = inner_->Range(request);
+    if (resp.ok()) keys_read += static_cast<int64_t>(resp->kvs.size());
+    ++calls;
+    return resp;
+  }
+  const std::string& label() const override { return inner_->label(); }
+  int64_t calls = 0;
+  int64_t keys_read = 0;
+
+ private:
+  KvApi* inner_;
+};
+
+// The names under a prefix: first path segments, sorted, each once, names whose keys sort
+// around another's ("a-b/" before "a/") included, and one read per name however many keys.
+TEST(ListNamesTest, SkipsOverEachNamesKeys) {
+  FakeEtcd etcd;
+  for (int i = 0; i < 1000; ++i) etcd.Put(absl::StrCat("/m/a/owned/", i), "");
+  etcd.Put("/m/a/checkpoint", "");
+  etcd.Put("/m/a", "");  // a key that is the name itself
+  etcd.Put("/m/a-b/checkpoint", "");
+  etcd.Put("/m/zk-sessions/0001", "");
+  etcd.Put("/m//odd", "");  // empty segment: no name
+  etcd.Put("/n/other", "");
+  CountingKv kv(&etcd);
+  auto names = ListNames(&kv, "/m/");
+  ASSERT_TRUE(names.ok()) << names.status();
+  EXPECT_EQ(*names, (std::vector<std::string>{"a", "a-b", "zk-sessions"}));
+  EXPECT_LE(kv.keys_read, 6);
+  EXPECT_LE(kv.calls, 6);
+  EXPECT_TRUE(ListNames(&kv, "/empty/")->empty());
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include "common/clock.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
+#include "etcd/names.h"
 #include "nlohmann/json.hpp"
 
 namespace kvsync::mirror {
@@ -98,24 +99,21 @@ absl::StatusOr<TaskRecords> ReadTaskRecords(etcd::KvApi* dst, const std::string&
 
 absl::StatusOr<std::vector<std::string>> ListTasks(etcd::KvApi* dst,
                                                    const std::string& meta_prefix) {
-  etcd::RangeRequest req;
-  req.key = meta_prefix;
-  req.range_end = common::PrefixEnd(meta_prefix);
-  req.keys_only = true;
-  ASSIGN_OR_RETURN(etcd::RangeResponse resp, dst->Range(req));
+  // Names first (a skip-scan), then each name's three records: never the task's marks.
+  ASSIGN_OR_RETURN(std::vector<std::string> names, etcd::ListNames(dst, meta_prefix));
   std::vector<std::string> tasks;
-  for (const etcd::KeyValue& kv : resp.kvs) {
-    std::string_view rest(kv.key);
-    rest.remove_prefix(meta_prefix.size());
-    size_t slash = rest.find('/');
-    if (slash == std::string_view::npos || slash == 0) continue;
-    std::string_view record = rest.substr(slash + 1);
-    if (record != "checkpoint" && record != "freshness" && record != "role") continue;
-    tasks.emplace_back(rest.substr(0, slash));
+  for (const std::string& name : names) {
+    for (const std::string& key :
+         {checker::CheckpointKey(meta_prefix, name), checker::FreshnessKey(meta_prefix, name),
+          checker::RoleKey(meta_prefix, name)}) {
+      ASSIGN_OR_RETURN(std::optional<etcd::KeyValue> record, Get(dst, key));
+      if (record) {
+        tasks.push_back(name);
+        break;
+      }
+    }
   }
-  std::sort(tasks.begin(), tasks.end());
-  tasks.erase(std::unique(tasks.begin(), tasks.end()), tasks.end());
-  return tasks;
+  return tasks;  // sorted, as the names
 }
 
 TaskStatus DeriveStatus(const std::string& task, const TaskRecords& records,
