@@ -59,16 +59,18 @@ struct Flags {
 
 // What a direction asks before it runs and while it runs (migration.h): OK unless the recorded
 // phase stops it. A record that cannot be read does not stop a running task (logged; asked
-// again at the next check); a record that is not a migration record does.
+// again at the next check); a record that is not a migration record does. The phase read is
+// kept in `observed` (kvsync_migration_phase).
 std::function<absl::Status()> PhaseCheck(etcd::KvApi* kv, std::string meta_prefix, std::string task,
-                                         bool reverse) {
-  return [kv, meta_prefix = std::move(meta_prefix), task = std::move(task), reverse] {
+                                         bool reverse, std::atomic<int>* observed) {
+  return [kv, meta_prefix = std::move(meta_prefix), task = std::move(task), reverse, observed] {
     auto record = zk2etcd::ReadMigration(kv, meta_prefix, task);
     if (!record.ok()) {
       if (absl::IsFailedPrecondition(record.status())) return record.status();
       log::Warn("main", "cannot read the migration phase", {{"error", record.status()}});
       return absl::OkStatus();
     }
+    observed->store(record->exists ? static_cast<int>(record->phase) : -1);
     return zk2etcd::AllowedToRun(*record, task, reverse);
   };
 }
@@ -310,6 +312,8 @@ int RunSync(Flags* f, CLI::App* cmd) {
   zk2etcd::RegisterMetrics(
       &registry, c.name, &stats, [store] { return store->available(); },
       [store] { return store->pending(); });
+  std::atomic<int> migration_phase{-1};
+  zk2etcd::RegisterPhaseMetric(&registry, c.name, &migration_phase);
   TaskSpec spec = ZkTaskSpec("zk2etcd", c, clients->election.get(), &stats.common, &registry);
   spec.ready = [&stats, max_lag = c.ready_max_lag](const sink::RoleView& role, std::string* why) {
     return zk2etcd::Ready(stats, role, max_lag, why);
@@ -325,7 +329,7 @@ int RunSync(Flags* f, CLI::App* cmd) {
                            &stats);
     engine.set_fence(std::move(fence));
     engine.set_leases(etcd_client);
-    engine.set_phase_check(PhaseCheck(etcd_client, c.meta_prefix, c.name, false));
+    engine.set_phase_check(PhaseCheck(etcd_client, c.meta_prefix, c.name, false, &migration_phase));
     return engine.Run();
   };
   return RunTask(spec, &stop);
@@ -360,6 +364,8 @@ int RunEtcd2Zk(Flags* f, CLI::App* cmd) {
   metrics::Registry registry;
   metrics::AddProcessMetrics(&registry);
   etcd2zk::RegisterMetrics(&registry, c.name, &stats);
+  std::atomic<int> migration_phase{-1};
+  zk2etcd::RegisterPhaseMetric(&registry, c.name, &migration_phase);
   TaskSpec spec = ZkTaskSpec("etcd2zk", c, clients->election.get(), &stats.common, &registry);
   spec.ready = [&stats](const sink::RoleView& role, std::string* why) {
     return etcd2zk::Ready(stats, role, why);
@@ -380,7 +386,8 @@ int RunEtcd2Zk(Flags* f, CLI::App* cmd) {
   spec.run = [&](const common::StopToken& term_stop, std::vector<etcd::Compare> fence) {
     etcd2zk::Publisher engine(c, forward_marks, ZkOptions(c), etcd_client, &term_stop, &stats);
     engine.set_fence(std::move(fence));
-    engine.set_phase_check(PhaseCheck(etcd_client, c.meta_prefix, forward.name, true));
+    engine.set_phase_check(
+        PhaseCheck(etcd_client, c.meta_prefix, forward.name, true, &migration_phase));
     return engine.Run();
   };
   return RunTask(spec, &stop);
@@ -718,6 +725,11 @@ std::function<int()> AddEtcd2ZkCommand(CLI::App* app) {
       "never created (a key under a missing parent is held, counted and logged), and a path\n"
       "another znode holds is left alone until that znode goes.");
   AddTaskFlags(cmd, flags.get());
+  cmd->add_option("--queue-bytes", c.queue_bytes,
+                  "memory bound of the queue of etcd changes waiting for ZooKeeper; when full "
+                  "they are dropped and the scope is re-read instead (nothing is lost)")
+      ->default_val(c.queue_bytes)
+      ->group("Throughput");
   AddDurationFlag(cmd, "--status-interval", &c.status_interval,
                   "how often a progress line is logged (0 = never)", kStatusIntervalRange)
       ->group("Behaviour");

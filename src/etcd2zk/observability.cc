@@ -41,6 +41,12 @@ void RegisterMetrics(metrics::Registry* r, const std::string& task, Stats* s) {
             "Times the scope was re-read and ZooKeeper converged to it (start, reconnect, "
             "broken watch)",
             s->resyncs, t);
+  f.Counter("kvsync_etcd2zk_repairs_total",
+            "Published znodes another client changed or deleted, restored from etcd", s->repairs,
+            t);
+  f.Counter("kvsync_etcd2zk_queue_overflows_total",
+            "Times more etcd events were queued than the bound and a re-read replaced them",
+            s->overflows, t);
   f.Gauge("kvsync_etcd2zk_applied_revision", "etcd revision the published znodes reflect", t,
           [s] { return static_cast<double>(s->applied_revision.load()); });
 }

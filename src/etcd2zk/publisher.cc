@@ -28,6 +28,16 @@ constexpr std::chrono::seconds kTransientRetry{1};
 // Sessions of this task kept in the registry: older ones have long expired (and their znodes
 // with them), so their records are deleted.
 constexpr size_t kSessionsKept = 8;
+// What a queued etcd event costs beyond its key and value (the bound is --queue-bytes).
+constexpr int64_t kEventOverhead = 128;
+
+int64_t EventBytes(const std::vector<etcd::Event>& events) {
+  int64_t bytes = 0;
+  for (const etcd::Event& e : events) {
+    bytes += static_cast<int64_t>(e.kv.key.size() + e.kv.value.size()) + kEventOverhead;
+  }
+  return bytes;
+}
 
 std::string SessionHex(int64_t id) { return absl::StrCat(absl::Hex(id, absl::kZeroPad16)); }
 
@@ -50,8 +60,27 @@ Publisher::~Publisher() {
 }
 
 void Publisher::Push(Work work) {
-  absl::MutexLock lock(&mu_);
-  queue_.push_back(std::move(work));
+  {
+    absl::MutexLock lock(&mu_);
+    if (work.kind != Work::Kind::kEvents) {
+      queue_.push_back(std::move(work));
+      return;
+    }
+    queued_bytes_ += EventBytes(work.events);
+    if (queued_bytes_ <= config_.queue_bytes) {
+      queue_.push_back(std::move(work));
+      return;
+    }
+    // One re-read replaces the events (it reflects them all). Retries and expiry stay: a
+    // re-read does not re-check a published znode whose watch fired.
+    std::erase_if(queue_, [](const Work& w) { return w.kind == Work::Kind::kEvents; });
+    queued_bytes_ = 0;
+    queue_.push_back(Work{.kind = Work::Kind::kResync});
+  }
+  stats_->overflows.fetch_add(1);
+  log::Warn(kLog, "etcd changes queued beyond --queue-bytes: dropped, re-reading the scope",
+            {{"queue_bytes", config_.queue_bytes},
+             {"effect", "ZooKeeper lags etcd until the re-read has converged"}});
 }
 
 void Publisher::OnZkEvent(const zk::WatchEvent& event) {
@@ -69,8 +98,9 @@ void Publisher::OnZkEvent(const zk::WatchEvent& event) {
       break;
     case zk::WatchEvent::Type::kDeleted:
     case zk::WatchEvent::Type::kDataChanged:
-      // The exists watch on a path another znode holds: gone (publish now), or changed (the
-      // watch is spent: the retry arms it again).
+      // The watch on a published znode (changed or deleted, by kvsync or another client), or
+      // on a path another znode holds (gone: publish now). The watch is spent: the retry arms
+      // it again.
       Push(Work{.kind = Work::Kind::kRetry, .path = event.path});
       break;
     default:
@@ -87,6 +117,7 @@ absl::Status Publisher::OpenSession() {
     // starts with one anyway.
     absl::MutexLock lock(&mu_);
     queue_.clear();
+    queued_bytes_ = 0;
   }
   published_.clear();
   held_.clear();
@@ -233,6 +264,7 @@ bool Publisher::Converge(const std::string& path) {
     if (set.ok()) {
       have->second = want->second;
       stats_->updates.fetch_add(1);
+      Watch(path, std::nullopt);  // the znode's watch was armed before this write
       return true;
     }
     if (!absl::IsNotFound(set)) return transient(set);
@@ -245,6 +277,7 @@ bool Publisher::Converge(const std::string& path) {
     published_[path] = want->second;
     held_.erase(path);
     stats_->creates.fetch_add(1);
+    Watch(path, 0);
     return true;
   }
   if (absl::IsAlreadyExists(created)) {
@@ -254,6 +287,7 @@ bool Publisher::Converge(const std::string& path) {
       // Created by an earlier attempt whose answer was lost.
       published_[path] = *got;
       held_.erase(path);
+      Watch(path, stat.version);
       return Converge(path);
     }
     if (!got.ok() && !absl::IsNotFound(got.status())) return transient(got.status());
@@ -277,6 +311,50 @@ bool Publisher::Converge(const std::string& path) {
     held_[path] = Held::kNoParent;
   }
   return true;
+}
+
+void Publisher::Watch(const std::string& path, std::optional<int32_t> version) {
+  // A session keeps one watch per path: arming it again costs nothing. A change made before
+  // the watch is armed does not fire it: when no earlier watch covered the znode, `version`
+  // (what kvsync last saw) tells whether one slipped in, and a re-check follows.
+  const int64_t session = session_->session_id();
+  session_->Exists(
+      path, true, [this, path, version, session](const absl::Status& s, const zk::Stat& stat) {
+        if (!version) return;
+        bool same = s.ok() && stat.version == *version && stat.ephemeral_owner == session;
+        if (!same && (s.ok() || absl::IsNotFound(s))) {
+          Push(Work{.kind = Work::Kind::kRetry, .path = path});
+        }
+      });
+}
+
+bool Publisher::Recheck(const std::string& path) {
+  auto have = published_.find(path);
+  if (have == published_.end()) return Converge(path);
+  Watch(path, std::nullopt);  // before the read: a change after it fires again
+  zk::Stat stat;
+  auto got = session_->Get(path, &stat);
+  if (!got.ok() && !absl::IsNotFound(got.status())) {
+    stats_->zk_errors.fetch_add(1);
+    log::Warn(kLog, "ZooKeeper read failed", {{"path", path}, {"error", got.status()}});
+    return false;
+  }
+  const bool gone = !got.ok() || stat.ephemeral_owner != session_->session_id();
+  // kvsync's own writes are synchronous on this thread: the read sees the last of them.
+  if (!gone && *got == have->second) return true;
+  stats_->repairs.fetch_add(1);
+  log::Warn(kLog,
+            gone ? "a published znode was deleted by another client: publishing it again"
+                 : "a published znode was changed by another client: restoring it from etcd",
+            {{"path", path},
+             {"effect", "consumers in ZooKeeper saw it missing or changed until now"},
+             {"fix", "find the client that writes under the task's prefix"}});
+  if (gone) {
+    published_.erase(have);
+  } else {
+    have->second = *got;
+  }
+  return Converge(path);
 }
 
 absl::Status Publisher::Apply(const std::vector<etcd::Event>& events) {
@@ -382,6 +460,7 @@ absl::Status Publisher::Run() {
         if (!queue_.empty()) {
           work = std::move(queue_.front());
           queue_.pop_front();
+          if (work->kind == Work::Kind::kEvents) queued_bytes_ -= EventBytes(work->events);
         }
       }
       if (std::chrono::steady_clock::now() >= next_retry) {
@@ -417,7 +496,7 @@ absl::Status Publisher::Run() {
           resync = true;
           break;
         case Work::Kind::kRetry:
-          if (!Converge(work->path)) resync = true;
+          if (!Recheck(work->path)) resync = true;
           break;
         case Work::Kind::kExpired:
           expired = true;

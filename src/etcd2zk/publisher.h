@@ -13,6 +13,9 @@
 //     (`<meta-prefix><forward>/owned/<digest>`, ownership/store.h): a key whose mark exists at
 //     the key's own revision is never published (the forward task must use --ownership etcd).
 //
+// A published znode carries a watch: another client that changes or deletes it is undone (the
+// znode is restored from etcd, counted as a repair), so consumers never see a stale copy.
+//
 // What it never does: create parents (a key whose parent znode is missing is held and counted,
 // `no-parent`), touch a znode it did not create in its current session (a path held by another
 // znode, e.g. a provider registered in both registries, is `exists`: watched, and published
@@ -21,8 +24,9 @@
 // Flow (one control thread, Run's caller): open a session, record it, read the scope and the
 // forward marks at one revision, converge ZooKeeper to it, then apply the watch's events in
 // revision order (one stream per scope root, each read by its own thread into one queue). A
-// compacted or broken watch, or a reconnect after a disconnection, re-reads and converges
-// again; an expired session starts over with a new session (its znodes are gone).
+// compacted or broken watch, a reconnect after a disconnection, or a queue holding more than
+// --queue-bytes of events (ZooKeeper slower than etcd's changes: memory stays bounded) re-reads
+// and converges again; an expired session starts over with a new session (its znodes are gone).
 #pragma once
 
 #include <atomic>
@@ -64,7 +68,9 @@ struct Stats {
   std::atomic<int64_t> removes{0};
   std::atomic<int64_t> forward_skipped{0};  // key changes the zk2etcd direction wrote
   std::atomic<int64_t> zk_errors{0};
-  std::atomic<int64_t> resyncs{0};  // scope re-read and converged (start included)
+  std::atomic<int64_t> resyncs{0};    // scope re-read and converged (start included)
+  std::atomic<int64_t> repairs{0};    // published znodes another client changed or deleted
+  std::atomic<int64_t> overflows{0};  // event queue over its bound: replaced by a re-read
   std::atomic<int64_t> applied_revision{0};
   etcd::RetryCounters retries;
 };
@@ -108,6 +114,12 @@ class Publisher {
   void StopWatches();
   // Converges one path's znode to desired_; false when ZooKeeper failed transiently.
   bool Converge(const std::string& path);
+  // A watch on `path` fired: a published znode is read again and restored if another client
+  // changed or deleted it; any other path is converged.
+  bool Recheck(const std::string& path);
+  // An exists watch (fires on change and delete); with `version`, a re-check follows unless the
+  // znode is still this session's at that version when the watch is armed.
+  void Watch(const std::string& path, std::optional<int32_t> version);
   // Applies one revision's events; error: the mark could not be read (resync).
   absl::Status Apply(const std::vector<etcd::Event>& events);
   void Publish();  // held/published gauges
@@ -133,6 +145,7 @@ class Publisher {
   // The work queue: watch threads and the session's callback feed it.
   absl::Mutex mu_;
   std::deque<Work> queue_ ABSL_GUARDED_BY(mu_);
+  int64_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // of the kEvents work
   std::vector<std::unique_ptr<etcd::WatchStream>> streams_;
   std::vector<runtime::Thread> watchers_;
 };

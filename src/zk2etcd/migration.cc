@@ -1,7 +1,7 @@
 #include "zk2etcd/migration.h"
 
 #include "absl/strings/str_cat.h"
-#include "common/strings.h"
+#include "etcd/names.h"
 #include "nlohmann/json.hpp"
 
 namespace kvsync::zk2etcd {
@@ -120,27 +120,27 @@ absl::Status AllowedToRun(const MigrationRecord& record, const std::string& task
                    reverse ? "etcd2zk" : "zk2etcd", " direction does not run then; ", revert));
 }
 
+void RegisterPhaseMetric(metrics::Registry* registry, const std::string& task,
+                         const std::atomic<int>* observed) {
+  for (Phase p : {Phase::kMirroring, Phase::kDual, Phase::kEtcdPrimary, Phase::kDone}) {
+    registry->AddGaugeCallback(
+        "kvsync_migration_phase",
+        "1 for the migration phase the task last read from its record, 0 for the others (all 0: "
+        "no phase recorded)",
+        {{"task", task}, {"phase", PhaseName(p)}},
+        [observed, p] { return observed->load() == static_cast<int>(p) ? 1.0 : 0.0; });
+  }
+}
+
 absl::StatusOr<std::vector<std::pair<std::string, MigrationRecord>>> ListMigrations(
     etcd::KvApi* kv, const std::string& meta_prefix) {
-  etcd::RangeRequest req;
-  req.key = meta_prefix;
-  req.range_end = common::PrefixEnd(meta_prefix);
-  req.keys_only = true;
-  auto resp = kv->Range(req);
-  if (!resp.ok()) return resp.status();
+  auto names = etcd::ListNames(kv, meta_prefix);  // a skip-scan: never the tasks' marks
+  if (!names.ok()) return names.status();
   std::vector<std::pair<std::string, MigrationRecord>> out;
-  constexpr std::string_view kSuffix = "/migration";
-  for (const etcd::KeyValue& k : resp->kvs) {
-    std::string_view rest(k.key);
-    rest.remove_prefix(meta_prefix.size());
-    if (rest.size() <= kSuffix.size() || rest.substr(rest.size() - kSuffix.size()) != kSuffix) {
-      continue;
-    }
-    std::string task(rest.substr(0, rest.size() - kSuffix.size()));
-    if (task.find('/') != std::string::npos) continue;
+  for (const std::string& task : *names) {
     auto record = ReadMigration(kv, meta_prefix, task);
     if (!record.ok()) return record.status();
-    out.emplace_back(task, *record);
+    if (record->exists) out.emplace_back(task, *record);
   }
   return out;
 }

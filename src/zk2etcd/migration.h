@@ -18,6 +18,7 @@
 // confirmation. No record means phases are not in use: both directions may run.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -28,6 +29,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "etcd/api.h"
+#include "metrics/registry.h"
 
 namespace kvsync::zk2etcd {
 
@@ -60,6 +62,12 @@ absl::Status WriteMigration(etcd::TxnApi* txn, const std::string& meta_prefix,
 // Whether a direction may run in the recorded phase: OK, or FailedPrecondition (exit 2) with one
 // line naming the phase and how to revert. `reverse`: the etcd2zk direction.
 absl::Status AllowedToRun(const MigrationRecord& record, const std::string& task, bool reverse);
+
+// kvsync_migration_phase{task, phase}: 1 for the phase `observed` holds (a Phase as an int, as
+// the direction last read it; -1: no record, every series 0), 0 for the others. `observed`
+// must outlive the registry's scrapes.
+void RegisterPhaseMetric(metrics::Registry* registry, const std::string& task,
+                         const std::atomic<int>* observed);
 
 // Every migration record under `meta_prefix` (task name and record), for `kvsync status`.
 absl::StatusOr<std::vector<std::pair<std::string, MigrationRecord>>> ListMigrations(

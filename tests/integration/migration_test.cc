@@ -312,6 +312,96 @@ TEST_F(MigrationTest, HeldKeysArePublishedWhenTheirPathFrees) {
   EXPECT_NE(refused->err.find("--ownership etcd"), std::string::npos) << refused->err;
 }
 
+// A published znode that another client changes or deletes is restored from etcd (counted),
+// and a znode another client re-creates at that path is left alone (held, exists).
+TEST_F(MigrationTest, PublishedZnodesChangedByAnotherClientAreRestored) {
+  BuildDubbo(1, 0);
+  const std::string path = "/dubbo/svc0/providers/etcd-0";
+  ASSERT_TRUE(etcd_->Put(path, "from-etcd").ok());
+  std::string admin = absl::StrCat("127.0.0.1:", testing::FreePort());
+  auto reverse = StartReverse(admin);
+  ASSERT_TRUE(WaitFor([&] { return OwnerOf(path) != 0; }, seconds(60))) << reverse->LogTail();
+  const int64_t owner = OwnerOf(path);
+  auto restored = [&] {
+    return WaitFor(
+        [&] {
+          auto got = zk_->Get(path);
+          return got.ok() && *got == "from-etcd" && OwnerOf(path) == owner;
+        },
+        seconds(60));
+  };
+  ASSERT_TRUE(zk_->Set(path, "tampered").ok());
+  ASSERT_TRUE(restored()) << reverse->LogTail();
+  ASSERT_TRUE(zk_->Set(path, "tampered-again").ok());  // the watch was armed again
+  ASSERT_TRUE(restored()) << reverse->LogTail();
+  ASSERT_TRUE(zk_->Delete(path).ok());
+  ASSERT_TRUE(restored()) << reverse->LogTail();
+  EXPECT_TRUE(
+      WaitFor([&] { return Metric(ReverseLabel("kvsync_etcd2zk_repairs_total"), admin) == 3.0; },
+              seconds(30)))
+      << reverse->LogTail();
+  // An etcd change still goes through (kvsync's own write fires its own watch: no repair).
+  ASSERT_TRUE(etcd_->Put(path, "from-etcd-2").ok());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto got = zk_->Get(path);
+        return got.ok() && *got == "from-etcd-2";
+      },
+      seconds(60)));
+  // Someone else's znode at that path is never touched: deleted and re-created by another
+  // session, it is held until it goes.
+  ASSERT_TRUE(zk_->Delete(path).ok());
+  // Either this create or kvsync's comes first; both outcomes are checked below.
+  absl::Status someone_else = zk_->Create(path, "someone-else", true);
+  EXPECT_TRUE(someone_else.ok() || absl::IsAlreadyExists(someone_else)) << someone_else;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return Metric(ReverseLabel("kvsync_etcd2zk_held_keys", "reason=\"exists\""), admin) ==
+                   1.0 ||
+               OwnerOf(path) == owner;
+      },
+      seconds(60)))
+      << reverse->LogTail();
+  if (OwnerOf(path) != owner) {
+    EXPECT_EQ(*zk_->Get(path), "someone-else");
+    EXPECT_EQ(OwnerOf(path), zk_->session_id());
+  }
+  EXPECT_EQ(Metric(ReverseLabel("kvsync_etcd2zk_repairs_total"), admin), 4.0);
+}
+
+// More etcd changes than --queue-bytes queued for ZooKeeper: the queue is dropped for one
+// re-read of the scope (memory stays bounded), and nothing is lost.
+TEST_F(MigrationTest, AQueueOverflowIsReplacedByARereadAndLosesNothing) {
+  BuildDubbo(1, 0);
+  std::string admin = absl::StrCat("127.0.0.1:", testing::FreePort());
+  auto reverse = StartReverse(admin, {"--queue-bytes", "65536"});
+  auto ready = [&] {
+    auto r = testing::HttpGet(admin, "/readyz");
+    return r.ok() && r->status == 200;
+  };
+  ASSERT_TRUE(WaitFor(ready, seconds(60))) << reverse->LogTail();  // watching
+  // One revision of 100 keys of 1 KiB: larger than the bound on its own.
+  etcd::TxnRequest txn;
+  for (int i = 0; i < 100; ++i) {
+    txn.success.push_back(etcd::Op::Put(absl::StrCat("/dubbo/svc0/providers/bulk-", i),
+                                        std::string(1024, static_cast<char>('a' + i % 26))));
+  }
+  ASSERT_TRUE(etcd_->Txn(txn).ok());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return MetricAtLeast(ReverseLabel("kvsync_etcd2zk_queue_overflows_total"), 1, admin) &&
+               Metric(ReverseLabel("kvsync_etcd2zk_published_znodes"), admin) == 100.0;
+      },
+      seconds(60)))
+      << reverse->LogTail() << testing::HttpGet(admin, "/metrics")->body;
+  for (int i = 0; i < 100; ++i) {
+    auto got = zk_->Get(absl::StrCat("/dubbo/svc0/providers/bulk-", i));
+    ASSERT_TRUE(got.ok()) << i << ": " << got.status();
+    EXPECT_EQ(*got, std::string(1024, static_cast<char>('a' + i % 26))) << i;
+  }
+  EXPECT_TRUE(WaitFor(ready, seconds(30)));
+}
+
 // The phases: one step at a time, each forward step refused (exit 2, nothing written) while
 // its precondition fails, and each direction stops in the phases it does not run in.
 TEST_F(MigrationTest, PhaseTransitionsRefuseWhenParityIsBroken) {
@@ -346,6 +436,7 @@ TEST_F(MigrationTest, PhaseTransitionsRefuseWhenParityIsBroken) {
   ASSERT_EQ(migrate({"--to", "mirroring"}).exit_code, 0);  // one step back
   auto forward = StartKvsync({"--fullsync-interval", "1s"});
   ExpectSynced(forward.get());
+  EXPECT_EQ(Metric(Label("kvsync_migration_phase", "phase=\"mirroring\"")), 1.0);
   // A provider that registers in etcd only: expected before dual (etcd2zk publishes it), not
   // before etcd-primary until ZooKeeper sees it.
   ASSERT_TRUE(etcd_->Put("/dubbo/svc0/providers/etcd-only", "e").ok());
@@ -360,6 +451,14 @@ TEST_F(MigrationTest, PhaseTransitionsRefuseWhenParityIsBroken) {
   auto primary = migrate({"--to", "etcd-primary"});
   ASSERT_EQ(primary.exit_code, 0) << primary.err;
   EXPECT_NE(primary.out.find("parity ok"), std::string::npos) << primary.out;
+  // etcd2zk reads the phase every 10 s and shows it.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return Metric(ReverseLabel("kvsync_migration_phase", "phase=\"etcd-primary\""),
+                      reverse_admin) == 1.0;
+      },
+      seconds(60)))
+      << testing::HttpGet(reverse_admin, "/metrics")->body;
   // zk2etcd stops at its next full sync and refuses to start again; etcd2zk keeps publishing.
   EXPECT_EQ(forward->Wait(seconds(60)), std::optional<int>(2)) << forward->LogTail();
   EXPECT_NE(forward->LogTail().find("phase etcd-primary"), std::string::npos) << forward->LogTail();
