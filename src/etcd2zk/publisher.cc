@@ -340,8 +340,16 @@ bool Publisher::Recheck(const std::string& path) {
     return false;
   }
   const bool gone = !got.ok() || stat.ephemeral_owner != session_->session_id();
-  // kvsync's own writes are synchronous on this thread: the read sees the last of them.
-  if (!gone && *got == have->second) return true;
+  // kvsync's own writes are synchronous on this thread: the read sees the last of them. A
+  // write reported failed may still have been applied: what etcd holds is never a repair.
+  if (!gone) {
+    auto want = desired_.find(path);
+    if (*got == have->second) return true;
+    if (want != desired_.end() && *got == want->second) {
+      have->second = *got;
+      return true;
+    }
+  }
   stats_->repairs.fetch_add(1);
   log::Warn(kLog,
             gone ? "a published znode was deleted by another client: publishing it again"
