@@ -22,8 +22,25 @@ void FreshnessWriter::Start() {
 }
 
 void FreshnessWriter::Stop() {
-  stop_.RequestStop();
+  {
+    absl::MutexLock lock(&mu_);
+    wake_.stopping = true;
+  }
   thread_.Join();
+}
+
+void FreshnessWriter::WriteSoon() {
+  absl::MutexLock lock(&mu_);
+  wake_.soon = true;
+}
+
+bool FreshnessWriter::Wait() {
+  absl::MutexLock lock(&mu_);
+  mu_.AwaitWithTimeout(absl::Condition(
+                           +[](Wake* w) { return w->soon || w->stopping; }, &wake_),
+                       absl::FromChrono(options_.interval));
+  wake_.soon = false;
+  return wake_.stopping;
 }
 
 checker::Freshness FreshnessWriter::Current() const {
@@ -70,7 +87,7 @@ bool FreshnessWriter::WriteOnce() {
 void FreshnessWriter::Loop() {
   do {
     if (WriteOnce()) return;
-  } while (!stop_.WaitFor(options_.interval));
+  } while (!Wait());
 }
 
 absl::StatusOr<std::optional<checker::RoleRecord>> ReadRole(etcd::KvApi* dst,

@@ -1,5 +1,8 @@
 // Keeps the task's freshness record (checker::Freshness) in the destination while this replica
-// leads: written at start and then every --progress-interval, whatever the source does, so
+// leads: written at start, as soon as the task streams (WriteSoon: after a full sync, the first
+// record would otherwise say "full sync" for up to an interval and leave a promotion in that
+// window without the applied revision's time), and then every --progress-interval, whatever
+// the source does, so
 // that a client reading the standby can bound its staleness without asking kvsync, and
 // `kvsync status` / `kvsync promote --force` read the last figures even when kvsync is gone.
 //
@@ -18,8 +21,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "checker/dr_records.h"
-#include "common/stop_token.h"
 #include "etcd/api.h"
 #include "mirror/stats.h"
 #include "runtime/thread.h"
@@ -43,6 +47,8 @@ class FreshnessWriter {
 
   void Start();
   void Stop();
+  // Writes the record now rather than at the next interval (any thread).
+  void WriteSoon();
 
   // The record as of now (the Stats it reads).
   checker::Freshness Current() const;
@@ -51,13 +57,20 @@ class FreshnessWriter {
   void Loop();
   // One write; true when the loop must end (the destination was promoted).
   bool WriteOnce();
+  // Sleeps up to the interval or until WriteSoon(); true when stopping.
+  bool Wait();
 
   Options options_;
   etcd::ClusterApi* dst_;
   std::vector<etcd::Compare> fence_;
   Stats* stats_;
   std::function<void(const checker::RoleRecord&)> on_promoted_;
-  common::StopToken stop_;
+  struct Wake {
+    bool soon = false;
+    bool stopping = false;
+  };
+  absl::Mutex mu_;
+  Wake wake_ ABSL_GUARDED_BY(mu_);
   runtime::Thread thread_;
 };
 

@@ -644,6 +644,7 @@ absl::Status Mirror::WriteCheckpoint(int64_t revision) {
 
 absl::Status Mirror::Incremental() {
   stats_.phase.store(static_cast<int>(sink::Phase::kIncremental));
+  if (freshness_) freshness_->WriteSoon();  // streaming: say so now, not an interval later
   common::Backoff backoff(std::chrono::milliseconds(100), std::chrono::milliseconds(5000));
   common::ErrorSeries errors;
   while (!stop_->stopped()) {

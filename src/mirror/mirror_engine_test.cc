@@ -608,6 +608,27 @@ TEST_F(MirrorEngineTest, ADestinationLeaseLostWhileRunningIsRestoredByAFullSync)
   EXPECT_TRUE(StopRun().ok());
 }
 
+// The freshness record says "streaming" as soon as the first full sync is done, not an
+// interval later: a promotion in between would find "full sync" and no time for the applied
+// revision (the interval here is an hour: only the start and that write happen).
+TEST_F(MirrorEngineTest, TheFreshnessRecordIsWrittenAsSoonAsTheTaskStreams) {
+  for (int i = 0; i < 5; ++i) src_->Put(absl::StrCat("/app/k", i), "v");
+  config_.progress_interval = std::chrono::hours(1);
+  StartRun();
+  const std::string freshness_key = checker::FreshnessKey(config_.meta_prefix, config_.name);
+  ASSERT_TRUE(dst_.WaitFor(
+      [&] {
+        auto v = dst_.Get(freshness_key);
+        if (!v) return false;
+        auto f = checker::DecodeFreshness(*v);
+        return f.ok() && !f->full_sync && f->applied_revision == src_->revision() &&
+               f->fresh_as_of_ms > 0;
+      },
+      kDeadline))
+      << dst_.Get(freshness_key).value_or("(none)");
+  EXPECT_TRUE(StopRun().ok());
+}
+
 // The freshness record is kept while running: applied revision, the source head and when the
 // destination was last known fresh. A promotion (the role record) is noticed by that heartbeat
 // even when nothing else is written: the run ends on its own with the refusal, and a restart
