@@ -87,6 +87,13 @@ class MirrorEngineTest : public ::testing::Test {
     auto cp = Checkpoint();
     return cp ? cp->revision : -1;
   }
+  std::optional<checker::Freshness> Freshness() const {
+    auto value = dst_.Get(checker::FreshnessKey(config_.meta_prefix, config_.name));
+    if (!value) return std::nullopt;
+    auto f = checker::DecodeFreshness(*value);
+    if (!f.ok()) return std::nullopt;
+    return *f;
+  }
   // The checkpoint a destination txn carries (-1: none).
   // The destination's txns from the `first` on that wrote something, as the writes they made
   // (a chained txn's writes sit in a nested txn; one whose chain compare failed wrote nothing).
@@ -615,17 +622,14 @@ TEST_F(MirrorEngineTest, TheFreshnessRecordIsWrittenAsSoonAsTheTaskStreams) {
   for (int i = 0; i < 5; ++i) src_->Put(absl::StrCat("/app/k", i), "v");
   config_.progress_interval = std::chrono::hours(1);
   StartRun();
-  const std::string freshness_key = checker::FreshnessKey(config_.meta_prefix, config_.name);
   ASSERT_TRUE(dst_.WaitFor(
       [&] {
-        auto v = dst_.Get(freshness_key);
-        if (!v) return false;
-        auto f = checker::DecodeFreshness(*v);
-        return f.ok() && !f->full_sync && f->applied_revision == src_->revision() &&
+        auto f = Freshness();
+        return f && !f->full_sync && f->applied_revision == src_->revision() &&
                f->fresh_as_of_ms > 0;
       },
       kDeadline))
-      << dst_.Get(freshness_key).value_or("(none)");
+      << (Freshness() ? checker::EncodeFreshness(*Freshness()) : "(none)");
   EXPECT_TRUE(StopRun().ok());
 }
 
@@ -637,17 +641,14 @@ TEST_F(MirrorEngineTest, APromotedDestinationStopsTheRunningMirrorAndRefusesRest
   SyncOnce();
   const int64_t synced = CheckpointRevision();
   StartRun();
-  const std::string freshness_key = checker::FreshnessKey(config_.meta_prefix, config_.name);
   ASSERT_TRUE(dst_.WaitFor(
       [&] {
-        auto v = dst_.Get(freshness_key);
-        if (!v) return false;
-        auto f = checker::DecodeFreshness(*v);
-        return f.ok() && f->applied_revision >= synced && f->fresh_as_of_ms > 0;
+        auto f = Freshness();
+        return f && f->applied_revision >= synced && f->fresh_as_of_ms > 0;
       },
       kDeadline));
-  auto f = checker::DecodeFreshness(*dst_.Get(freshness_key));
-  ASSERT_TRUE(f.ok());
+  std::optional<checker::Freshness> f = Freshness();
+  ASSERT_TRUE(f.has_value());
   EXPECT_GE(f->source_head, f->applied_revision);
   EXPECT_EQ(f->writer, "test");
 
