@@ -264,7 +264,7 @@ bool Publisher::Converge(const std::string& path) {
     if (set.ok()) {
       have->second = want->second;
       stats_->updates.fetch_add(1);
-      Watch(path, std::nullopt);  // the znode's watch was armed before this write
+      // The znode's watch, armed since its create, fires on this write: Recheck arms it again.
       return true;
     }
     if (!absl::IsNotFound(set)) return transient(set);
