@@ -54,10 +54,13 @@ TEST(SubprocessTest, ReportsExitCodeSignalAndLog) {
   ASSERT_TRUE(done.ok()) << done.status();
   EXPECT_EQ((*done)->Wait(10s), 3);
   EXPECT_NE((*done)->LogTail().find("out\nerr\n"), std::string::npos) << (*done)->LogTail();
+  EXPECT_NE((*done)->LogTail().find("=== the process has exited: code 3\n"), std::string::npos)
+      << (*done)->LogTail();
 
   auto sleeper = Subprocess::Start({"sleep", "60"}, dir + "/b.log");
   ASSERT_TRUE(sleeper.ok()) << sleeper.status();
   EXPECT_TRUE((*sleeper)->Running());
+  EXPECT_EQ((*sleeper)->LogTail().find("=== the process has exited"), std::string::npos);
   EXPECT_EQ((*sleeper)->Stop(5s), 128 + SIGTERM);
 
   auto run = RunCommand({"sh", "-c", "echo hello; echo oops >&2; exit 1"}, 10s);

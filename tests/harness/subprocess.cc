@@ -167,7 +167,7 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(
 
 Subprocess::~Subprocess() { Stop(); }
 
-bool Subprocess::ReapLocked() {
+bool Subprocess::ReapLocked() const {
   if (exited_) return true;
   int status = 0;
   pid_t r = waitpid(pid_, &status, WNOHANG);
@@ -236,7 +236,15 @@ std::optional<int> Subprocess::Stop(std::chrono::milliseconds grace) {
   return Wait(std::chrono::seconds(30));
 }
 
-std::string Subprocess::LogTail(size_t bytes) const { return ReadTail(log_path_, bytes); }
+std::string Subprocess::LogTail(size_t bytes) const {
+  std::string tail = ReadTail(log_path_, bytes);
+  absl::MutexLock lock(&mu_);
+  if (ReapLocked()) {
+    absl::StrAppend(&tail, "=== the process has exited: code ", exit_code_,
+                    exit_code_ < 0 ? " (unknown)" : "", "\n");
+  }
+  return tail;
+}
 
 absl::StatusOr<CommandResult> RunCommand(std::vector<std::string> argv,
                                          std::chrono::milliseconds timeout,

@@ -55,19 +55,22 @@ class Subprocess {
   // SIGTERM (and SIGCONT, so a paused child can act on it) to the child's process group,
   // SIGKILL after `grace`, then reaps. Returns the exit code as Wait does.
   std::optional<int> Stop(std::chrono::milliseconds grace = std::chrono::seconds(5));
-  // The last `bytes` bytes of the log file.
+  // The last `bytes` bytes of the log file, followed by a line with the exit code once the
+  // child has exited (a test that waits on a dead kvsync then says so: a sanitizer report
+  // goes to its own file and ends the process with code 66).
   std::string LogTail(size_t bytes = 4000) const;
 
  private:
   friend struct SubprocessAccess;
   Subprocess(int pid, std::string log_path) : pid_(pid), log_path_(std::move(log_path)) {}
-  bool ReapLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Reaping only caches the child's state, so const methods may do it.
+  bool ReapLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const int pid_;
   const std::string log_path_;
-  absl::Mutex mu_;
-  bool exited_ ABSL_GUARDED_BY(mu_) = false;
-  int exit_code_ ABSL_GUARDED_BY(mu_) = -1;
+  mutable absl::Mutex mu_;
+  mutable bool exited_ ABSL_GUARDED_BY(mu_) = false;
+  mutable int exit_code_ ABSL_GUARDED_BY(mu_) = -1;
 };
 
 // Result of a short command run to completion.
