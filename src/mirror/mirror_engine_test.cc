@@ -3,6 +3,7 @@
 // "Resuming"), how source revisions are grouped into destination txns with the checkpoint,
 // and when progress moves the checkpoint. Waits are on the fakes' state with deadlines.
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/synchronization/notification.h"
 #include "checker/checkpoint.h"
 #include "checker/dr_records.h"
 #include "common/stop_token.h"
@@ -63,7 +65,11 @@ class MirrorEngineTest : public ::testing::Test {
     config::MirrorConfig c = config_;
     c.once = once;
     mirror_ = std::make_unique<Mirror>(c, src_.get(), &dst_, &stop_, &stats_);
-    thread_ = std::thread([this] { result_ = mirror_->Run(); });
+    run_ended_ = std::make_unique<absl::Notification>();
+    thread_ = std::thread([this] {
+      result_ = mirror_->Run();
+      run_ended_->Notify();
+    });
   }
   absl::Status StopRun() {
     if (!thread_.joinable()) return result_;
@@ -155,6 +161,7 @@ class MirrorEngineTest : public ::testing::Test {
   common::StopToken stop_;
   std::unique_ptr<Mirror> mirror_;
   std::thread thread_;
+  std::unique_ptr<absl::Notification> run_ended_;  // notified when the started run returns
   absl::Status result_;
 };
 
@@ -656,8 +663,10 @@ TEST_F(MirrorEngineTest, APromotedDestinationStopsTheRunningMirrorAndRefusesRest
   role.mode = "failover";
   role.by = "ops@test";
   dst_.Put(checker::RoleKey(config_.meta_prefix, config_.name), checker::EncodeRole(role));
-  ASSERT_TRUE(dst_.WaitFor([&] { return stats_.promoted.load() == 1; }, kDeadline));
-  thread_.join();  // ended on its own: no stop was requested
+  // The run ends on its own (no stop was requested), having counted the promotion.
+  ASSERT_TRUE(run_ended_->WaitForNotificationWithTimeout(kDeadline));
+  EXPECT_EQ(stats_.promoted.load(), 1);
+  thread_.join();
   mirror_.reset();
   EXPECT_TRUE(absl::IsFailedPrecondition(result_)) << result_;
   EXPECT_TRUE(absl::StrContains(result_.message(), "promoted by ops@test")) << result_;
