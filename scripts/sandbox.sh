@@ -10,7 +10,10 @@
 # Beside it (unless --no-zk) a ZooKeeper with a small Dubbo-like tree under /dubbo, changing,
 # and `kvsync zk2etcd` migrating it into the primary etcd; the summary adds the per-service
 # parity (`kvsync check zk2etcd --by-service`) beside the etcd2etcd consistency summary.
-#   scripts/sandbox.sh [--duration SECONDS] [--drill] [--no-zk] [--no-setup]
+# --migration then walks the migration's phases: `kvsync migrate --to dual`, `kvsync etcd2zk`
+# publishing a provider that registered in etcd only into ZooKeeper, `--to etcd-primary` once
+# parity holds (zk2etcd stops), `kvsync status` showing the phase, and one step back to dual.
+#   scripts/sandbox.sh [--duration SECONDS] [--drill] [--migration] [--no-zk] [--no-setup]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -19,13 +22,15 @@ DURATION=0
 SETUP=1
 DRILL=0
 ZK=1
+MIGRATION=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) DURATION=$2; shift 2 ;;
     --no-setup) SETUP=0; shift ;;
     --drill) DRILL=1; shift ;;
     --no-zk) ZK=0; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    --migration) MIGRATION=1; shift ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "sandbox: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -83,8 +88,11 @@ start_etcd city-a; SRC=$ENDPOINT
 start_etcd city-b; DST=$ENDPOINT
 echo "sandbox: primary etcd (city A) at $SRC, standby etcd (city B) at $DST"
 echo "sandbox: work dir $WORK"
-# The drill is about etcd2etcd: it runs without ZooKeeper.
+# The drill is about etcd2etcd: it runs without ZooKeeper. The migration needs ZooKeeper.
 [ "$DRILL" = 0 ] || ZK=0
+if [ "$MIGRATION" = 1 ] && [ "$ZK" = 0 ]; then
+  echo "sandbox: --migration needs ZooKeeper (not with --no-zk or --drill)" >&2; exit 2
+fi
 
 srvr() {  # port -> ZooKeeper's srvr reply
   timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1 && echo srvr >&3 && cat <&3" 2>/dev/null || true
@@ -260,7 +268,44 @@ if [ "$ZK" = 1 ]; then
     fi
   done
   cat "$WORK/parity.txt"
-  kill -TERM $ZK2ETCD_PID
-  wait $ZK2ETCD_PID || { echo "sandbox: kvsync zk2etcd exited with an error" >&2; exit 1; }
   [ $parity = 0 ] || { echo "sandbox: ZooKeeper and etcd differ" >&2; exit 1; }
+  if [ "$MIGRATION" = 1 ]; then
+    phase() { echo; echo "== migration: $*"; }
+    migrate() { "$KVSYNC" migrate "${ZK_TASK[@]}" "$@"; }
+    phase "record the start, then dual: both directions (checked: no confirmed difference)"
+    migrate --to mirroring
+    migrate --to dual
+    "$KVSYNC" etcd2zk "${ZK_TASK[@]}" --admin-addr "" --status-interval 0 \
+      >"$WORK/etcd2zk.log" 2>&1 &
+    ETCD2ZK_PID=$!
+    PIDS+=($ETCD2ZK_PID)
+    phase "a provider of Service0 registers in etcd only; etcd2zk publishes it into ZooKeeper"
+    MIGRATED=/dubbo/com.example.Service0/providers/dubbo%3A%2F%2F10.9.9.9%3A20880%2Fcom.example.Service0%3Fside%3Dprovider
+    ETCDCTL_API=3 etcdctl --endpoints "$SRC" put "$MIGRATED" "" >/dev/null
+    echo "etcd: $MIGRATED"
+    phase "etcd-primary (checked: full parity, so it waits for etcd2zk's znode); zk2etcd stops"
+    moved=0
+    for _ in $(seq 1 120); do
+      if migrate --to etcd-primary >"$WORK/migrate.txt" 2>&1; then moved=1; break; fi
+      sleep 0.5
+    done
+    cat "$WORK/migrate.txt"
+    [ $moved = 1 ] || { echo "sandbox: etcd2zk did not publish the etcd-only provider; its log:" >&2
+                        tail -20 "$WORK/etcd2zk.log" >&2; exit 1; }
+    "$KVSYNC" check zk2etcd "${ZK_TASK[@]}" --by-service 2>&1 | grep -E '^SERVICE|Service0 ' || true
+    # zk2etcd reads the phase at its next full sync (--fullsync-interval 2s) and exits 2.
+    code=0
+    wait $ZK2ETCD_PID || code=$?
+    [ $code = 2 ] || { echo "sandbox: zk2etcd did not stop for etcd-primary (exit $code)" >&2; exit 1; }
+    echo "kvsync zk2etcd stopped: $(grep -o 'phase etcd-primary[^"]*' "$WORK/zk2etcd.log" | tail -1)"
+    "$KVSYNC" status --dst-endpoints "$SRC" --log-format text | grep migration || true
+    phase "one step back (possible until done, the point of no return): dual again"
+    migrate --to dual
+    echo "restart kvsync zk2etcd to resume the forward direction (docs/runbook.md)"
+    kill -TERM $ETCD2ZK_PID
+    wait $ETCD2ZK_PID || { echo "sandbox: kvsync etcd2zk exited with an error" >&2; exit 1; }
+  else
+    kill -TERM $ZK2ETCD_PID
+    wait $ZK2ETCD_PID || { echo "sandbox: kvsync zk2etcd exited with an error" >&2; exit 1; }
+  fi
 fi

@@ -29,8 +29,8 @@ cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DKVSYNC_SANITIZE="${KVSYNC_SANITIZE:-OFF}" >/dev/null
 cmake --build "$BUILD_DIR" -j2
 
-echo "== sandbox smoke run (the README's first command, non-interactive)"
-BUILD_DIR="$BUILD_DIR" bash scripts/sandbox.sh --duration 8 --no-setup
+echo "== sandbox smoke run (the README's first command, non-interactive, with --migration)"
+BUILD_DIR="$BUILD_DIR" bash scripts/sandbox.sh --duration 8 --migration --no-setup
 echo "== sandbox drill (the disaster-recovery day: promote --force, failback)"
 BUILD_DIR="$BUILD_DIR" bash scripts/sandbox.sh --duration 3 --drill --no-setup
 
