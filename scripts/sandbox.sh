@@ -294,8 +294,9 @@ if [ "$ZK" = 1 ]; then
                         tail -20 "$WORK/etcd2zk.log" >&2; exit 1; }
     "$KVSYNC" check zk2etcd "${ZK_TASK[@]}" --by-service 2>&1 | grep -E '^SERVICE|Service0 ' || true
     # zk2etcd reads the phase at its next full sync (--fullsync-interval 2s) and exits 2.
+    for _ in $(seq 1 300); do kill -0 $ZK2ETCD_PID 2>/dev/null || break; sleep 0.2; done
     code=0
-    wait $ZK2ETCD_PID || code=$?
+    kill -0 $ZK2ETCD_PID 2>/dev/null && code=running || wait $ZK2ETCD_PID || code=$?
     [ $code = 2 ] || { echo "sandbox: zk2etcd did not stop for etcd-primary (exit $code)" >&2; exit 1; }
     echo "kvsync zk2etcd stopped: $(grep -o 'phase etcd-primary[^"]*' "$WORK/zk2etcd.log" | tail -1)"
     "$KVSYNC" status --dst-endpoints "$SRC" --log-format text | grep migration || true
