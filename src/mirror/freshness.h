@@ -2,9 +2,9 @@
 // leads: written at start, as soon as the task streams (WriteSoon: after a full sync, the first
 // record would otherwise say "full sync" for up to an interval and leave a promotion in that
 // window without the applied revision's time), and then every --progress-interval, whatever
-// the source does, so
-// that a client reading the standby can bound its staleness without asking kvsync, and
-// `kvsync status` / `kvsync promote --force` read the last figures even when kvsync is gone.
+// the source does, so that a client reading the standby can bound its staleness without asking
+// kvsync, and `kvsync status` / `kvsync promote --force` read the last figures even when
+// kvsync is gone.
 //
 // Each write carries the term's fence, whose checker::NotPromoted compare makes it the
 // heartbeat that notices a promotion even when nothing else is written (the source is down):
